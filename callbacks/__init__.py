@@ -1,0 +1,1 @@
+"""Lightning callbacks, installed as :mod:`facezoo.callbacks` (previews, mesh export, model cards)."""

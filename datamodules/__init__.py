@@ -1,0 +1,1 @@
+"""LightningDataModules, installed as :mod:`facezoo.datamodules` (see DESIGN.md "Samples and batches")."""

@@ -1,0 +1,16 @@
+"""Package discovery that pyproject.toml cannot express on its own.
+
+``src/facezoo`` is found normally; ``datamodules/`` and ``callbacks/`` (top-level folders, as the design card
+fixes) are installed as ``facezoo.datamodules`` and ``facezoo.callbacks`` with all their subpackages, so no
+top-level ``datamodules`` or ``callbacks`` import name is ever installed.
+"""
+
+from setuptools import find_packages, setup
+
+MAPPED = {"facezoo.datamodules": "datamodules", "facezoo.callbacks": "callbacks"}
+
+packages = find_packages("src")
+for name, folder in MAPPED.items():
+    packages += [name] + [f"{name}.{sub}" for sub in find_packages(folder)]
+
+setup(packages=packages)
