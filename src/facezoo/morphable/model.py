@@ -305,7 +305,7 @@ class MorphableModel(nn.Module):
         return out.view(-1, V, 3)
 
     def texture(self, tex: Tensor | None = None) -> Tensor:
-        """Per-vertex albedo [B,V,3] (RGB, nominally [0,1]; not clamped) for coefficients [B,Ktex] (std units)."""
+        """Per-vertex albedo [B,V,3] (RGB, nominally [0,1]; not clamped) for coefficients [B,Ktex] in std."""
         if self.tex_mean is None:
             raise ValueError(f"texture: model {self.name!r} has no texture model (tex_mean is None)")
         t = self._coeffs("tex", tex, self.n_tex)
