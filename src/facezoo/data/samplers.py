@@ -1,0 +1,155 @@
+"""DDP-aware training samplers. All derive from ``torch.utils.data.DistributedSampler`` so that Lightning
+(``use_distributed_sampler=True``) keeps them as they are instead of wrapping them, and all take
+``num_replicas``/``rank`` explicitly or from ``torch.distributed`` when it is initialised (1/0 otherwise).
+
+Training samplers never duplicate a sample across ranks within an epoch: the per-epoch permutation is shared
+(``seed + epoch``), truncated to a multiple of the world size and dealt out. Call ``set_epoch`` (Lightning does).
+
+Evaluation loaders are plain sequential loaders: under DDP Lightning wraps them in a ``DistributedSampler`` that
+*pads* the last batch by repeating samples, so a few samples are evaluated twice. Every sample carries ``index``;
+metrics that need exact counts must de-duplicate by it or evaluate on one device.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+
+import torch
+import torch.distributed as dist
+from torch.utils.data import DistributedSampler
+
+
+def _world(num_replicas: int | None, rank: int | None) -> tuple[int, int]:
+    initialised = dist.is_available() and dist.is_initialized()
+    n = num_replicas if num_replicas is not None else (dist.get_world_size() if initialised else 1)
+    r = rank if rank is not None else (dist.get_rank() if initialised else 0)
+    if not 0 <= r < n:
+        raise ValueError(f"rank must be in [0, {n}), got {r}")
+    return n, r
+
+
+class _Base(DistributedSampler):
+    def __init__(self, dataset, num_replicas: int | None, rank: int | None, seed: int):
+        n, r = _world(num_replicas, rank)
+        super().__init__(dataset, num_replicas=n, rank=r, shuffle=True, seed=seed, drop_last=True)
+
+
+class ShardedRandomSampler(_Base):
+    """Random permutation per epoch, truncated to a multiple of ``num_replicas`` (no padding, no duplicates)."""
+
+    def __init__(self, dataset, num_replicas: int | None = None, rank: int | None = None, seed: int = 0):
+        super().__init__(dataset, num_replicas, rank, seed)
+
+
+class IdentityBalancedSampler(_Base):
+    """P x K sampling: each batch holds ``p`` identities x ``k`` images (use ``DataLoader(batch_size=p*k,
+    drop_last=True)``). The identities of an epoch are shuffled and split into disjoint groups of ``p``; the
+    groups (global batches) are dealt round-robin to the ranks, so no image appears on two ranks. Identities with
+    fewer than ``k`` images are sampled with replacement inside their slot (documented duplication within a batch).
+
+    Args:
+        labels: identity label per dataset index.
+        p, k: identities per batch and images per identity.
+    """
+
+    def __init__(
+        self,
+        labels: Sequence[int],
+        p: int,
+        k: int,
+        num_replicas: int | None = None,
+        rank: int | None = None,
+        seed: int = 0,
+    ):
+        if p < 1 or k < 1:
+            raise ValueError(f"p and k must be >= 1, got p={p}, k={k}")
+        self.labels = torch.as_tensor(list(labels), dtype=torch.int64)
+        self.p, self.k = p, k
+        super().__init__(range(len(self.labels)), num_replicas, rank, seed)
+        ids = torch.unique(self.labels)
+        if len(ids) < p:
+            raise ValueError(
+                f"IdentityBalancedSampler: need at least p={p} identities, the dataset has {len(ids)}"
+            )
+        order = torch.argsort(self.labels, stable=True)
+        counts = torch.bincount(self.labels - self.labels.min())
+        self._groups = [g for g in torch.split(order, counts[counts > 0].tolist())]
+        self.batches_per_rank = (len(self._groups) // p) // self.num_replicas
+        self.num_samples = self.batches_per_rank * p * k
+        self.total_size = self.num_samples * self.num_replicas
+
+    def __iter__(self) -> Iterator[int]:
+        g = torch.Generator().manual_seed(self.seed + self.epoch)
+        ids = torch.randperm(len(self._groups), generator=g)
+        n_batches = self.batches_per_rank * self.num_replicas
+        out: list[int] = []
+        for b in range(self.rank, n_batches, self.num_replicas):
+            for gi in ids[b * self.p : (b + 1) * self.p].tolist():
+                group = self._groups[gi]
+                if len(group) >= self.k:
+                    pick = group[torch.randperm(len(group), generator=g)[: self.k]]
+                else:
+                    pick = group[torch.randint(len(group), (self.k,), generator=g)]
+                out.extend(pick.tolist())
+        return iter(out)
+
+    def __len__(self) -> int:
+        return self.num_samples
+
+
+class MixtureSampler(_Base):
+    """Draws ``num_samples`` indices of a ``ConcatDataset`` per epoch: each draw picks member i with probability
+    ``probabilities[i]``, then the next index of member i's own shuffled order (a member is re-shuffled when used
+    up). One global sequence is generated with the shared seed and dealt round-robin, so ranks never share a draw.
+
+    Args:
+        sizes: length of each member dataset; probabilities: one per member (normalised here).
+        num_samples: draws per epoch over all ranks (default: sum of sizes).
+    """
+
+    def __init__(
+        self,
+        sizes: Sequence[int],
+        probabilities: Sequence[float],
+        num_samples: int | None = None,
+        num_replicas: int | None = None,
+        rank: int | None = None,
+        seed: int = 0,
+    ):
+        if len(sizes) != len(probabilities) or not sizes:
+            raise ValueError(
+                f"sizes ({len(sizes)}) and probabilities ({len(probabilities)}) must be non-empty and match"
+            )
+        probs = torch.as_tensor(list(probabilities), dtype=torch.float64)
+        if (probs < 0).any() or probs.sum() <= 0:
+            raise ValueError(f"probabilities must be >= 0 with a positive sum, got {list(probabilities)}")
+        if any(s <= 0 for s, p in zip(sizes, probs.tolist(), strict=True) if p > 0):
+            raise ValueError("a member with positive probability is empty")
+        self.sizes, self.probs = list(sizes), probs / probs.sum()
+        self.offsets = torch.cumsum(torch.tensor([0, *self.sizes[:-1]]), 0).tolist()
+        super().__init__(range(sum(self.sizes)), num_replicas, rank, seed)
+        total = num_samples if num_samples is not None else sum(self.sizes)
+        self.num_samples = total // self.num_replicas
+        self.total_size = self.num_samples * self.num_replicas
+
+    def __iter__(self) -> Iterator[int]:
+        g = torch.Generator().manual_seed(self.seed + self.epoch)
+        members = torch.multinomial(self.probs, self.total_size, replacement=True, generator=g).tolist()
+        orders = [torch.randperm(n, generator=g).tolist() if n else [] for n in self.sizes]
+        cursor = [0] * len(self.sizes)
+        out = []
+        for m in members:
+            if cursor[m] == self.sizes[m]:
+                orders[m], cursor[m] = torch.randperm(self.sizes[m], generator=g).tolist(), 0
+            out.append(self.offsets[m] + orders[m][cursor[m]])
+            cursor[m] += 1
+        return iter(out[self.rank : self.total_size : self.num_replicas])
+
+    def __len__(self) -> int:
+        return self.num_samples
+
+
+def sir_probabilities(n_recognition: int, n_reconstruction: int) -> tuple[float, float]:
+    """SIR's mixing rule: P(recognition) = N_recon / (N_recog + N_recon); P(reconstruction) = 1 - P."""
+    p = n_reconstruction / (n_recognition + n_reconstruction)
+    return p, 1.0 - p
