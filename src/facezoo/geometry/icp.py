@@ -51,8 +51,8 @@ def umeyama(
         ``R [..,3,3]``, ``t [..,3]``, ``s [..]`` in the input's type; torch results keep its device and dtype.
 
     Example:
-        >>> R, t, s = umeyama(torch.eye(3), torch.eye(3) + 1.0)
-        >>> t.tolist(), float(s)
+        >>> R, t, s = umeyama(torch.eye(3, dtype=torch.float64), torch.eye(3, dtype=torch.float64) + 1.0)
+        >>> [round(v, 9) for v in t.tolist()], round(float(s), 9)
         ([1.0, 1.0, 1.0], 1.0)
     """
     _check_points("src", src, batched=True)

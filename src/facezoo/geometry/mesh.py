@@ -122,7 +122,9 @@ def uniform_laplacian(triangles: torch.Tensor, n_vertices: int, normalize: bool 
     w = 1.0 / deg[ij[:, 0]] if normalize else torch.ones(len(ij), device=dev)
     diag = torch.where(deg > 0, -torch.ones_like(deg), torch.zeros_like(deg)) if normalize else -deg
     idx = torch.cat((ij.T, torch.arange(n_vertices, device=dev).expand(2, -1)), dim=1)
-    return torch.sparse_coo_tensor(idx, torch.cat((w, diag)), (n_vertices, n_vertices)).coalesce()
+    return torch.sparse_coo_tensor(
+        idx, torch.cat((w, diag)), (n_vertices, n_vertices), check_invariants=False
+    ).coalesce()
 
 
 def cotangent_laplacian(vertices: torch.Tensor, triangles: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -152,7 +154,7 @@ def cotangent_laplacian(vertices: torch.Tensor, triangles: torch.Tensor) -> tupl
     vals = torch.cat((w, w))
     diag = torch.zeros(n, dtype=v.dtype, device=v.device).index_add(0, idx[0], -vals)
     idx = torch.cat((idx, torch.arange(n, device=v.device).expand(2, -1)), dim=1)
-    lap = torch.sparse_coo_tensor(idx, torch.cat((vals, diag)), (n, n)).coalesce()
+    lap = torch.sparse_coo_tensor(idx, torch.cat((vals, diag)), (n, n), check_invariants=False).coalesce()
     varea = torch.zeros(n, dtype=v.dtype, device=v.device)
     for k in range(3):
         varea = varea.index_add(0, tri[:, k], area / 3.0)
