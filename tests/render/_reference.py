@@ -11,7 +11,8 @@ import torch
 def reference_rasterize(pos: np.ndarray, tri: np.ndarray, height: int, width: int, cull: bool = False):
     """Returns (ids [B,H,W] (-1 empty), bary [B,H,W,3], zw [B,H,W], margin [B,H,W], gap [B,H,W]).
 
-    margin: the smallest barycentric of the winner (distance from an edge); gap: z/w distance to the runner-up.
+    margin: the smallest barycentric of the winner (distance from an edge); gap: z/w distance to the
+    runner-up.
     Solves ``sum_i b_i (x_i, y_i, w_i) = s (px, py, 1)`` with ``sum b_i = 1`` directly for each pixel.
     """
     batch = pos.shape[0]
@@ -58,8 +59,15 @@ def grid_surface(n_vertices: int, batch: int = 1, dtype=torch.float32):
     z = torch.sqrt((1.3 - 0.5 * x**2 - 0.5 * y**2).clamp(min=0)) * 0.4
     v = torch.stack((0.7 * x, 0.8 * y, z - 3.0), -1).reshape(-1, 3)  # view space, camera at the origin
     near, far, f = 1.0, 10.0, 3.0
-    clip = torch.stack((f * v[:, 0], f * v[:, 1], -(far + near) / (far - near) * v[:, 2] - 2 * far * near / (far - near),
-                        -v[:, 2]), -1)
+    clip = torch.stack(
+        (
+            f * v[:, 0],
+            f * v[:, 1],
+            -(far + near) / (far - near) * v[:, 2] - 2 * far * near / (far - near),
+            -v[:, 2],
+        ),
+        -1,
+    )
     idx = torch.arange(k * k).reshape(k, k)
     a, b, c, d = idx[:-1, :-1], idx[:-1, 1:], idx[1:, :-1], idx[1:, 1:]
     tri = torch.cat((torch.stack((a, b, d), -1).reshape(-1, 3), torch.stack((a, d, c), -1).reshape(-1, 3)))

@@ -1,4 +1,5 @@
-"""Input validation shared by the render functions (errors name the argument, what was expected and what came)."""
+"""Input validation shared by the render functions (errors name the argument, what was expected and what
+came)."""
 
 from __future__ import annotations
 

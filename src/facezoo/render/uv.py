@@ -14,7 +14,9 @@ from facezoo.render.interpolate import interpolate
 from facezoo.render.rasterize import rasterize
 
 
-def render_uv(attr: torch.Tensor, uv: torch.Tensor, tri: torch.Tensor, size: int, backend: str = "auto") -> torch.Tensor:
+def render_uv(
+    attr: torch.Tensor, uv: torch.Tensor, tri: torch.Tensor, size: int, backend: str = "auto"
+) -> torch.Tensor:
     """Rasterize per-vertex attributes into UV space.
 
     Args:

@@ -3,7 +3,8 @@
 Two passes, both exact in float64:
 
 1. ``zbuffer``: one thread per (batch, triangle). Olano–Greer homogeneous edge functions
-   ``e_i = (V_j x V_k) . p`` with ``V = (x, y, w)`` and ``p = (ndc_x, ndc_y, 1)``; a pixel is inside where every
+   ``e_i = (V_j x V_k) . p`` with ``V = (x, y, w)`` and ``p = (ndc_x, ndc_y, 1)``; a pixel is inside where
+   every
    ``lambda_i = e_i / det`` is >= 0 and ``sum(lambda) > 0`` (i.e. w > 0), and ``z/w = sum(lambda_i z_i)``.
    Triangles crossing the near plane need no clipping. The nearest ``z/w`` wins through an int64 atomic-min on
    a packed key ``(quantised depth << 32) | triangle``.

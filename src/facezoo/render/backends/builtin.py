@@ -55,7 +55,8 @@ def _chunks(batch: int, n: int) -> list[tuple[int, int]]:
 
 
 def rasterize_warp(pos: torch.Tensor, tri: torch.Tensor, height: int, width: int, cull: bool) -> torch.Tensor:
-    """Warp implementation. ``pos [B,V,4]`` float64 contiguous, ``tri [T,3]`` int32 -> rast ``[B,H,W,4]`` float64.
+    """Warp implementation. ``pos [B,V,4]`` float64 contiguous, ``tri [T,3]`` int32 -> rast ``[B,H,W,4]``
+    float64.
 
     On CPU, Warp runs a launch on one thread; the batch is split across ``torch.get_num_threads()`` Python
     threads (ctypes releases the GIL during a launch), which scales on multi-core machines.
@@ -73,19 +74,35 @@ def rasterize_warp(pos: torch.Tensor, tri: torch.Tensor, height: int, width: int
         device = wp.device_from_torch(pos.device)
         stream = wp.stream_from_torch(pos.device)
         with wp.ScopedStream(stream):
-            wp.launch(k.zbuffer_kernel, dim=batch * n_tri, inputs=[wpos, wtri, height, width, int(cull), 0, wz],
-                      device=device)
-            wp.launch(k.resolve_kernel, dim=batch * height * width,
-                      inputs=[wpos, wtri, wz, height, width, 0, wout], device=device)
+            wp.launch(
+                k.zbuffer_kernel,
+                dim=batch * n_tri,
+                inputs=[wpos, wtri, height, width, int(cull), 0, wz],
+                device=device,
+            )
+            wp.launch(
+                k.resolve_kernel,
+                dim=batch * height * width,
+                inputs=[wpos, wtri, wz, height, width, 0, wout],
+                device=device,
+            )
         return out
 
     def run(span: tuple[int, int]) -> None:
         b0, b1 = span
         nb = b1 - b0
-        wp.launch(k.zbuffer_kernel, dim=nb * n_tri, inputs=[wpos, wtri, height, width, int(cull), b0, wz],
-                  device="cpu")
-        wp.launch(k.resolve_kernel, dim=nb * height * width, inputs=[wpos, wtri, wz, height, width, b0, wout],
-                  device="cpu")
+        wp.launch(
+            k.zbuffer_kernel,
+            dim=nb * n_tri,
+            inputs=[wpos, wtri, height, width, int(cull), b0, wz],
+            device="cpu",
+        )
+        wp.launch(
+            k.resolve_kernel,
+            dim=nb * height * width,
+            inputs=[wpos, wtri, wz, height, width, b0, wout],
+            device="cpu",
+        )
 
     spans = _chunks(batch, torch.get_num_threads())
     if len(spans) == 1 or n_tri * batch < 4096:
@@ -102,7 +119,9 @@ def _pixel_ndc(height: int, width: int, device: torch.device) -> tuple[torch.Ten
     return 1.0 - (2 * rows + 1) / height, (2 * cols + 1) / width - 1.0
 
 
-def rasterize_torch(pos: torch.Tensor, tri: torch.Tensor, height: int, width: int, cull: bool) -> torch.Tensor:
+def rasterize_torch(
+    pos: torch.Tensor, tri: torch.Tensor, height: int, width: int, cull: bool
+) -> torch.Tensor:
     """Pure-PyTorch implementation of the same algorithm (fallback; also the reference the Warp kernels are
     tested against). Enumerates each triangle's pixel bounding box with ``repeat_interleave`` and reduces the
     packed keys with ``scatter_reduce(amin)``."""
@@ -133,7 +152,9 @@ def rasterize_torch(pos: torch.Tensor, tri: torch.Tensor, height: int, width: in
     c0 = torch.where(all_front, torch.ceil(xs.amin(-1) - 1e-9), 0.0).clamp(min=0.0, max=width)
     c1 = torch.where(all_front, torch.floor(xs.amax(-1) + 1e-9), width - 1.0).clamp(min=-1.0, max=width - 1.0)
     r0 = torch.where(all_front, torch.ceil(ys.amin(-1) - 1e-9), 0.0).clamp(min=0.0, max=height)
-    r1 = torch.where(all_front, torch.floor(ys.amax(-1) + 1e-9), height - 1.0).clamp(min=-1.0, max=height - 1.0)
+    r1 = torch.where(all_front, torch.floor(ys.amax(-1) + 1e-9), height - 1.0).clamp(
+        min=-1.0, max=height - 1.0
+    )
     bw = (c1 - c0 + 1).clamp(min=0).long()
     bh = (r1 - r0 + 1).clamp(min=0).long()
     count = torch.where(keep, bw * bh, 0).reshape(-1)
@@ -147,7 +168,11 @@ def rasterize_torch(pos: torch.Tensor, tri: torch.Tensor, height: int, width: in
         col = c0.reshape(-1)[face].long() + local % bwf
         row = r0.reshape(-1)[face].long() + local // bwf
         p = torch.stack(
-            [(2 * col + 1) / width - 1.0, 1.0 - (2 * row + 1) / height, torch.ones_like(col, dtype=torch.float64)],
+            [
+                (2 * col + 1) / width - 1.0,
+                1.0 - (2 * row + 1) / height,
+                torch.ones_like(col, dtype=torch.float64),
+            ],
             dim=-1,
         )
         nf = n.reshape(batch * n_tri, 3, 3)[face] / det.reshape(-1)[face, None, None]
@@ -173,8 +198,12 @@ def resolve_torch(pos: torch.Tensor, tri: torch.Tensor, zbuf: torch.Tensor) -> t
     v = pos[b[..., None], tri[t]]  # [B,H,W,3,4]
     xyw = v[..., [0, 1, 3]]
     ny, nx = _pixel_ndc(height, width, pos.device)
-    p = torch.stack(torch.broadcast_tensors(nx[None, :], ny[:, None], torch.ones(1, 1, dtype=torch.float64,
-                                                                                 device=pos.device)), -1)
+    p = torch.stack(
+        torch.broadcast_tensors(
+            nx[None, :], ny[:, None], torch.ones(1, 1, dtype=torch.float64, device=pos.device)
+        ),
+        -1,
+    )
     p = p.expand(batch, height, width, 3)
     e = torch.stack(
         [

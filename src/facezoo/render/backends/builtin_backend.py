@@ -42,8 +42,14 @@ def barycentric_backward(pos: torch.Tensor, tri: torch.Tensor, rast: torch.Tenso
     v = pos.double()[b[:, None], idx]  # [P,3,4]
     va, vb, vc = (v[:, i][:, [0, 1, 3]] for i in range(3))
     z = v[..., 2]
-    p = torch.stack([(2 * c + 1).double() / width - 1.0, 1.0 - (2 * r + 1).double() / height,
-                     torch.ones_like(c, dtype=torch.float64)], -1)
+    p = torch.stack(
+        [
+            (2 * c + 1).double() / width - 1.0,
+            1.0 - (2 * r + 1).double() / height,
+            torch.ones_like(c, dtype=torch.float64),
+        ],
+        -1,
+    )
     n0, n1, n2 = _cross(vb, vc), _cross(vc, va), _cross(va, vb)
     e = torch.stack([(n0 * p).sum(-1), (n1 * p).sum(-1), (n2 * p).sum(-1)], -1)
     s = e.sum(-1, keepdim=True)
@@ -82,10 +88,16 @@ class _Rasterize(torch.autograd.Function):
 
 
 def rasterize_builtin(
-    pos_clip: torch.Tensor, tri: torch.Tensor, resolution: tuple[int, int], cull_backface: bool, impl: str | None = None
+    pos_clip: torch.Tensor,
+    tri: torch.Tensor,
+    resolution: tuple[int, int],
+    cull_backface: bool,
+    impl: str | None = None,
 ) -> torch.Tensor:
     """Builtin rasterization with gradients to ``pos_clip`` through (u, v, z/w)."""
-    return _Rasterize.apply(pos_clip, tri, resolution[0], resolution[1], bool(cull_backface), impl or IMPLEMENTATION)
+    return _Rasterize.apply(
+        pos_clip, tri, resolution[0], resolution[1], bool(cull_backface), impl or IMPLEMENTATION
+    )
 
 
 BACKEND = Backend(name="builtin", available=lambda device: True, rasterize=rasterize_builtin)

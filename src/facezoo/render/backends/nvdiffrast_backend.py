@@ -2,7 +2,8 @@
 
 Imported lazily; one ``RasterizeCudaContext`` is cached per device. nvdiffrast's image rows are bottom-up, so
 the rast is flipped to facezoo's top-row-first order at this boundary. nvdiffrast has no backface culling:
-with ``cull_backface`` each batch item is rasterized with its front-facing triangles only and the ids mapped back.
+with ``cull_backface`` each batch item is rasterized with its front-facing triangles only and the ids
+mapped back.
 """
 
 from __future__ import annotations
