@@ -1,0 +1,191 @@
+"""SphereFace-64 ("Sphere64a", Liu et al. CVPR 2017) and SIR's four-branch encoder built from it.
+
+SphereFace (Table 2 of Liu et al.): four stages; each starts with a 3x3 stride-2 convolution + PReLU and
+continues with residual units ``x + PReLU(conv3x3(PReLU(conv3x3(x))))``; no normalisation layers; 64-layer
+variant: 3, 8, 16, 3 units in stages of 64, 128, 256, 512 channels (4 + 2*30 = 64 convolutions), then FC 512
+on the 7x6 map of a 112x96 aligned face. Initialisation as the released Caffe model: Xavier for the stride-2
+convs, N(0, 0.01) for the residual convs, zero biases, PReLU slope 0.25.
+
+SIR (sir.txt §III-C): "Encode Modules 2, 3 and 4 contain last two blocks (Conv3.x, Conv4.x) of Sphere64a,
+followed by a multilayer perceptron (MLP). They share the weights of Encode Module 1, which contains the first
+two blocks (Conv0.x, Conv1.x)". So one shared trunk (stages 1-2) feeds three separate tails (stages 3-4 + MLP)
+for the shape (199), albedo (512) and non-identity parameters (29 expression + 7 camera + 27 illumination).
+The fourth branch (confidence map) is :class:`facezoo.nn.confnet.ConfNet`. Where the paper is silent: the MLP
+is FC(512*7*6 -> 512) - PReLU - FC(512 -> n).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from ._registry import register
+
+
+@dataclass(frozen=True)
+class SphereFaceConfig:
+    """SphereFace configuration.
+
+    Attributes:
+        units: residual units per stage (64-layer: 3, 8, 16, 3; 20-layer: 1, 2, 4, 1).
+        channels: channels per stage.
+        input_size: (H, W) of the aligned face (112, 96); both divisible by 16.
+        embedding: size of the final FC (512); ``None`` returns the flattened last map.
+    """
+
+    units: tuple[int, int, int, int] = (3, 8, 16, 3)
+    channels: tuple[int, int, int, int] = (64, 128, 256, 512)
+    input_size: tuple[int, int] = (112, 96)
+    embedding: int | None = 512
+
+
+class SphereUnit(nn.Module):
+    """``x + PReLU(conv(PReLU(conv(x))))`` with 3x3 convolutions."""
+
+    def __init__(self, c: int) -> None:
+        super().__init__()
+        self.conv1, self.relu1 = nn.Conv2d(c, c, 3, padding=1), nn.PReLU(c)
+        self.conv2, self.relu2 = nn.Conv2d(c, c, 3, padding=1), nn.PReLU(c)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x + self.relu2(self.conv2(self.relu1(self.conv1(x))))
+
+
+class SphereStage(nn.Sequential):
+    """Stride-2 conv + PReLU, then ``n`` :class:`SphereUnit`: ``[B,cin,H,W] -> [B,cout,H/2,W/2]``."""
+
+    def __init__(self, cin: int, cout: int, n: int) -> None:
+        super().__init__(
+            nn.Conv2d(cin, cout, 3, stride=2, padding=1),
+            nn.PReLU(cout),
+            *[SphereUnit(cout) for _ in range(n)],
+        )
+
+
+def _init_sphere(module: nn.Module) -> None:
+    for m in module.modules():
+        if isinstance(m, SphereStage):
+            nn.init.xavier_uniform_(m[0].weight)
+            nn.init.zeros_(m[0].bias)
+        elif isinstance(m, SphereUnit):
+            for conv in (m.conv1, m.conv2):
+                nn.init.normal_(conv.weight, std=0.01)
+                nn.init.zeros_(conv.bias)
+
+
+def _check_input(x: Tensor, size: tuple[int, int], who: str) -> None:
+    if x.ndim != 4 or tuple(x.shape[1:]) != (3, *size):
+        raise ValueError(f"{who} expects x of shape [B,3,{size[0]},{size[1]}], got {tuple(x.shape)}")
+
+
+class SphereFace(nn.Module):
+    """``forward(x [B,3,112,96]) -> embedding [B,512]`` (input normalised as ``(x*255 - 127.5) / 128``).
+
+    Example:
+        >>> net = SphereFace(SphereFaceConfig())            # SphereFace-64
+        >>> emb = net(torch.rand(2, 3, 112, 96))            # [2, 512]
+    """
+
+    def __init__(self, config: SphereFaceConfig = SphereFaceConfig()) -> None:
+        super().__init__()
+        h, w = config.input_size
+        if h % 16 or w % 16:
+            raise ValueError(f"SphereFaceConfig.input_size must be divisible by 16, got {config.input_size}")
+        self.config = config
+        cins = (3, *config.channels[:3])
+        self.layer1, self.layer2, self.layer3, self.layer4 = (
+            SphereStage(ci, co, n) for ci, co, n in zip(cins, config.channels, config.units)
+        )
+        flat = config.channels[3] * (h // 16) * (w // 16)
+        self.fc = nn.Linear(flat, config.embedding) if config.embedding else None
+        _init_sphere(self)
+
+    def forward(self, x: Tensor) -> Tensor:
+        _check_input(x, self.config.input_size, "SphereFace")
+        x = torch.flatten(self.layer4(self.layer3(self.layer2(self.layer1(x)))), 1)
+        return self.fc(x) if self.fc is not None else x
+
+
+@dataclass(frozen=True)
+class SIREncoderConfig:
+    """SIR encoder configuration (sir.txt §III-C).
+
+    Attributes:
+        units, channels, input_size: the Sphere64a backbone (see :class:`SphereFaceConfig`).
+        hidden: MLP hidden width.
+        n_id, n_albedo, n_exp, n_camera, n_light: output sizes (199, 512, 29, 7, 27 in the paper).
+    """
+
+    units: tuple[int, int, int, int] = (3, 8, 16, 3)
+    channels: tuple[int, int, int, int] = (64, 128, 256, 512)
+    input_size: tuple[int, int] = (112, 96)
+    hidden: int = 512
+    n_id: int = 199
+    n_albedo: int = 512
+    n_exp: int = 29
+    n_camera: int = 7
+    n_light: int = 27
+
+
+class SIREncoder(nn.Module):
+    """Shared Sphere64a trunk (stages 1-2) + three tails (stages 3-4 + MLP).
+
+    ``forward(x [B,3,H,W]) -> {"id": [B,n_id], "albedo": [B,n_albedo], "exp": [B,n_exp],
+    "camera": [B,n_camera], "light": [B,n_light]}``.
+    """
+
+    def __init__(self, config: SIREncoderConfig = SIREncoderConfig()) -> None:
+        super().__init__()
+        h, w = config.input_size
+        if h % 16 or w % 16:
+            raise ValueError(f"SIREncoderConfig.input_size must be divisible by 16, got {config.input_size}")
+        self.config = config
+        c, u = config.channels, config.units
+        self.trunk = nn.Sequential(SphereStage(3, c[0], u[0]), SphereStage(c[0], c[1], u[1]))
+        flat = c[3] * (h // 16) * (w // 16)
+        n_other = config.n_exp + config.n_camera + config.n_light
+
+        def tail(n_out: int) -> nn.Sequential:
+            return nn.Sequential(
+                SphereStage(c[1], c[2], u[2]), SphereStage(c[2], c[3], u[3]), nn.Flatten(),
+                nn.Linear(flat, config.hidden), nn.PReLU(config.hidden), nn.Linear(config.hidden, n_out),
+            )  # fmt: skip
+
+        self.id_tail, self.albedo_tail, self.other_tail = (
+            tail(config.n_id),
+            tail(config.n_albedo),
+            tail(n_other),
+        )
+        _init_sphere(self)
+
+    def forward(self, x: Tensor) -> dict[str, Tensor]:
+        cfg = self.config
+        _check_input(x, cfg.input_size, "SIREncoder")
+        f = self.trunk(x)
+        exp, camera, light = self.other_tail(f).split([cfg.n_exp, cfg.n_camera, cfg.n_light], dim=1)
+        return {
+            "id": self.id_tail(f),
+            "albedo": self.albedo_tail(f),
+            "exp": exp,
+            "camera": camera,
+            "light": light,
+        }
+
+
+register(
+    "sphereface64",
+    SphereFaceConfig(),
+    SphereFace,
+    "SphereFace (Liu et al. 2017) Table 2, 64-layer; SIR §III-C",
+)
+register(
+    "sphereface20",
+    SphereFaceConfig(units=(1, 2, 4, 1)),
+    SphereFace,
+    "SphereFace (Liu et al. 2017) Table 2, 20-layer",
+)
+register(
+    "sir_encoder", SIREncoderConfig(), SIREncoder, "SIR §III-C (sir.txt): Sphere64a trunk + 3 tails with MLPs"
+)
