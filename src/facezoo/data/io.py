@@ -52,7 +52,7 @@ def load_image_uint8(path: str | Path) -> np.ndarray:
     try:
         with Image.open(path) as img:
             img.load()  # decode now: a truncated JPEG fails here rather than returning grey rows
-            return np.asarray(img.convert("RGB"))
+            return np.array(img.convert("RGB"))
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
         raise BadSampleError(path, f"corrupt or truncated image ({err})") from err
 

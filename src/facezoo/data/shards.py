@@ -210,6 +210,19 @@ class ShardDataset(FaceDataset):
         self._handles: dict[int, Any] = {}
         self._pid: int | None = None
 
+    @property
+    def labels(self) -> list[int]:
+        """``identity`` of every sample, read from the shards without decoding images (for P x K sampling)."""
+        import h5py
+
+        if "identity" not in self.manifest["keys"]:
+            raise KeyError(f"{self.folder}: the shards have no identity labels")
+        out: list[int] = []
+        for s in self.manifest["shards"]:
+            with h5py.File(self.folder / s["file"], "r") as f:
+                out.extend(int(v) for v in f["identity"][:])
+        return out
+
     def _file(self, shard: int):
         import h5py
 

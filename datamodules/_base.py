@@ -1,0 +1,136 @@
+"""Shared base of facezoo's LightningDataModules: crop helper, loaders, raw-layout-or-shards switch."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from lightning.pytorch import LightningDataModule
+from torch.utils.data import Dataset
+
+from facezoo.data.align import crop_pose_300wlp, transform_points, warp_image
+from facezoo.data.augment import Augment
+from facezoo.data.io import OnBadSample, ReportingDataLoader
+from facezoo.data.samplers import ShardedRandomSampler
+from facezoo.data.sample import collate
+from facezoo.data.shards import ShardDataset
+
+SQRT2 = math.sqrt(2.0)
+
+
+def crop_face(
+    image: np.ndarray,
+    affine: torch.Tensor,
+    size: int,
+    landmarks68: np.ndarray | None = None,
+    landmarks5: np.ndarray | None = None,
+    landmarks68_3d: np.ndarray | None = None,
+    pose: np.ndarray | None = None,
+) -> dict[str, Any]:
+    """Warp ``image [H,W,3] uint8`` with ``affine [1,2,3]`` into a ``size`` square and carry the labels along:
+    landmarks (crop pixels), 3D landmarks (depth scaled), the 300W-LP pose (:func:`crop_pose_300wlp`)."""
+    h = image.shape[0]
+    img = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None].float().div_(255.0)
+    out: dict[str, Any] = {
+        "image": warp_image(img, affine, size)[0].clamp_(0, 1),
+        "affine": affine[0].clone(),
+    }
+    for key, pts in (
+        ("landmarks68", landmarks68),
+        ("landmarks5", landmarks5),
+        ("landmarks68_3d", landmarks68_3d),
+    ):
+        if pts is not None:
+            out[key] = transform_points(torch.as_tensor(pts, dtype=torch.float64)[None], affine)[0].float()
+    if pose is not None:
+        out["pose"] = crop_pose_300wlp(torch.as_tensor(pose, dtype=torch.float64)[None], affine, h, size)[
+            0
+        ].float()
+    return out
+
+
+class FaceDataModule(LightningDataModule):
+    """Common init args and loaders. Subclasses implement ``raw_dataset(split) -> Dataset``.
+
+    Args:
+        root: dataset root in its distributed layout.
+        shards: folder written by ``facezoo prepare`` (``<shards>/<split>/manifest.json``); when given, samples
+            are read from the shards instead of ``root``.
+        batch_size: samples per batch (per device).
+        num_workers: DataLoader workers.
+        image_size: side of the square crops in pixels.
+        on_bad_sample: ``"error"`` (raise, naming the file) or ``"skip"`` (count and report at epoch end).
+        p_flip, p_color: train-time horizontal-flip and colour-jitter probabilities.
+        seed: sampler seed (epoch-dependent permutations, identical on all ranks).
+    """
+
+    splits: tuple[str, ...] = ("train", "val", "test")
+
+    def __init__(
+        self,
+        root: str | None = None,
+        shards: str | None = None,
+        batch_size: int = 32,
+        num_workers: int = 2,
+        image_size: int = 224,
+        on_bad_sample: OnBadSample = "error",
+        p_flip: float = 0.0,
+        p_color: float = 0.0,
+        seed: int = 0,
+    ):
+        super().__init__()
+        if root is None and shards is None:
+            raise ValueError(
+                f"{type(self).__name__}: give root (raw layout) or shards (facezoo prepare output)"
+            )
+        self.root, self.shards = root, shards
+        self.batch_size, self.num_workers, self.image_size = batch_size, num_workers, image_size
+        self.on_bad_sample, self.seed = on_bad_sample, seed
+        self.augment = Augment(p_flip=p_flip, p_color=p_color) if (p_flip or p_color) else None
+        self._datasets: dict[str, Dataset] = {}
+
+    def raw_dataset(self, split: str, train: bool) -> Dataset:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def dataset(self, split: str) -> Dataset:
+        """The dataset of ``split`` (cached), from shards when ``shards`` is set."""
+        if split not in self._datasets:
+            train = split == "train"
+            transform = self.augment if train else None
+            if self.shards is not None:
+                self._datasets[split] = ShardDataset(
+                    Path(self.shards) / split, transform=transform, on_bad_sample=self.on_bad_sample
+                )
+            else:
+                self._datasets[split] = self.raw_dataset(split, train)
+        return self._datasets[split]
+
+    def _loader(self, split: str, sampler=None, shuffle_train: bool = True) -> ReportingDataLoader:
+        ds = self.dataset(split)
+        if split == "train" and sampler is None and shuffle_train:
+            sampler = ShardedRandomSampler(ds, seed=self.seed)
+        return ReportingDataLoader(
+            ds,
+            batch_size=self.batch_size,
+            sampler=sampler,
+            shuffle=False,
+            num_workers=self.num_workers,
+            collate_fn=collate,
+            drop_last=split == "train",
+            persistent_workers=self.num_workers > 0,
+        )
+
+    def train_dataloader(self):
+        return self._loader("train")
+
+    def val_dataloader(self):
+        return self._loader("val")
+
+    def test_dataloader(self):
+        return self._loader("test")
+
+    def predict_dataloader(self):
+        return self._loader("test")

@@ -1,0 +1,136 @@
+"""Any folder of face images with landmark files (Deep3DFace training data, prediction inputs).
+
+For ``<dir>/<name>.jpg|png`` the landmarks are looked up, in this order, at ``<dir>/<name>.pts`` (iBUG 68),
+``<dir>/<name>.txt``, ``<dir>/detections/<name>.txt`` (Deep3DFace's 5-point detections, ``x<TAB>y``) and
+``<dir>/landmarks/<name>.pts|txt``. A ``.txt`` may hold 5 or 68 points. Images without landmarks are an error
+listing them (or, with ``missing_landmarks="ignore"``, left out with a warning).
+
+Alignment: ``"deep3d"`` (Deep3DFace's 5-point POS crop, 68 points reduced with ``extract_5p``) or ``"box"``
+(landmark box x ``box_scale``). Samples carry ``landmarks5`` and, from 68-point files, ``landmarks68``.
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import torch
+
+from facezoo.data.align import deep3d_affine, landmark_box_affine
+from facezoo.data.io import IMAGE_SUFFIXES, FaceDataset, OnBadSample, check_root, load_image_uint8
+from facezoo.data.landmarks import landmarks68_to_5, read_landmark_file
+
+from ._base import FaceDataModule, crop_face
+
+
+def find_landmark_file(image: Path) -> Path | None:
+    """The landmark file of ``image`` (see the module docstring), or None."""
+    d, n = image.parent, image.stem
+    for cand in (
+        d / f"{n}.pts",
+        d / f"{n}.txt",
+        d / "detections" / f"{n}.txt",
+        d / "landmarks" / f"{n}.pts",
+        d / "landmarks" / f"{n}.txt",
+    ):
+        if cand.is_file():
+            return cand
+    return None
+
+
+class ImageFolderDataset(FaceDataset):
+    """Images + 68/5-point landmarks (see the module docstring). ``recursive`` scans sub-folders too."""
+
+    def __init__(
+        self,
+        root,
+        alignment: str = "deep3d",
+        image_size: int = 224,
+        box_scale: float = 1.25,
+        recursive: bool = False,
+        missing_landmarks: str = "error",
+        transform=None,
+        on_bad_sample: OnBadSample = "error",
+    ):
+        super().__init__(on_bad_sample)
+        if alignment not in ("deep3d", "box"):
+            raise ValueError(f"alignment must be 'deep3d' or 'box', got {alignment!r}")
+        root = check_root(root, "image folder")
+        pattern = "**/*" if recursive else "*"
+        images = sorted(
+            p
+            for p in root.glob(pattern)
+            if p.suffix.lower() in IMAGE_SUFFIXES and p.parent.name not in ("detections", "landmarks")
+        )
+        if not images:
+            raise FileNotFoundError(f"no images ({', '.join(IMAGE_SUFFIXES)}) under {root}")
+        pairs = [(p, find_landmark_file(p)) for p in images]
+        missing = [str(p) for p, lm in pairs if lm is None]
+        if missing:
+            msg = (
+                f"{len(missing)} of {len(images)} images have no landmark file (.pts/.txt beside or in detections/):\n  "
+                + "\n  ".join(missing[:20])
+            )
+            if missing_landmarks == "error":
+                raise FileNotFoundError(msg)
+            warnings.warn(msg, stacklevel=2)
+        self.items = [(p, lm) for p, lm in pairs if lm is not None]
+        self.alignment, self.image_size, self.box_scale, self.transform = (
+            alignment,
+            image_size,
+            box_scale,
+            transform,
+        )
+
+    def load(self, index: int) -> dict:
+        path, lm_path = self.items[index]
+        pts = read_landmark_file(lm_path, (68, 5))
+        lm68 = pts if len(pts) == 68 else None
+        lm5 = landmarks68_to_5(pts) if lm68 is not None else pts
+        image = load_image_uint8(path)
+        if self.alignment == "deep3d":
+            affine = deep3d_affine(torch.as_tensor(lm5)[None], target_size=self.image_size)
+        else:
+            affine = landmark_box_affine(torch.as_tensor(pts)[None], self.image_size, self.box_scale)
+        out = crop_face(image, affine, self.image_size, landmarks68=lm68, landmarks5=lm5)
+        out["path"] = str(path)
+        return self.transform(out) if self.transform is not None else out
+
+
+class ImageFolder(FaceDataModule):
+    """Image-folder datamodule: ``root`` serves train and predict; ``val_root``/``test_root`` optional."""
+
+    def __init__(
+        self,
+        root: str | None = None,
+        shards: str | None = None,
+        val_root: str | None = None,
+        test_root: str | None = None,
+        alignment: str = "deep3d",
+        box_scale: float = 1.25,
+        recursive: bool = False,
+        missing_landmarks: str = "error",
+        batch_size: int = 32,
+        num_workers: int = 2,
+        image_size: int = 224,
+        on_bad_sample: OnBadSample = "error",
+        p_flip: float = 0.0,
+        p_color: float = 0.0,
+        seed: int = 0,
+    ):
+        super().__init__(
+            root, shards, batch_size, num_workers, image_size, on_bad_sample, p_flip, p_color, seed
+        )
+        self.roots = {"train": root, "val": val_root or root, "test": test_root or root}
+        self.options = dict(
+            alignment=alignment, box_scale=box_scale, recursive=recursive, missing_landmarks=missing_landmarks
+        )
+
+    def raw_dataset(self, split: str, train: bool) -> ImageFolderDataset:
+        return ImageFolderDataset(
+            self.roots[split],
+            image_size=self.image_size,
+            transform=self.augment if train else None,
+            on_bad_sample=self.on_bad_sample,
+            **self.options,
+        )

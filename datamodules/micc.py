@@ -1,0 +1,175 @@
+"""MICC Florence 2D/3D faces (evaluation): per-subject ground-truth scans and video frames.
+
+Layout: ``<root>/subject_NN/Model/frontal1/obj/*.obj`` (scans, mm) and videos under
+``<root>/subject_NN/Video/{Indoor-Cooperative,PTZ-Indoor,PTZ-Outdoor}/``. Frames are images in
+``<frames_root>/subject_NN/<video type>/*.jpg|png`` (default ``frames_root = <root>/frames``), extracted by
+``facezoo prepare micc`` (needs a video decoder: PyAV) or by the user (e.g. ``ffmpeg -i video frame%04d.jpg``).
+
+Frames are cropped with Deep3DFace's 5-point alignment when a landmark file sits beside them (see
+:func:`~facezoo.datamodules.image_folder.find_landmark_file`), else as the central square. ``group="frame"``
+yields one sample per frame; ``group="subject"`` stacks ``frames_per_subject`` evenly spaced frames of a
+subject and video type (``image [V,3,H,W]``), the setting of MVF-Net/Deep3DFace's pooled evaluation. Every
+sample has ``identity`` (subject number), ``view`` (video-type index), ``scan`` (path of the subject's first
+scan) and ``path``. ``annotations`` (the shared ``micc/annotations.json``) adds the four annotated scan vertices
+per subject (:attr:`MICCDataset.scan_landmarks`).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import torch
+
+from facezoo.data.align import center_scale_affine, deep3d_affine
+from facezoo.data.io import IMAGE_SUFFIXES, FaceDataset, OnBadSample, check_root, load_image_uint8
+from facezoo.data.landmarks import landmarks68_to_5, read_landmark_file
+
+from ._base import FaceDataModule, crop_face
+from .image_folder import find_landmark_file
+
+VIDEO_TYPES = ("Indoor-Cooperative", "PTZ-Indoor", "PTZ-Outdoor")
+_SUBJECT = re.compile(r"^subject_0*(\d+)$")
+
+
+def read_micc_annotations(path: str | Path) -> dict[int, dict]:
+    """``annotations.json`` -> ``{subject: {"frame": path, "correspondences": {name: vertex_id}}}`` (paths resolved
+    against the file's folder; ``correspondences.txt`` lines are ``name vertex_id``)."""
+    path = Path(path)
+    base = path.parent
+    out = {}
+    for case in json.loads(path.read_text())["cases"]:
+        corr_path = base / case["correspondences"]
+        m = _SUBJECT.match(corr_path.parent.name)
+        if m is None:
+            raise ValueError(f"{path}: cannot read the subject from {case['correspondences']!r}")
+        corr = {}
+        for line in corr_path.read_text().split("\n"):
+            if line.strip():
+                name, vid = line.split()
+                corr[name] = int(vid)
+        out[int(m[1])] = {"frame": base / case["frame"], "correspondences": corr}
+    return out
+
+
+class MICCDataset(FaceDataset):
+    """MICC frames (see the module docstring)."""
+
+    def __init__(
+        self,
+        root,
+        frames_root=None,
+        video_types=VIDEO_TYPES,
+        group: str = "frame",
+        frames_per_subject: int = 8,
+        annotations=None,
+        image_size: int = 224,
+        on_bad_sample: OnBadSample = "error",
+    ):
+        super().__init__(on_bad_sample)
+        root = check_root(root, "MICC Florence")
+        frames = check_root(
+            frames_root or root / "frames", "MICC frames (run `facezoo prepare micc` or extract them)"
+        )
+        self.scans: dict[int, Path] = {}
+        for sdir in sorted(root.glob("subject_*")):
+            m = _SUBJECT.match(sdir.name)
+            objs = sorted((sdir / "Model").glob("*/obj/*.obj")) if m else []
+            if objs:
+                self.scans[int(m[1])] = objs[0]
+        groups: list[tuple[int, int, list[Path]]] = []
+        for sdir in sorted(frames.glob("subject_*")):
+            m = _SUBJECT.match(sdir.name)
+            if m is None:
+                continue
+            for vt_index, vt in enumerate(video_types):
+                files = sorted(p for p in (sdir / vt).glob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+                if files:
+                    groups.append((int(m[1]), vt_index, files))
+        if not groups:
+            raise FileNotFoundError(f"no frames under {frames}/subject_NN/{{{','.join(video_types)}}}/")
+        if group == "frame":
+            self.items = [(s, v, [f]) for s, v, files in groups for f in files]
+        elif group == "subject":
+            self.items = []
+            for s, v, files in groups:
+                idx = (
+                    torch.linspace(0, len(files) - 1, min(frames_per_subject, len(files)))
+                    .round()
+                    .long()
+                    .tolist()
+                )
+                self.items.append((s, v, [files[i] for i in idx]))
+        else:
+            raise ValueError(f"group must be 'frame' or 'subject', got {group!r}")
+        self.scan_landmarks = (
+            {s: a["correspondences"] for s, a in read_micc_annotations(annotations).items()}
+            if annotations
+            else {}
+        )
+        self.image_size, self.group = image_size, group
+
+    def _frame(self, path: Path) -> dict:
+        image = load_image_uint8(path)
+        lm_file = find_landmark_file(path)
+        if lm_file is not None:
+            pts = read_landmark_file(lm_file, (68, 5))
+            lm5 = landmarks68_to_5(pts) if len(pts) == 68 else pts
+            affine = deep3d_affine(torch.as_tensor(lm5)[None], target_size=self.image_size)
+            return crop_face(image, affine, self.image_size, landmarks5=lm5)
+        h, w = image.shape[:2]
+        affine = center_scale_affine(
+            torch.tensor([[w / 2, h / 2]]), torch.tensor([self.image_size / min(h, w)]), self.image_size
+        )
+        return crop_face(image, affine, self.image_size)
+
+    def load(self, index: int) -> dict:
+        subject, vt, files = self.items[index]
+        frames = [self._frame(f) for f in files]
+        if self.group == "frame":
+            sample = frames[0]
+        else:
+            sample = {k: torch.stack([f[k] for f in frames]) for k in ("image", "affine")}
+        sample.update(
+            identity=subject, view=vt, scan=str(self.scans.get(subject, "")), path="|".join(map(str, files))
+        )
+        return sample
+
+
+class MICC(FaceDataModule):
+    """MICC Florence evaluation datamodule (``test``/``predict``; ``val`` = ``test``)."""
+
+    def __init__(
+        self,
+        root: str | None = None,
+        shards: str | None = None,
+        frames_root: str | None = None,
+        video_types: list[str] | None = None,
+        group: str = "frame",
+        frames_per_subject: int = 8,
+        annotations: str | None = None,
+        batch_size: int = 8,
+        num_workers: int = 2,
+        image_size: int = 224,
+        on_bad_sample: OnBadSample = "error",
+    ):
+        super().__init__(root, shards, batch_size, num_workers, image_size, on_bad_sample)
+        self.options = dict(
+            frames_root=frames_root,
+            video_types=tuple(video_types or VIDEO_TYPES),
+            group=group,
+            frames_per_subject=frames_per_subject,
+            annotations=annotations,
+        )
+
+    def dataset(self, split: str):
+        return super().dataset("test")
+
+    def raw_dataset(self, split: str, train: bool) -> MICCDataset:
+        return MICCDataset(
+            self.root, image_size=self.image_size, on_bad_sample=self.on_bad_sample, **self.options
+        )
+
+    def train_dataloader(self):
+        raise RuntimeError("MICC Florence is an evaluation set: it has no training split")

@@ -1,0 +1,100 @@
+"""``facezoo prepare <dataset> --root ... --out ...``: align and pack a dataset into HDF5 shards.
+
+Each split is written to ``<out>/<split>/`` (``manifest.json`` + ``<split>-NNNNN.h5``) with the deterministic
+evaluation-style crops (no random shift); point a datamodule's ``shards`` argument at ``<out>``.
+``facezoo prepare micc --root MICC --out FRAMES`` instead extracts the videos' frames (needs PyAV: ``pip install av``;
+or extract them yourself with ``ffmpeg -i video.mov frame%04d.jpg``).
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+HELP = "align and pack a dataset into HDF5 shards (or extract MICC video frames)"
+DATASETS = ("w300lp", "aflw2000", "image_folder", "vggface2", "multipie", "micc")
+
+
+def build_parser(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("dataset", choices=DATASETS)
+    parser.add_argument("--root", required=True, help="dataset root in its distributed layout")
+    parser.add_argument("--out", required=True, help="output folder")
+    parser.add_argument("--splits", nargs="+", default=None, help="splits to write (default: the dataset's)")
+    parser.add_argument("--image-size", type=int, default=224)
+    parser.add_argument("--samples-per-shard", type=int, default=1000)
+    parser.add_argument("--mode", default=None, help="single|triplet (w300lp, multipie)")
+    parser.add_argument("--on-bad-sample", choices=("error", "skip"), default="error")
+    parser.add_argument("--every", type=int, default=1, help="micc: keep every n-th video frame")
+
+
+def _datasets(args) -> dict:
+    import facezoo.datamodules as D
+
+    common = dict(image_size=args.image_size, on_bad_sample=args.on_bad_sample)
+    if args.dataset == "w300lp":
+        return {
+            s: (lambda s=s: D.W300LPDataset(args.root, mode=args.mode or "single", split=s, **common))
+            for s in args.splits or ["train"]
+        }
+    if args.dataset == "aflw2000":
+        return {"test": lambda: D.AFLW2000Dataset(args.root, **common)}
+    if args.dataset == "image_folder":
+        return {s: (lambda: D.ImageFolderDataset(args.root, **common)) for s in args.splits or ["train"]}
+    if args.dataset == "vggface2":
+        return {
+            s: (lambda s=s: D.VGGFace2Dataset(args.root, s, **common))
+            for s in args.splits or ["train", "test"]
+        }
+    if args.dataset == "multipie":
+        return {
+            s: (lambda s=s: D.MultiPIEDataset(args.root, mode=args.mode or "triplet", split=s, **common))
+            for s in args.splits or ["train", "test"]
+        }
+    raise ValueError(args.dataset)
+
+
+def extract_micc_frames(root: Path, out: Path, every: int = 1) -> int:
+    """Decode ``subject_NN/Video/<type>/*`` videos into ``out/subject_NN/<type>/frameNNNNN.jpg`` (PyAV)."""
+    try:
+        import av
+    except ImportError as err:
+        raise SystemExit(
+            "facezoo prepare micc needs a video decoder: `pip install av` (PyAV), or extract the frames "
+            "yourself (ffmpeg -i video frame%04d.jpg) into <frames>/subject_NN/<video type>/"
+        ) from err
+    from tqdm import tqdm
+
+    videos = sorted(p for p in root.glob("subject_*/Video/*/*") if p.is_file())
+    if not videos:
+        raise SystemExit(f"no videos under {root}/subject_NN/Video/<type>/")
+    count = 0
+    for video in tqdm(videos, desc="micc videos"):
+        target = out / video.parts[-4] / video.parent.name
+        target.mkdir(parents=True, exist_ok=True)
+        with av.open(str(video)) as container:
+            for i, frame in enumerate(container.decode(video=0)):
+                if i % every == 0:
+                    frame.to_image().save(target / f"frame{i:05d}.jpg", quality=95)
+                    count += 1
+    return count
+
+
+def execute(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from facezoo.data.shards import ShardWriter
+
+    out = Path(args.out)
+    if args.dataset == "micc":
+        n = extract_micc_frames(Path(args.root), out, args.every)
+        print(f"wrote {n} frames under {out}")
+        return 0
+    for split, make in _datasets(args).items():
+        dataset = make()
+        with ShardWriter(out / split, args.dataset, split, args.samples_per_shard) as writer:
+            for i in tqdm(range(len(dataset)), desc=f"{args.dataset}/{split}", unit="sample"):
+                sample = dataset[i]
+                sample.pop("_skipped", None)
+                writer.add(sample)
+        print(f"{args.dataset}/{split}: {len(dataset)} samples -> {out / split}")
+    return 0
