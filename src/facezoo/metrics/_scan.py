@@ -69,6 +69,7 @@ def align_prediction(
     max_correspondence_distance: float,
     max_iterations: int,
     pred_normals: np.ndarray | None,
+    scan_full: np.ndarray | None = None,
 ) -> tuple[np.ndarray, dict]:
     """Bring the prediction into the scan's frame with a similarity; returns ``(aligned pred [V,3], info)``.
 
@@ -76,7 +77,9 @@ def align_prediction(
     predicted face while the prediction usually extends beyond the crop (ears, neck); matching the other
     way would pull the prediction's extra parts onto the crop boundary. The scan→prediction similarity is
     then inverted, so that distances are measured in the scan's units (mm). Initial alignment: Umeyama on
-    the corresponding landmarks when both are given, else centroids + RMS radii.
+    the corresponding landmarks when both are given, else centroids + RMS radii of the whole scan
+    (``scan_full``, before the nose-tip crop: it covers about what a predicted face covers, the crop does
+    not) and the whole prediction.
     """
     if (pred_landmarks is None) != (scan_landmarks is None):
         raise ValueError("pred_landmarks/target_landmarks: give both or neither")
@@ -89,7 +92,7 @@ def align_prediction(
         R0, t0, s0 = umeyama(scan_landmarks, pred_landmarks)
         init = similarity_matrix(R0, t0, s0)
     else:
-        init = centroid_init(scan, pred)
+        init = centroid_init(scan if scan_full is None else scan_full, pred)
     R, t, s, info = similarity_icp(
         scan,
         pred,

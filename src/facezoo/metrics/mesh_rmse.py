@@ -9,7 +9,9 @@ and ground truth", RMSE per mesh, averaged over the 53 subjects. What the paper 
    compare with Tran et al.; the value is the caller's).
 2. **Initial alignment**: a similarity (Umeyama) from corresponding landmarks when ``pred_landmarks`` and
    ``target_landmarks`` are given (e.g. MICC's 4 annotated points against the model's vertices), else
-   centroids + scale from the RMS radii (rotation = identity: both meshes in facezoo's model frame).
+   centroids + scale from the RMS radii of the whole (uncropped) scan and the whole prediction (rotation =
+   identity: both meshes in facezoo's model frame). Landmarks are the robust choice; the centroid start
+   needs the two to cover similar regions and to be within ~10-15° of each other.
 3. **ICP** (open3d): point-to-point with isotropic scale (``TransformationEstimationPointToPoint(
    with_scaling=True)``), then rigid point-to-plane against the prediction's triangle-based vertex normals;
    correspondences farther than ``max_correspondence_distance`` = 10 mm ignored, at most ``max_iterations``
@@ -128,9 +130,9 @@ def mesh_rmse(
     tri = to_numpy64("pred_triangles", pred_triangles).astype(np.int64)
     if tri.size and (tri.min() < 0 or tri.max() >= len(V)):
         raise ValueError(f"pred_triangles: indices must lie in [0, {len(V)}), got [{tri.min()}, {tri.max()}]")
-    P = to_numpy64("target_points", target_points)
+    P_full = to_numpy64("target_points", target_points)
     nose = None if nose_tip is None else to_numpy64("nose_tip", nose_tip, (3,), ndim=1)
-    P = crop_scan(P, nose, crop_radius, forehead_cut)
+    P = crop_scan(P_full, nose, crop_radius, forehead_cut)
     normals = vertex_normals(V, tri)
     if align:
         lm_p = None if pred_landmarks is None else to_numpy64("pred_landmarks", pred_landmarks)
@@ -140,6 +142,7 @@ def mesh_rmse(
             P,
             pred_landmarks=lm_p,
             scan_landmarks=lm_t,
+            scan_full=P_full,
             stages=("point", "plane"),
             max_correspondence_distance=max_correspondence_distance,
             max_iterations=max_iterations,

@@ -58,9 +58,9 @@ def nme3d_florence(
         0.0
     """
     V = to_numpy64("pred_vertices", pred_vertices)
-    P = to_numpy64("target_points", target_points)
+    P_full = to_numpy64("target_points", target_points)
     nose = None if nose_tip is None else to_numpy64("nose_tip", nose_tip, (3,), ndim=1)
-    P = crop_scan(P, nose, crop_radius)
+    P = crop_scan(P_full, nose, crop_radius)
     if align:
         lm_p = None if pred_landmarks is None else to_numpy64("pred_landmarks", pred_landmarks)
         lm_t = None if target_landmarks is None else to_numpy64("target_landmarks", target_landmarks)
@@ -69,6 +69,7 @@ def nme3d_florence(
             P,
             pred_landmarks=lm_p,
             scan_landmarks=lm_t,
+            scan_full=P_full,
             stages=("point",),
             max_correspondence_distance=max_correspondence_distance,
             max_iterations=max_iterations,
