@@ -49,7 +49,10 @@ def _as_tensor(name: str, x: ArrayLike) -> Tensor:
         raise TypeError(f"{name}: expected a numpy array or torch tensor, got {type(x).__name__}") from err
     if arr.dtype == object:
         raise TypeError(f"{name}: expected a numeric array, got an object array ({_describe(arr)})")
-    return torch.from_numpy(np.ascontiguousarray(arr))
+    arr = np.ascontiguousarray(arr)
+    if not arr.flags.writeable:  # e.g. np.frombuffer views: torch wants writable memory
+        arr = arr.copy()
+    return torch.from_numpy(arr)
 
 
 def _float(name: str, x: ArrayLike, shape: tuple[int | None, ...], shape_text: str) -> Tensor:
