@@ -1,0 +1,70 @@
+"""Miniature dataset layouts written by the tests, in the exact distributed formats."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from scipy.io import savemat
+
+from facezoo.data.align import project_300wlp
+
+SIZE = 96
+
+
+def face_points(rng: np.random.Generator) -> np.ndarray:
+    """68 model-space points (µm, like raw BFM) spread over a face-sized ellipse."""
+    ang = np.linspace(0, 2 * np.pi, 68, endpoint=False)
+    pts = np.stack([60000 * np.cos(ang), 75000 * np.sin(ang), 20000 * np.cos(ang / 2)], 1)
+    return pts + rng.normal(0, 3000, (68, 3))
+
+
+def write_image(path: Path, rng: np.random.Generator, size: int = SIZE, fmt: str | None = None) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(rng.integers(0, 255, (size, size, 3), dtype=np.uint8)).save(path, format=fmt)
+
+
+def write_3ddfa_mat(path: Path, rng: np.random.Generator, yaw_deg: float, n2d: int = 68, pt3d: bool = False) -> np.ndarray:
+    """A .mat whose landmarks are the projection of face_points with the written pose. Returns pt3d [68,3]."""
+    pose = np.array([0.05, np.radians(yaw_deg), -0.03, SIZE / 2, SIZE / 2, 10.0, 4e-4])
+    v = torch.as_tensor(face_points(rng))[None]
+    proj = project_300wlp(v, torch.as_tensor(pose)[None], SIZE)[0].numpy()
+    mat = {"Pose_Para": pose[None].astype(np.float32), "Shape_Para": rng.normal(size=(199, 1)),
+           "Exp_Para": rng.normal(size=(29, 1)), "Tex_Para": rng.normal(size=(199, 1)),
+           "pt2d": proj[:n2d, :2].T, "roi": np.array([[0, 0, SIZE, SIZE]], dtype=np.int16)}
+    if pt3d:
+        mat["pt3d_68"] = proj.T.astype(np.float32)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    savemat(path, mat)
+    return proj
+
+
+@pytest.fixture
+def w300lp_root(tmp_path) -> Path:
+    """Two source faces in AFW (+ _Flip mirror with opposite yaws) and one in IBUG, plus landmarks/."""
+    rng = np.random.default_rng(0)
+    root = tmp_path / "300W_LP"
+    yaws = {"AFW_111_1": [5, 20, 40], "IBUG_img_2": [-3, -25]}
+    for source, ys in yaws.items():
+        subset = source.split("_")[0]
+        for k, y in enumerate(ys):
+            for folder, sign in ((subset, 1), (f"{subset}_Flip", -1)):
+                write_image(root / folder / f"{source}_{k}.jpg", rng)
+                proj = write_3ddfa_mat(root / folder / f"{source}_{k}.mat", rng, sign * y)
+                if sign == 1:
+                    (root / "landmarks" / subset).mkdir(parents=True, exist_ok=True)
+                    savemat(root / "landmarks" / subset / f"{source}_{k}_pts.mat", {"pts_2d": proj[:, :2], "pts_3d": proj[:, :2]})
+    return root
+
+
+@pytest.fixture
+def aflw_root(tmp_path) -> Path:
+    rng = np.random.default_rng(1)
+    root = tmp_path / "AFLW2000"
+    for i, y in enumerate([10, 45, 80]):
+        write_image(root / f"image{i:05d}.jpg", rng)
+        write_3ddfa_mat(root / f"image{i:05d}.mat", rng, y, n2d=21, pt3d=True)
+    return root
