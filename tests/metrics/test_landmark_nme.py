@@ -98,7 +98,10 @@ def test_crop_to_original_matches_3ddfa_roi_mapping():
 
 def test_crop_to_original_rotated_affine_round_trip():
     ang = 0.3
-    A = torch.tensor([[math.cos(ang), -math.sin(ang)], [math.sin(ang), math.cos(ang)]], dtype=torch.float64) * 1.7
+    A = (
+        torch.tensor([[math.cos(ang), -math.sin(ang)], [math.sin(ang), math.cos(ang)]], dtype=torch.float64)
+        * 1.7
+    )
     T = torch.cat([A, torch.tensor([[5.0], [-3.0]], dtype=torch.float64)], 1)[None]
     orig = torch.rand(1, 68, 3, dtype=torch.float64) * 200
     crop = torch.cat([orig[..., :2] @ A.T + T[0, :, 2], orig[..., 2:]], -1)

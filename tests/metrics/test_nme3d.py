@@ -120,9 +120,11 @@ def test_florence_crop_and_metric_over_lists():
     P = _surface(5000)
     nose = P[np.argmax(P[:, 2])]
     far = P[np.linalg.norm(P - nose, axis=1) > 60]
-    noisy = P + np.random.default_rng(2).normal(scale=0.5, size=P.shape) * (
-        np.linalg.norm(P - nose, axis=1) > 60
-    )[:, None]
+    noisy = (
+        P
+        + np.random.default_rng(2).normal(scale=0.5, size=P.shape)
+        * (np.linalg.norm(P - nose, axis=1) > 60)[:, None]
+    )
     assert len(far) > 100
     # noise only outside the 60 mm crop: cropped error is zero without alignment
     assert nme3d_florence(noisy, P, nose, crop_radius=60.0, align=False).item() == 0.0
