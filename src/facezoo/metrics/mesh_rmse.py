@@ -161,7 +161,8 @@ class MeshRMSE(Metric):
     ``update(pred_vertices, pred_triangles, target_points, nose_tip=None, pred_landmarks=None,
     target_landmarks=None)``: predictions ``[B,V,3]`` (or a list of ``[V_i,3]``), triangles ``[T,3]`` shared
     (or a list), scans as a list of ``[N_i,3]`` (scans differ in size), nose tips ``[B,3]`` or a list,
-    landmarks ``[B,K,3]`` or lists. Constructor options are those of :func:`mesh_rmse`. ``compute()`` → ``{"rmse": mean mm, "rmse_std": population std mm}``.
+    landmarks ``[B,K,3]`` or lists. Constructor options are those of :func:`mesh_rmse`.
+    ``compute()`` → ``{"rmse": mean mm, "rmse_std": population std mm}``.
     Each sample runs open3d on the CPU (≈0.2-1 s for 30-50k points).
     """
 
