@@ -61,7 +61,10 @@ def test_pos_matches_deep3dface_and_template_close(shared_data):
         # the built-in template gives nearly the same crop as the exact BFM file
         a_exact = deep3d_affine(torch.as_tensor(lm)[None], ref)
         a_default = deep3d_affine(torch.as_tensor(lm)[None])
-        assert (transform_points(torch.as_tensor(lm)[None], a_exact) - transform_points(torch.as_tensor(lm)[None], a_default)).abs().max() < 6
+        assert (
+            transform_points(torch.as_tensor(lm)[None], a_exact)
+            - transform_points(torch.as_tensor(lm)[None], a_default)
+        ).abs().max() < 6
 
 
 def test_estimate_similarity_recovers_known_transform():
@@ -73,7 +76,9 @@ def test_estimate_similarity_recovers_known_transform():
 def test_affine_algebra():
     a, b = _rand_similarity(1), _rand_similarity(2)
     p = torch.randn(1, 5, 2, dtype=torch.float64)
-    torch.testing.assert_close(transform_points(p, compose_affine(b, a)), transform_points(transform_points(p, a), b))
+    torch.testing.assert_close(
+        transform_points(p, compose_affine(b, a)), transform_points(transform_points(p, a), b)
+    )
     torch.testing.assert_close(transform_points(transform_points(p, a), invert_affine(a)), p)
 
 
@@ -107,7 +112,9 @@ def test_warp_image_integer_crop_equals_slicing():
 
 
 def test_euler_round_trip():
-    angles = (torch.rand(50, 3, dtype=torch.float64) - 0.5) * torch.tensor([3.0, 3.0, 6.0], dtype=torch.float64)
+    angles = (torch.rand(50, 3, dtype=torch.float64) - 0.5) * torch.tensor(
+        [3.0, 3.0, 6.0], dtype=torch.float64
+    )
     rot = rotation_300wlp(angles)
     torch.testing.assert_close(rot @ rot.transpose(1, 2), torch.eye(3, dtype=torch.float64).expand(50, 3, 3))
     torch.testing.assert_close(angles_300wlp(rot), angles)
@@ -122,7 +129,9 @@ def test_flip_pose_matches_mirrored_points():
     v = torch.randn(1, 10, 3, dtype=torch.float64) * 50000
     pose = torch.tensor([[0.2, -0.4, 0.1, 200.0, 210.0, 5.0, 1e-3]], dtype=torch.float64)
     img = project_300wlp(v, pose, 450)
-    flipped = project_300wlp(v * torch.tensor([-1.0, 1, 1], dtype=torch.float64), flip_pose_300wlp(pose, 450), 450)
+    flipped = project_300wlp(
+        v * torch.tensor([-1.0, 1, 1], dtype=torch.float64), flip_pose_300wlp(pose, 450), 450
+    )
     torch.testing.assert_close(flipped[..., 0], 450 - img[..., 0])
     torch.testing.assert_close(flipped[..., 1:], img[..., 1:])
 
@@ -143,7 +152,9 @@ def test_crop_transform_on_real_aflw2000(shared_data):
         box = landmark_box_affine(pt3d, 256, math.sqrt(2))
         for affine in (box, compose_affine(_rand_similarity(7), box)):
             new_pose = crop_pose_300wlp(pose, affine, 450, 256)
-            assert new_pose[0, 6] == pytest.approx(float(pose[0, 6] * torch.linalg.det(affine[0, :, :2]).sqrt()))
+            assert new_pose[0, 6] == pytest.approx(
+                float(pose[0, 6] * torch.linalg.det(affine[0, :, :2]).sqrt())
+            )
             expected = transform_points(pt3d, affine)
             torch.testing.assert_close(project_300wlp(v, new_pose, 256), expected, atol=1e-6, rtol=0)
             try:

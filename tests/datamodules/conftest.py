@@ -27,14 +27,21 @@ def write_image(path: Path, rng: np.random.Generator, size: int = SIZE, fmt: str
     Image.fromarray(rng.integers(0, 255, (size, size, 3), dtype=np.uint8)).save(path, format=fmt)
 
 
-def write_3ddfa_mat(path: Path, rng: np.random.Generator, yaw_deg: float, n2d: int = 68, pt3d: bool = False) -> np.ndarray:
+def write_3ddfa_mat(
+    path: Path, rng: np.random.Generator, yaw_deg: float, n2d: int = 68, pt3d: bool = False
+) -> np.ndarray:
     """A .mat whose landmarks are the projection of face_points with the written pose. Returns pt3d [68,3]."""
     pose = np.array([0.05, np.radians(yaw_deg), -0.03, SIZE / 2, SIZE / 2, 10.0, 4e-4])
     v = torch.as_tensor(face_points(rng))[None]
     proj = project_300wlp(v, torch.as_tensor(pose)[None], SIZE)[0].numpy()
-    mat = {"Pose_Para": pose[None].astype(np.float32), "Shape_Para": rng.normal(size=(199, 1)),
-           "Exp_Para": rng.normal(size=(29, 1)), "Tex_Para": rng.normal(size=(199, 1)),
-           "pt2d": proj[:n2d, :2].T, "roi": np.array([[0, 0, SIZE, SIZE]], dtype=np.int16)}
+    mat = {
+        "Pose_Para": pose[None].astype(np.float32),
+        "Shape_Para": rng.normal(size=(199, 1)),
+        "Exp_Para": rng.normal(size=(29, 1)),
+        "Tex_Para": rng.normal(size=(199, 1)),
+        "pt2d": proj[:n2d, :2].T,
+        "roi": np.array([[0, 0, SIZE, SIZE]], dtype=np.int16),
+    }
     if pt3d:
         mat["pt3d_68"] = proj.T.astype(np.float32)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -56,7 +63,10 @@ def w300lp_root(tmp_path) -> Path:
                 proj = write_3ddfa_mat(root / folder / f"{source}_{k}.mat", rng, sign * y)
                 if sign == 1:
                     (root / "landmarks" / subset).mkdir(parents=True, exist_ok=True)
-                    savemat(root / "landmarks" / subset / f"{source}_{k}_pts.mat", {"pts_2d": proj[:, :2], "pts_3d": proj[:, :2]})
+                    savemat(
+                        root / "landmarks" / subset / f"{source}_{k}_pts.mat",
+                        {"pts_2d": proj[:, :2], "pts_3d": proj[:, :2]},
+                    )
     return root
 
 
@@ -68,3 +78,9 @@ def aflw_root(tmp_path) -> Path:
         write_image(root / f"image{i:05d}.jpg", rng)
         write_3ddfa_mat(root / f"image{i:05d}.mat", rng, y, n2d=21, pt3d=True)
     return root
+
+
+@pytest.fixture
+def make_image():
+    """``make_image(path, rng, size, fmt=None)`` writes a random RGB image."""
+    return write_image

@@ -1,9 +1,9 @@
 import numpy as np
 import pytest
 import torch
+from facezoo.datamodules import W300LP, W300LPDataset
 
 from facezoo.data import BadSampleError, collate, project_300wlp, unproject_300wlp
-from facezoo.datamodules import W300LP, W300LPDataset
 
 
 def test_single_samples_flip_folders_and_identity(w300lp_root):
