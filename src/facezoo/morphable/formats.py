@@ -86,12 +86,18 @@ def mat_index(
 
 
 def orient_front(vertices: np.ndarray, triangles: np.ndarray) -> tuple[np.ndarray, bool]:
-    """Triangles [T,3] wound so that the area-weighted normal sum points to +z (out of a face), and whether
-    they were flipped. A face mesh seen from the front faces the viewer at +z, so this is facezoo's CCW-from-
-    outside convention for every face crop; it is exact for meshes whose winding is consistent."""
+    """Triangles [T,3] wound counter-clockwise seen from outside, and whether they were flipped.
+
+    A face model looks toward +z, so the frontmost part of the mesh (the triangles whose centroids lie in the
+    front 10% of the depth range: nose, brows, lips) must have normals pointing to +z. Judging only there
+    works for face crops and for whole heads alike (a head's normals sum to ~0 overall). Assumes the source's
+    winding is consistent over the mesh, as it is for every supported model.
+    """
     v = np.asarray(vertices, dtype=np.float64)
     t = np.asarray(triangles)
-    n = np.cross(v[t[:, 1]] - v[t[:, 0]], v[t[:, 2]] - v[t[:, 0]]).sum(0)
-    if n[2] < 0:
+    n = np.cross(v[t[:, 1]] - v[t[:, 0]], v[t[:, 2]] - v[t[:, 0]])
+    zc = v[t, 2].mean(1)
+    front = zc >= np.quantile(zc, 0.9)
+    if n[front, 2].sum() < 0:
         return t[:, [0, 2, 1]].copy(), True
     return t, False
