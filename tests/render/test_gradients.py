@@ -94,3 +94,18 @@ def test_antialias_blends_only_silhouettes():
     inner[:, :, [0, -1]] = False
     assert torch.allclose(out[inner], torch.ones(1))
     assert ((out > 0) & (out < 1)).any()
+
+
+def test_warp_and_torch_position_backward_agree():
+    from facezoo.render.backends.builtin import barycentric_grad_warp, warp_available
+    from facezoo.render.backends.builtin_backend import barycentric_backward
+
+    if not warp_available():
+        pytest.skip("warp not importable")
+    pos, tri = grid_surface(2500, batch=2)
+    pos[1, :, 0] += 0.1
+    rast = rasterize(pos, tri, (48, 48), backend="builtin")
+    grad = torch.randn(rast.shape)
+    a = barycentric_grad_warp(pos, tri, rast, grad)
+    b = barycentric_backward(pos.double(), tri, rast.double(), grad)
+    torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-6)

@@ -140,3 +140,62 @@ def resolve_kernel(
     det = wp.dot(va, wp.cross(vb, vc))
     zw = (e0 * pa[2] + e1 * pb[2] + e2 * pc[2]) / det
     out[b, r, c] = wp.vec4d(e0 / s, e1 / s, zw, wp.float64(t + 1))
+
+
+@wp.kernel
+def bary_grad_kernel(
+    pos: wp.array2d(dtype=wp.vec4d),
+    tri: wp.array(dtype=wp.vec3i),
+    rast: wp.array3d(dtype=wp.vec4d),
+    grad: wp.array3d(dtype=wp.vec4d),
+    height: int,
+    width: int,
+    b0: int,
+    gpos: wp.array2d(dtype=wp.vec4d),
+):
+    """d loss / d pos from d loss / d (u, v, z/w); the maths is ``builtin_backend.barycentric_backward``'s."""
+    i = wp.tid()
+    hw = height * width
+    b = i // hw
+    rc = i - b * hw
+    r = rc // width
+    c = rc - r * width
+    b = b + b0
+    rv = rast[b, r, c]
+    if rv[3] <= 0.0:
+        return
+    g = grad[b, r, c]
+    t = int(rv[3]) - 1
+    idx = tri[t]
+    pa = pos[b, idx[0]]
+    pb = pos[b, idx[1]]
+    pc = pos[b, idx[2]]
+    va = wp.vec3d(pa[0], pa[1], pa[3])
+    vb = wp.vec3d(pb[0], pb[1], pb[3])
+    vc = wp.vec3d(pc[0], pc[1], pc[3])
+    p = wp.vec3d(
+        wp.float64(2 * c + 1) / wp.float64(width) - wp.float64(1.0),
+        wp.float64(1.0) - wp.float64(2 * r + 1) / wp.float64(height),
+        wp.float64(1.0),
+    )
+    n0 = wp.cross(vb, vc)
+    n1 = wp.cross(vc, va)
+    n2 = wp.cross(va, vb)
+    e0 = wp.dot(n0, p)
+    e1 = wp.dot(n1, p)
+    e2 = wp.dot(n2, p)
+    s = e0 + e1 + e2
+    det = wp.dot(va, n0)
+    zw = (e0 * pa[2] + e1 * pb[2] + e2 * pc[2]) / det
+    gz = g[2]
+    dot = (g[0] * e0 + g[1] * e1) / s
+    ge0 = (g[0] - dot) / s + gz * pa[2] / det
+    ge1 = (g[1] - dot) / s + gz * pb[2] / det
+    ge2 = (wp.float64(0.0) - dot) / s + gz * pc[2] / det
+    gdet = -gz * zw / det
+    ga = ge1 * wp.cross(p, vc) + ge2 * wp.cross(vb, p) + gdet * n0
+    gb = ge0 * wp.cross(vc, p) + ge2 * wp.cross(p, va) + gdet * n1
+    gc = ge0 * wp.cross(p, vb) + ge1 * wp.cross(va, p) + gdet * n2
+    wp.atomic_add(gpos, b, idx[0], wp.vec4d(ga[0], ga[1], gz * e0 / det, ga[2]))
+    wp.atomic_add(gpos, b, idx[1], wp.vec4d(gb[0], gb[1], gz * e1 / det, gb[2]))
+    wp.atomic_add(gpos, b, idx[2], wp.vec4d(gc[0], gc[1], gz * e2 / det, gc[2]))

@@ -220,3 +220,42 @@ def resolve_torch(pos: torch.Tensor, tri: torch.Tensor, zbuf: torch.Tensor) -> t
     zw = (e * v[..., 2]).sum(-1) / det
     out = torch.stack([e[..., 0] / s, e[..., 1] / s, zw, (t + 1).double()], -1)
     return torch.where(covered[..., None], out, torch.zeros_like(out))
+
+
+def barycentric_grad_warp(
+    pos: torch.Tensor, tri: torch.Tensor, rast: torch.Tensor, grad: torch.Tensor
+) -> torch.Tensor:
+    """Warp implementation of the rast -> pos_clip backward: one thread per pixel, atomic adds into
+    ``[B,V,4]`` float64 (on CPU each thread owns a batch chunk, so the adds never race)."""
+    wp, k = _warp()
+    batch, height, width = rast.shape[:3]
+    gpos = torch.zeros(pos.shape, dtype=torch.float64, device=pos.device)
+    args = [
+        wp.from_torch(pos.detach().double().contiguous(), dtype=wp.vec4d),
+        wp.from_torch(tri.to(torch.int32).contiguous(), dtype=wp.vec3i),
+        wp.from_torch(rast.detach().double().contiguous(), dtype=wp.vec4d),
+        wp.from_torch(grad.double().contiguous(), dtype=wp.vec4d),
+        height,
+        width,
+    ]
+    wg = wp.from_torch(gpos, dtype=wp.vec4d)
+    if pos.device.type == "cuda":  # pragma: no cover - needs CUDA
+        with wp.ScopedStream(wp.stream_from_torch(pos.device)):
+            wp.launch(
+                k.bary_grad_kernel,
+                dim=batch * height * width,
+                inputs=[*args, 0, wg],
+                device=wp.device_from_torch(pos.device),
+            )
+        return gpos
+
+    def run(span: tuple[int, int]) -> None:
+        b0, b1 = span
+        wp.launch(k.bary_grad_kernel, dim=(b1 - b0) * height * width, inputs=[*args, b0, wg], device="cpu")
+
+    spans = _chunks(batch, torch.get_num_threads())
+    if len(spans) == 1:
+        run(spans[0])
+    else:
+        list(_pool(len(spans)).map(run, spans))
+    return gpos

@@ -8,7 +8,12 @@ import os
 import torch
 
 from facezoo.render.backends import Backend
-from facezoo.render.backends.builtin import rasterize_torch, rasterize_warp, warp_available
+from facezoo.render.backends.builtin import (
+    barycentric_grad_warp,
+    rasterize_torch,
+    rasterize_warp,
+    warp_available,
+)
 
 #: which implementation the builtin backend uses: "warp" (default when importable) or "torch"
 IMPLEMENTATION = os.environ.get("FACEZOO_RASTER_IMPL", "warp")
@@ -78,12 +83,18 @@ class _Rasterize(torch.autograd.Function):
         tri32 = tri.to(torch.int32).contiguous()
         rast = _forward(pos64, tri32, height, width, cull, impl).to(pos.dtype)
         ctx.save_for_backward(pos, tri, rast)
+        ctx.impl = impl
         return rast
 
     @staticmethod
     def backward(ctx, grad):
         pos, tri, rast = ctx.saved_tensors
-        gpos = barycentric_backward(pos, tri, rast, grad) if ctx.needs_input_grad[0] else None
+        gpos = None
+        if ctx.needs_input_grad[0]:
+            if ctx.impl == "warp" and warp_available():
+                gpos = barycentric_grad_warp(pos, tri, rast, grad).to(pos.dtype)
+            else:
+                gpos = barycentric_backward(pos, tri, rast, grad)
         return gpos, None, None, None, None, None
 
 
