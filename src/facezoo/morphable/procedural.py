@@ -52,7 +52,7 @@ def _build(n_vertices: int, seed: int, n_id: int, n_exp: int, n_tex: int) -> dic
     chin_row = row[landmark_indices(grid, mean)[8]]
     th, _ = grid.angles()
     front_mask = (np.abs(th) < np.deg2rad(62.0)) & (row >= chin_row - 1) & (mean[:, 1] < 80.0)
-    features = (reg["eyes"] > 0.3) | (reg["brows"] > 0.3) | (reg["lips"] > 0.3)
+    features = reg["zone"] > 0.5
     return {
         "mean": mean.astype(np.float32),
         "id_basis": id_basis.reshape(n, 3, n_id).astype(np.float32),

@@ -161,7 +161,7 @@ def expression_fields(
     lips = gauss2(x, y, 0.0, ys, 18.0, 10.0) * front
     upper_lid = gauss_pair(x, y, 30.0, Y_EYE + 4.0, 10.0, 4.5) * front
     upper_lid_r = gauss2(x, y, -30.0, Y_EYE + 4.0, 10.0, 4.5) * front
-    lower_lid = gauss_pair(x, y, 30.0, Y_EYE - 3.5, 10.0, 2.5) * front
+    lower_lid = gauss_pair(x, y, 30.0, Y_EYE - 4.0, 11.0, 4.0) * front
     # Brows and forehead move up together; the weight ramps up over the brows and fades over the scalp.
     brow = smoothstep((y - Y_EYE - 6.0) / 16.0) * (1.0 - smoothstep((y - 75.0) / 35.0)) * front
     brow *= 1.0 - smoothstep((np.abs(x) - 45.0) / 20.0)
@@ -178,20 +178,20 @@ def expression_fields(
         "mouth_left": _vec(4.0 * lips, 0.0, 0.0, n),
         "cheek_puff": _vec(1.5 * sgn * cheeks, 0.0, 4.0 * cheeks, n),
         "lip_corner_down": _vec(0.0, -3.5 * corners, 0.0, n),
-        "upper_lip_raise": _vec(0.0, 3.0 * gauss2(x, y, 0.0, ys + 6.0, 14.0, 4.0) * front, 0.0, n),
-        "lower_lip_down": _vec(0.0, -3.0 * gauss2(x, y, 0.0, ys - 6.0, 13.0, 4.0) * front, 0.0, n),
+        "upper_lip_raise": _vec(0.0, 3.0 * gauss2(x, y, 0.0, ys + 7.0, 15.0, 5.5) * front, 0.0, n),
+        "lower_lip_down": _vec(0.0, -3.0 * gauss2(x, y, 0.0, ys - 7.0, 14.0, 5.5) * front, 0.0, n),
         "jaw_left": _vec(4.0 * w, 0.0, 0.0, n),
         "eye_close_right": _vec(0.0, -3.5 * upper_lid_r, 0.3 * upper_lid_r, n),
         "jaw_forward": _vec(0.0, 0.0, 4.0 * w, n),
         "brow_raise_inner": _vec(0.0, 3.5 * inner_brow, 0.0, n),
         "nose_wrinkle": _vec(0.0, 2.0 * gauss2(x, y, 0.0, 10.0, 14.0, 9.0) * front, 0.0, n),
         "smile_right": _vec(4.0 * sgn * corner_r, 4.5 * corner_r, -2.0 * corner_r, n),
-        "lips_roll_in": _vec(0.0, 0.0, -3.0 * gauss2(x, y, 0.0, ys, 14.0, 3.5) * front, n),
+        "lips_roll_in": _vec(0.0, 0.0, -3.0 * gauss2(x, y, 0.0, ys, 16.0, 6.0) * front, n),
         "squint": _vec(0.0, 2.0 * lower_lid, 0.0, n),
     }
     rng = np.random.default_rng([seed, 2])
     centres = np.array([[0, ys], [20, ys], [-20, ys], [30, Y_EYE], [-30, Y_EYE], [25, 47], [-25, 47]], float)
-    rand = _random_fields(rng, verts, front, grid.mirror(), count, centres, (6.0, 14.0), 1.5, 0.5)
+    rand = _random_fields(rng, verts, front, grid.mirror(), count, centres, (8.0, 16.0), 1.5, 0.5)
     return np.concatenate([np.stack([named[k] for k in EXP_NAMES], -1), rand], -1).reshape(3 * n, -1)
 
 

@@ -15,7 +15,7 @@ import numpy as np
 from facezoo.morphable.procedural_bases import _random_fields
 from facezoo.morphable.procedural_shape import X_EYE, Y_BROW, Y_EYE, FaceGrid, gauss_pair, seam_height
 
-SKIN = np.array([0.80, 0.60, 0.49])
+SKIN = np.array([0.76, 0.57, 0.46])
 LIPS = np.array([0.66, 0.36, 0.36])
 BROWS = np.array([0.30, 0.21, 0.16])
 SCLERA = np.array([0.90, 0.88, 0.85])
@@ -30,7 +30,8 @@ def _inside(t: np.ndarray, width: float = 0.12) -> np.ndarray:
 
 
 def regions(grid: FaceGrid, verts: np.ndarray, front: np.ndarray) -> dict[str, np.ndarray]:
-    """Soft region indicators [V] in [0,1]: eyes, iris, pupil, brows, lips, nostrils, hair, cheeks."""
+    """Soft region indicators [V] in [0,1]: eyes, iris, pupil, brows, lips, nostrils, hair, cheeks, and
+    ``zone`` (dilated eyes, brows and lips)."""
     x, y = verts[:, 0], verts[:, 1]
     ax = np.abs(x)
     ys = seam_height(grid)
@@ -45,8 +46,12 @@ def regions(grid: FaceGrid, verts: np.ndarray, front: np.ndarray) -> dict[str, n
     top = ys + 1.0 + 8.5 * np.sqrt(1.0 - u**2) * (1.0 - 0.25 * np.exp(-((x / 3.0) ** 2)))  # cupid's bow dip
     bottom = ys - 1.0 - 10.5 * (1.0 - u**2) ** 0.6
     lip_t = np.where(y >= ys, (y - ys) / np.maximum(top - ys, 1e-3), (ys - y) / np.maximum(ys - bottom, 1e-3))
-    lips = _inside(np.maximum(lip_t, ax / 25.5), 0.1) * front
+    lip_t = np.maximum(lip_t, ax / 25.5)
+    lips = _inside(lip_t, 0.1) * front
     return {
+        # Dilated zones (their landmarks lie on the region boundaries): what the "skin" mask leaves out.
+        "zone": np.maximum.reduce([_inside(eye_r / 1.5), _inside(brow_t / 1.4), _inside(lip_t / 1.3)])
+        * front,
         "eyes": eyes,
         "iris": eyes * _inside(iris_r / 5.5, 0.1),
         "pupil": eyes * _inside(iris_r / 2.0, 0.15),
@@ -89,7 +94,7 @@ def texture_fields(
     """[3V, J] colour fields (1-sigma, RGB units): 7 named + ``count`` smooth random ones."""
     skin = np.clip(1.0 - reg["eyes"] - reg["hair"], 0.0, 1.0)[:, None]
     feats = [
-        0.09 * mean * (1.0 - reg["eyes"][:, None]),  # brightness (multiplicative)
+        0.08 * mean * (1.0 - reg["eyes"][:, None]),  # brightness (multiplicative)
         skin * np.array([0.025, 0.005, -0.025]),  # warm / cool
         skin * reg["cheeks"][:, None] * np.array([0.05, -0.02, -0.02])
         + skin * np.array([0.02, -0.01, -0.01]),
