@@ -47,7 +47,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from facezoo.morphable.formats import find_file, loadmat, mat_index, orient_front
+from facezoo.morphable.formats import find_file, loadmat, mat_index, mat_names, orient_front
 from facezoo.morphable.model import MorphableModel
 
 __all__ = [
@@ -274,9 +274,7 @@ def _tddfa_topology(folders, V: int, mean: np.ndarray) -> dict:
     info_path = find_file(folders, "model_info.mat", "", WHERE_3DDFA, required=False)
     tri_src = lm_src = None
     if info_path is not None:
-        import scipy.io
-
-        names = {n for n, *_ in scipy.io.whosmat(str(info_path))}
+        names = mat_names(info_path)
         if "tri" in names:
             tri_src = (info_path, loadmat(info_path, ("tri",), "tri")["tri"])
         if "keypoints" in names:
@@ -339,9 +337,7 @@ def load_bfm_3ddfa(folders, n_id: int = 199, n_exp: int = 29, n_tex: int = 199) 
     trim, _ = _trim_index(folders, bfm["shapeMU"].shape[0])
     V = trim.size
     path = find_file(folders, "Model_Expression.mat", "mu_exp [3M,1] and w_exp [3M,29]", WHERE_3DDFA)
-    import scipy.io
-
-    has_sigma = "sigma_exp" in {n for n, *_ in scipy.io.whosmat(str(path))}
+    has_sigma = "sigma_exp" in mat_names(path)
     keys = ("mu_exp", "w_exp", "sigma_exp") if has_sigma else ("mu_exp", "w_exp")
     e = loadmat(path, keys, "3DDFA's Model_Expression.mat")
     if e["mu_exp"].size != 3 * V or e["w_exp"].ndim != 2 or e["w_exp"].shape[0] != 3 * V:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["as_folders", "find_file", "loadmat", "mat_index", "orient_front"]
+__all__ = ["as_folders", "find_file", "loadmat", "mat_names", "mat_index", "orient_front"]
 
 
 def as_folders(folders) -> list[Path]:
@@ -36,6 +36,19 @@ def find_file(folders, names: str | tuple[str, ...], expected: str, where: str, 
     raise FileNotFoundError(
         f"{names[0]}{alt}: not found in {looked}. Expected {expected}. Get it from {where}."
     )
+
+
+def mat_names(path: Path) -> set[str]:
+    """Variable names in a MATLAB file (v5 via scipy, v7.3 via h5py)."""
+    import scipy.io
+
+    try:
+        return {n for n, *_ in scipy.io.whosmat(str(path))}
+    except NotImplementedError:
+        import h5py
+
+        with h5py.File(path, "r") as f:
+            return set(f.keys())
 
 
 def loadmat(path: Path, keys: tuple[str, ...], what: str) -> dict[str, np.ndarray]:
