@@ -43,11 +43,13 @@ def _build(n_vertices: int, seed: int, n_id: int, n_exp: int, n_tex: int) -> dic
     grid = make_grid(n_vertices)
     mean, bumps, front = template(grid)
     n = mean.shape[0]
-    id_basis, id_std = pca(identity_fields(grid, mean, bumps, front, seed, count=n_id + 20), n_id)
+    id_basis, id_std = pca(identity_fields(grid, mean, bumps, front, seed, count=max(n_id, 20)), n_id)
     exp_basis, exp_std = orthonormalise(expression_fields(grid, mean, front, seed, count=max(n_exp - 20, 0)))
     reg = regions(grid, mean, front)
     tex_mean = albedo_mean(reg)
-    tex_basis, tex_std = pca(texture_fields(grid, mean, front, reg, tex_mean, seed, count=n_tex + 10), n_tex)
+    tex_basis, tex_std = pca(
+        texture_fields(grid, mean, front, reg, tex_mean, seed, count=max(n_tex, 10)), n_tex
+    )
     row = np.arange(n) // grid.n_theta
     chin_row = row[landmark_indices(grid, mean)[8]]
     th, _ = grid.angles()
@@ -81,7 +83,7 @@ def procedural_arrays(
 
     Identity: PCA of 20 feature-local variations (face width/height/depth, lower-face length, jaw width, chin,
     nose projection/width/length, eye spacing/height, socket depth, brow ridge, cheekbones, cheeks, lips,
-    mouth width/height, forehead slope, prognathism) and ``n_id + 20`` seed-dependent smooth random fields.
+    mouth width/height, forehead slope, prognathism) and max(n_id, 20) seed-dependent smooth random fields.
     The basis [V,3,n_id] is orthonormal as a [3V, n_id] matrix, so ``id_std`` (mm) is the norm of a 1-sigma
     displacement: the per-vertex RMS of component k is id_std[k] / sqrt(V) (about 4.5 mm for the first).
 

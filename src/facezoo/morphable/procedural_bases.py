@@ -71,24 +71,28 @@ def _random_fields(
     (x,y) mm, random width in ``scale`` mm, random direction weighted by ``axes``, z-dominant by default)
     whose amplitude grows with the width (a smooth-process spectrum), split into a symmetric part plus
     ``asym`` times its antisymmetric part."""
-    x, y = verts[:, 0], verts[:, 1]
-    out = np.zeros((verts.shape[0], 3, count))
+    # float32 while evaluating the RBFs: half the cost of exp, and ample for smooth fields.
+    x, y = verts[None, :, 0].astype(np.float32), verts[None, :, 1].astype(np.float32)
+    wf = front.astype(np.float32)
+    out = np.empty((count, verts.shape[0], 3), np.float32)  # field-major while building: contiguous writes
     for k in range(count):
-        for _ in range(3):
-            c = centres[rng.integers(len(centres))] + rng.normal(0.0, 8.0, 2)
-            s = rng.uniform(*scale)
-            d = rng.normal(0.0, 1.0, 3) * np.asarray(axes) * (amp * (s / scale[1]) ** 1.5)
-            out[:, :, k] += gauss2(x, y, c[0], c[1], s, s)[:, None] * d
-    out *= front[:, None, None]
-    m = out[mirror]
-    m[:, 0] *= -1.0
-    return 0.5 * (1.0 + asym) * out + 0.5 * (1.0 - asym) * m
+        c = centres[rng.integers(len(centres), size=3)] + rng.normal(0.0, 8.0, (3, 2))
+        s = rng.uniform(*scale, size=3)
+        d = rng.normal(0.0, 1.0, (3, 3)) * np.asarray(axes) * (amp * (s[:, None] / scale[1]) ** 1.5)
+        c, s, d = c.astype(np.float32), s.astype(np.float32)[:, None], d.astype(np.float32)
+        g = np.exp(-0.5 * (((x - c[:, :1]) / s) ** 2 + ((y - c[:, 1:]) / s) ** 2))  # [3,V]
+        out[k] = (g * wf).T @ d
+    m = out[:, mirror]
+    m[..., 0] *= -1.0
+    out = 0.5 * (1.0 + asym) * out + 0.5 * (1.0 - asym) * m
+    return out.transpose(1, 2, 0).astype(np.float64)
 
 
 def identity_fields(
     grid: FaceGrid, verts: np.ndarray, bumps: dict[str, np.ndarray], front: np.ndarray, seed: int, count: int
 ) -> np.ndarray:
-    """[3V, J] identity fields (1-sigma, mm): 20 feature-local variations + ``count`` random smooth fields."""
+    """[3V, 20 + count] identity fields (1-sigma, mm): 20 feature-local variations + ``count`` random smooth
+    fields."""
     n = verts.shape[0]
     x, y, z = verts[:, 0], verts[:, 1], verts[:, 2]
     ys = seam_height(grid)
@@ -195,12 +199,6 @@ def expression_fields(
     return np.concatenate([np.stack([named[k] for k in EXP_NAMES], -1), rand], -1).reshape(3 * n, -1)
 
 
-def _sign_fix(basis: torch.Tensor) -> torch.Tensor:
-    """Deterministic column signs: the entry of largest magnitude is positive."""
-    idx = basis.abs().argmax(0)
-    return basis * torch.sign(basis[idx, torch.arange(basis.shape[1])])
-
-
 @contextlib.contextmanager
 def _one_thread() -> Iterator[None]:
     """Run small dense LAPACK calls single-threaded: on a loaded machine, OpenMP threads spinning on a
@@ -234,7 +232,10 @@ def pca(fields: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         evals, w = torch.linalg.eigh(gram)
     order = torch.argsort(evals, descending=True)[:k]
     std = evals[order].clamp_min(0.0).sqrt()
-    return _sign_fix(f @ (w[:, order] / std)).numpy(), std.numpy()
+    w = w[:, order]
+    # Deterministic signs: u_k . f_j = std_k w_jk, so make u_k agree with the field it loads most on.
+    w = w * torch.sign(w.gather(0, w.abs().argmax(0, keepdim=True)))
+    return (f @ (w / std)).numpy(), std.numpy()
 
 
 def orthonormalise(fields: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
