@@ -82,8 +82,10 @@ def gmm_log_prob(x: Tensor, gmm: GaussianMixture) -> Tensor:
     """``log p(x)`` ``[N]`` of points ``x [N,D]`` under ``gmm`` (full covariances, via Cholesky factors)."""
     w, mu, cov = (t.to(x) for t in gmm)
     chol = torch.linalg.cholesky(cov)  # [K,D,D]
-    diff = (x[:, None, :] - mu[None]).unsqueeze(-1)  # [N,K,D,1]
-    z = torch.linalg.solve_triangular(chol[None], diff, upper=False).squeeze(-1)  # [N,K,D]
+    diff = x[:, None, :] - mu[None]  # [N,K,D]
+    # whitening with the inverse Cholesky factor: one small [K,D,D] inverse, then a single einsum
+    # (batched triangular solves over N*K tiny systems are far slower on CPU)
+    z = torch.einsum("kij,nkj->nki", torch.linalg.inv(chol), diff)
     maha = z.square().sum(-1)
     logdet = 2.0 * torch.log(torch.diagonal(chol, dim1=-2, dim2=-1)).sum(-1)  # [K]
     log_n = -0.5 * (maha + logdet + x.shape[1] * math.log(2.0 * math.pi))
@@ -149,13 +151,13 @@ def fit_gmm(
         weights = nk / n
         means = (resp.T @ x) / nk[:, None]
         diff = x[:, None, :] - means[None]  # [N,K,D]
-        covs = torch.stack([(resp[:, k, None] * diff[:, k]).T @ diff[:, k] for k in range(n_components)])
+        covs = torch.einsum("nki,nkj->kij", resp[..., None] * diff, diff)  # a batched matmul over k
         covs = covs / nk[:, None, None] + reg_covar * eye
         gmm = GaussianMixture(weights, means, covs)
         # E step
         w, mu, cov = gmm
         chol = torch.linalg.cholesky(cov)
-        z = torch.linalg.solve_triangular(chol[None], diff.unsqueeze(-1), upper=False).squeeze(-1)
+        z = torch.einsum("kij,nkj->nki", torch.linalg.inv(chol), diff)
         logdet = 2.0 * torch.log(torch.diagonal(chol, dim1=-2, dim2=-1)).sum(-1)
         log_joint = -0.5 * (z.square().sum(-1) + logdet + d * math.log(2 * math.pi)) + torch.log(w)
         log_norm = torch.logsumexp(log_joint, dim=1, keepdim=True)

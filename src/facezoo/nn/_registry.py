@@ -67,4 +67,5 @@ def build(name: str, **overrides: Any) -> nn.Module:
     Example:
         >>> net = build("resnet50", num_outputs=239)   # Deep3DFace's R-Net head
     """
-    return REGISTRY[name].factory(make_config(name, **overrides))
+    config = make_config(name, **overrides)
+    return REGISTRY[name].factory(config)
