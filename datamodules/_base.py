@@ -13,9 +13,9 @@ from torch.utils.data import Dataset
 
 from facezoo.data.align import crop_pose_300wlp, transform_points, warp_image
 from facezoo.data.augment import Augment
-from facezoo.data.io import OnBadSample, ReportingDataLoader
-from facezoo.data.samplers import ShardedRandomSampler
+from facezoo.data.io import OnBadSample, ReportingDataLoader, to_tensor
 from facezoo.data.sample import collate
+from facezoo.data.samplers import ShardedRandomSampler
 from facezoo.data.shards import ShardDataset
 
 SQRT2 = math.sqrt(2.0)
@@ -33,7 +33,7 @@ def crop_face(
     """Warp ``image [H,W,3] uint8`` with ``affine [1,2,3]`` into a ``size`` square and carry the labels along:
     landmarks (crop pixels), 3D landmarks (depth scaled), the 300W-LP pose (:func:`crop_pose_300wlp`)."""
     h = image.shape[0]
-    img = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None].float().div_(255.0)
+    img = to_tensor(image)[None]
     out: dict[str, Any] = {
         "image": warp_image(img, affine, size)[0].clamp_(0, 1),
         "affine": affine[0].clone(),
@@ -57,7 +57,8 @@ class FaceDataModule(LightningDataModule):
 
     Args:
         root: dataset root in its distributed layout.
-        shards: folder written by ``facezoo prepare`` (``<shards>/<split>/manifest.json``); when given, samples
+        shards: folder written by ``facezoo prepare`` (``<shards>/<split>/manifest.json``); when given,
+        samples
             are read from the shards instead of ``root``.
         batch_size: samples per batch (per device).
         num_workers: DataLoader workers.

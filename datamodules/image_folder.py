@@ -68,7 +68,7 @@ class ImageFolderDataset(FaceDataset):
         missing = [str(p) for p, lm in pairs if lm is None]
         if missing:
             msg = (
-                f"{len(missing)} of {len(images)} images have no landmark file (.pts/.txt beside or in detections/):\n  "
+                f"{len(missing)} of {len(images)} images have no landmark file (.pts/.txt, detections/):\n  "
                 + "\n  ".join(missing[:20])
             )
             if missing_landmarks == "error":

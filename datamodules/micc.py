@@ -3,14 +3,16 @@
 Layout: ``<root>/subject_NN/Model/frontal1/obj/*.obj`` (scans, mm) and videos under
 ``<root>/subject_NN/Video/{Indoor-Cooperative,PTZ-Indoor,PTZ-Outdoor}/``. Frames are images in
 ``<frames_root>/subject_NN/<video type>/*.jpg|png`` (default ``frames_root = <root>/frames``), extracted by
-``facezoo prepare micc`` (needs a video decoder: PyAV) or by the user (e.g. ``ffmpeg -i video frame%04d.jpg``).
+``facezoo prepare micc`` (needs a video decoder: PyAV) or by the user (e.g. ``ffmpeg -i video
+frame%04d.jpg``).
 
 Frames are cropped with Deep3DFace's 5-point alignment when a landmark file sits beside them (see
 :func:`~facezoo.datamodules.image_folder.find_landmark_file`), else as the central square. ``group="frame"``
 yields one sample per frame; ``group="subject"`` stacks ``frames_per_subject`` evenly spaced frames of a
 subject and video type (``image [V,3,H,W]``), the setting of MVF-Net/Deep3DFace's pooled evaluation. Every
 sample has ``identity`` (subject number), ``view`` (video-type index), ``scan`` (path of the subject's first
-scan) and ``path``. ``annotations`` (the shared ``micc/annotations.json``) adds the four annotated scan vertices
+scan) and ``path``. ``annotations`` (the shared ``micc/annotations.json``) adds the four annotated scan
+vertices
 per subject (:attr:`MICCDataset.scan_landmarks`).
 """
 
@@ -34,7 +36,8 @@ _SUBJECT = re.compile(r"^subject_0*(\d+)$")
 
 
 def read_micc_annotations(path: str | Path) -> dict[int, dict]:
-    """``annotations.json`` -> ``{subject: {"frame": path, "correspondences": {name: vertex_id}}}`` (paths resolved
+    """``annotations.json`` -> ``{subject: {"frame": path, "correspondences": {name: vertex_id}}}`` (paths
+    resolved
     against the file's folder; ``correspondences.txt`` lines are ``name vertex_id``)."""
     path = Path(path)
     base = path.parent

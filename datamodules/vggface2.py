@@ -1,6 +1,7 @@
 """VGGFace2: ``<root>/{train,test}/<class>/<image>.jpg`` with identity labels.
 
-Optional files (looked up at ``<root>/identity_meta.csv`` and ``<root>/bb_landmark/loose_{bb,landmark}_<split>.csv``,
+Optional files (looked up at ``<root>/identity_meta.csv`` and
+``<root>/bb_landmark/loose_{bb,landmark}_<split>.csv``,
 or given explicitly): the identity table (see :func:`facezoo.data.read_vggface2_meta` for its quirks), loose
 boxes and 5-point landmarks. Crops: Deep3DFace's 5-point alignment when landmarks are known, else a square
 around the loose box (``box_scale`` x its longer side). ``identity`` = index of the class in the sorted list
@@ -88,7 +89,8 @@ class VGGFace2Dataset(FaceDataset):
 
 
 class VGGFace2(FaceDataModule):
-    """VGGFace2 datamodule; ``p``/``k`` switch on P x K identity-balanced training batches (``batch_size`` is then p*k)."""
+    """VGGFace2 datamodule; ``p``/``k`` switch on P x K identity-balanced training batches
+    (``batch_size`` is then p*k)."""
 
     def __init__(
         self,

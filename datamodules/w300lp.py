@@ -2,19 +2,25 @@
 
 Layout::
 
-    300W_LP/{AFW,HELEN,IBUG,LFPW}[_Flip]/<source>_<k>.jpg + .mat   (k = profiling step; .mat: Pose_Para, Shape_Para,
+    300W_LP/{AFW,HELEN,IBUG,LFPW}[_Flip]/<source>_<k>.jpg + .mat   (k = profiling step; .mat: Pose_Para,
+    Shape_Para,
                                                                     Exp_Para, pt2d (2,68), ...)
     300W_LP/landmarks/{AFW,HELEN,IBUG,LFPW}/<source>_<k>_pts.mat   (pts_2d, pts_3d [68,2]; none for _Flip)
 
 Samples are square landmark-box crops (``box_scale`` x the 68 landmarks' box, MVF-Net's random 0-5 % shift in
-training) with ``landmarks68``, ``params`` {``id`` [199], ``exp`` [29], ``pose`` [7] transformed into the crop},
-``yaw`` (degrees, ``Pose_Para[1]``), ``identity`` (= source face: ``<subset>/<source>``, the same person in the
+training) with ``landmarks68``, ``params`` {``id`` [199], ``exp`` [29], ``pose`` [7] transformed into the
+crop},
+``yaw`` (degrees, ``Pose_Para[1]``), ``identity`` (= source face: ``<subset>/<source>``, the same person in
+the
 ``_Flip`` folder) and ``view``.
 
-Triplets (``mode="triplet"``, MVF-Net pretraining): all (frontal, left, right) combinations of images of the same
-source face, frontal ``|yaw| <= frontal_max_yaw``, left ``yaw <= -side_min_yaw``, right ``yaw >= side_min_yaw``
+Triplets (``mode="triplet"``, MVF-Net pretraining): all (frontal, left, right) combinations of images of the
+same
+source face, frontal ``|yaw| <= frontal_max_yaw``, left ``yaw <= -side_min_yaw``, right ``yaw >=
+side_min_yaw``
 (signs as in ``Pose_Para``). 300W-LP's profiling only increases |yaw| on one side of each face; MVF-Net's 140k
-triplets need the mirrored ``_Flip`` images for the other side, so the ``_Flip`` copy of a face joins its group
+triplets need the mirrored ``_Flip`` images for the other side, so the ``_Flip`` copy of a face joins its
+group
 (``triplets_across_flip=True``, our reading of the paper). Views are stacked ``[3,...]`` in the order frontal,
 left, right (``view = [0, 1, 2]``). Grouping reads every ``.mat`` once at setup.
 
@@ -43,7 +49,7 @@ _NAME = re.compile(r"^(?P<source>.+)_(?P<k>\d+)$")
 
 
 def scan_300wlp(root: str | Path, subsets=SUBSETS, include_flip: bool = True) -> list[dict]:
-    """List ``{"image", "mat", "subset", "flip", "source", "k"}`` for every image with a ``.mat`` beside it."""
+    """List ``{"image", "mat", "subset", "flip", "source", "k"}`` for each image with a ``.mat`` beside it."""
     root = check_root(root, "300W-LP")
     items = []
     for subset in subsets:
@@ -72,8 +78,10 @@ class W300LPDataset(FaceDataset):
     """300W-LP samples or triplets (see the module docstring).
 
     Args:
-        root: the ``300W_LP`` folder. mode: ``"single"`` or ``"triplet"``. landmark_source: ``"mat"`` (``pt2d`` of
-        the image's .mat) or ``"landmarks"`` (``landmarks/<subset>/<name>_pts.mat`` ``pts_3d``; ``_Flip`` images,
+        root: the ``300W_LP`` folder. mode: ``"single"`` or ``"triplet"``. landmark_source: ``"mat"``
+        (``pt2d`` of
+        the image's .mat) or ``"landmarks"`` (``landmarks/<subset>/<name>_pts.mat`` ``pts_3d``; ``_Flip``
+        images,
         which have none, are left out). box_scale: crop side / landmark-box side. max_shift: random box shift
         (fraction of the side; 0 = none). split / val_fraction: identity-disjoint split.
     """
@@ -99,7 +107,7 @@ class W300LPDataset(FaceDataset):
         super().__init__(on_bad_sample)
         if mode not in ("single", "triplet") or landmark_source not in ("mat", "landmarks"):
             raise ValueError(
-                f"mode must be single|triplet and landmark_source mat|landmarks, got {mode!r}, {landmark_source!r}"
+                f"need mode single|triplet, landmark_source mat|landmarks; got {mode!r}, {landmark_source!r}"
             )
         self.root = Path(root)
         self.image_size, self.box_scale, self.max_shift, self.transform = (

@@ -92,7 +92,10 @@ def test_real_deep3d_detections(shared_data):
         )  # eyes l->r, nose above mouth
 
 
-META = 'Class_ID, Name, Sample_Num, Flag, Gender\nn000001," ""14th_Dalai_Lama""",424,0, m\nn000659," ""Anne-Marie_Duff""",0, f,\n'
+META = (
+    'Class_ID, Name, Sample_Num, Flag, Gender\nn000001," ""14th_Dalai_Lama""",424,0, m\n'
+    'n000659," ""Anne-Marie_Duff""",0, f,\n'
+)
 
 
 def test_vggface2_meta_quirks(tmp_path):

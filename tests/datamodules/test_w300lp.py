@@ -30,7 +30,8 @@ def test_crop_pose_consistent_with_landmarks(w300lp_root):
         mat = read_3ddfa_mat(r["mat"])
         pose0 = torch.as_tensor(mat["pose"])[None]
         pts = torch.as_tensor(np.c_[mat["pt2d"], np.zeros(68)])[None]
-        # recover model points from x, y and the depth consistent with the pose: use all three via full projection
+        # recover model points from x, y and the depth consistent with the pose: use all three via full
+        # projection
         v = unproject_300wlp(torch.cat([pts[..., :2], torch.zeros(1, 68, 1)], -1), pose0, 96)
         # only x,y matter for the check below: project the same points with the cropped pose
         lm = project_300wlp(v, s["params"]["pose"].double()[None], 64)[0, :, :2]
@@ -39,7 +40,8 @@ def test_crop_pose_consistent_with_landmarks(w300lp_root):
 
 def test_triplets_left_frontal_right(w300lp_root):
     ds = W300LPDataset(w300lp_root, mode="triplet", image_size=32)
-    # AFW face: frontal {5, -5}, left {-20, -40}, right {20, 40} -> 2*2*2; IBUG: frontal {-3, 3}, left -25, right 25 -> 2
+    # AFW face: frontal {5, -5}, left {-20, -40}, right {20, 40} -> 2*2*2; IBUG: frontal {-3, 3}, left -25,
+    # right 25 -> 2
     assert len(ds) == 10
     s = ds[0]
     assert s["image"].shape == (3, 3, 32, 32) and s["landmarks68"].shape == (3, 68, 2)

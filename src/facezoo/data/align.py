@@ -8,11 +8,13 @@ facezoo pixel coordinates (origin top-left, +y down, pixel centres at +0.5). Kee
 Two croppers:
 
 * :func:`deep3d_affine` — Deep3DFace's ``align_img``: ``POS`` fits a weak-perspective projection of five 3D
-  template landmarks to the five detected points (least squares, 8 unknowns); the scale ``s`` is the mean norm of
+  template landmarks to the five detected points (least squares, 8 unknowns); the scale ``s`` is the mean
+  norm of
   the two projection rows, the crop is centred on the fitted translation and scaled by ``rescale_factor / s``
   (102) into a ``target_size`` (224) square. What we reproduce: POS, the template, 102 and 224. What we drop:
   Deep3DFace resizes with PIL bicubic and then crops at integer-truncated offsets (sub-pixel and 1-pixel
-  differences); we warp once with bilinear sampling at the exact affine, so landmarks and image stay consistent.
+  differences); we warp once with bilinear sampling at the exact affine, so landmarks and image stay
+  consistent.
 * :func:`landmark_box_affine` — square box on the landmarks' bounding box (MVF-Net, MMFace, 3DDFA), side
   ``scale * max(w, h)`` (3DDFA's ``parse_roi_box_from_landmark`` is ``scale = sqrt(2)``), optional shift as a
   fraction of the side (MVF-Net's 0-5 % augmentation).
@@ -35,7 +37,8 @@ from torch import Tensor
 
 # Deep3DFace's five-point 3D template (decimetres, +y up): the 5-point reduction (eye centres, nose tip, mouth
 # corners) of its BFM-derived ``similarity_Lm3D_all.mat``, symmetrised and rounded to 0.01 dm (1 mm). Pass the
-# exact file's points as ``reference`` to reproduce Deep3DFace to the last digit (:func:`load_deep3d_reference`).
+# exact file's points as ``reference`` to reproduce Deep3DFace to the last digit
+# (:func:`load_deep3d_reference`).
 DEEP3D_LM5_TEMPLATE = (
     (-0.31, 0.29, 0.13),
     (0.31, 0.29, 0.13),
@@ -61,7 +64,7 @@ def _check_affine(affine: Tensor) -> Tensor:
 
 
 def load_deep3d_reference(path: str) -> Tensor:
-    """Deep3DFace's ``similarity_Lm3D_all.mat`` (``lm`` [68,3]) -> its ``load_lm3d`` 5-point template ``[5,3]``."""
+    """Deep3DFace's ``similarity_Lm3D_all.mat`` (``lm`` [68,3]) -> ``load_lm3d``'s template ``[5,3]``."""
     from scipy.io import loadmat
 
     lm = torch.as_tensor(loadmat(path)["lm"], dtype=torch.float64)
@@ -92,7 +95,7 @@ def pos_fit(landmarks5: Tensor, reference: Tensor | None = None) -> tuple[Tensor
 
 
 def center_scale_affine(center: Tensor, scale: Tensor, out_size: int | tuple[int, int]) -> Tensor:
-    """Affine ``[B,2,3]`` that scales by ``scale [B]`` about ``center [B,2]`` and puts it at the crop centre."""
+    """Affine ``[B,2,3]`` that scales by ``scale [B]`` about ``center [B,2]``, moved to the crop centre."""
     h, w = (out_size, out_size) if isinstance(out_size, int) else out_size
     k = scale.double()
     zero = torch.zeros_like(k)
@@ -104,7 +107,8 @@ def center_scale_affine(center: Tensor, scale: Tensor, out_size: int | tuple[int
 def deep3d_affine(
     landmarks5: Tensor, reference: Tensor | None = None, target_size: int = 224, rescale_factor: float = 102.0
 ) -> Tensor:
-    """Deep3DFace's 5-point alignment (``align_img``) as an affine ``[B,2,3]`` to a ``target_size`` square crop.
+    """Deep3DFace's 5-point alignment (``align_img``) as an affine ``[B,2,3]`` to a ``target_size`` square
+    crop.
 
     Args:
         landmarks5: ``[B,5,2]`` pixels: left eye, right eye, nose tip, left and right mouth corners.
@@ -194,7 +198,8 @@ def compose_affine(second: Tensor, first: Tensor) -> Tensor:
 def warp_image(
     image: Tensor, affine: Tensor, out_size: int | tuple[int, int], mode: str = "bilinear"
 ) -> Tensor:
-    """Resample ``image [B,C,H,W]`` into the crop defined by ``affine [B,2,3]`` -> ``[B,C,h,w]`` (zeros outside).
+    """Resample ``image [B,C,H,W]`` into the crop defined by ``affine [B,2,3]`` -> ``[B,C,h,w]`` (zeros
+    outside).
 
     kornia's ``warp_affine`` (``align_corners=True``) indexes pixel centres at integers, facezoo at +0.5:
     ``A_kornia = T(-0.5) A T(+0.5)``.
@@ -210,12 +215,14 @@ def warp_image(
     return warp_affine(image, a.to(image.dtype), (h, w), mode=mode, padding_mode="zeros", align_corners=True)
 
 
-# ---- 300W-LP / AFLW2000-3D pose parameters -----------------------------------------------------------------------
+# ---- 300W-LP / AFLW2000-3D pose parameters
+# -----------------------------------------------------------------------
 
 
 def rotation_300wlp(angles: Tensor) -> Tensor:
     """3DDFA's ``RotationMatrix(pitch, yaw, roll)`` ``= Rx Ry Rz`` with its sign convention
-    (``Rx = [[1,0,0],[0,c,s],[0,-s,c]]``, ``Ry = [[c,0,-s],[0,1,0],[s,0,c]]``, ``Rz = [[c,s,0],[-s,c,0],[0,0,1]]``).
+    (``Rx = [[1,0,0],[0,c,s],[0,-s,c]]``, ``Ry = [[c,0,-s],[0,1,0],[s,0,c]]``, ``Rz =
+    [[c,s,0],[-s,c,0],[0,0,1]]``).
 
     Args:
         angles: ``[B,3]`` radians (pitch, yaw, roll) = ``Pose_Para[:, :3]``. Returns ``[B,3,3]``.
@@ -244,7 +251,8 @@ def project_300wlp(
     points: Tensor, pose: Tensor, image_height: float | Tensor, y_offset: float = 1.0
 ) -> Tensor:
     """300W-LP projection: ``p = s R v + t`` then image ``(x, y) = (p_x, H + y_offset - p_y)`` (3DDFA's
-    ``height + 1 - y``: ``y_offset = 1``, as :func:`facezoo.geometry.camera_from_300wlp`); z returned as ``p_z``.
+    ``height + 1 - y``: ``y_offset = 1``, as :func:`facezoo.geometry.camera_from_300wlp`); z returned as
+    ``p_z``.
 
     Args:
         points: ``[B,N,3]`` model-space points; pose: ``[B,7]`` Pose_Para; image_height: H in pixels.
@@ -279,10 +287,14 @@ def crop_pose_300wlp(
     """Transform 300W-LP ``Pose_Para [B,7]`` so that it projects into the crop (MMFace: "the ground truth of
     pose parameters are modified accordingly").
 
-    With the image y flip ``u = F p + (0, H + c)`` (``c = y_offset``, 3DDFA's 1) (``F = diag(1,-1)``) and a similarity crop ``u' = L u + b``
-    (``L = k Q``, ``Q`` a rotation), ``p' = F L F p + F (L (0, H + c) + b) + (0, H' + c)``. ``F L F = k Q^T`` is again a
-    scaled rotation, so ``s' = k s``, ``R' = diag(Q^T, 1) R`` (Euler angles re-extracted), ``t'_xy = F L F t_xy +
-    F (L (0,H+c) + b) + (0,H'+c)`` and ``t'_z = k t_z`` (depth keeps the pixel scale). Non-similarity affines raise.
+    With the image y flip ``u = F p + (0, H + c)`` (``c = y_offset``, 3DDFA's 1) (``F = diag(1,-1)``) and a
+    similarity crop ``u' = L u + b``
+    (``L = k Q``, ``Q`` a rotation), ``p' = F L F p + F (L (0, H + c) + b) + (0, H' + c)``. ``F L F = k Q^T``
+    is again a
+    scaled rotation, so ``s' = k s``, ``R' = diag(Q^T, 1) R`` (Euler angles re-extracted), ``t'_xy = F L F
+    t_xy +
+    F (L (0,H+c) + b) + (0,H'+c)`` and ``t'_z = k t_z`` (depth keeps the pixel scale). Non-similarity affines
+    raise.
 
     Args:
         pose: ``[B,7]`` [pitch, yaw, roll (rad), tx, ty, tz, scale]; affine: ``[B,2,3]`` original -> crop;
@@ -325,7 +337,7 @@ def flip_pose_300wlp(pose: Tensor, image_width: float) -> Tensor:
 
 
 def yaw_bucket(yaw_degrees: Tensor) -> Tensor:
-    """AFLW2000-3D protocol buckets of |yaw|: 0 = [0,30], 1 = (30,60], 2 = (60,90] (larger |yaw| clamp to 2)."""
+    """AFLW2000-3D protocol buckets of |yaw|: 0 = [0,30], 1 = (30,60], 2 = (60,90] (larger |yaw|: 2)."""
     a = yaw_degrees.abs()
     return (a > 30).long() + (a > 60).long()
 

@@ -4,11 +4,13 @@
 * MVF-Net's random box shift: a uniform 0-5 % shift of the crop box, drawn here as a per-axis offset in
   ``[-max_shift, max_shift]`` x side (:func:`random_box_shift`, fed to
   :func:`~facezoo.data.align.landmark_box_affine`; the paper only says "0~0.05 of input size"),
-* horizontal flip (:func:`hflip_sample`): image, landmarks (with :data:`IBUG68_FLIP` / :data:`LANDMARKS5_FLIP`),
+* horizontal flip (:func:`hflip_sample`): image, landmarks (with :data:`IBUG68_FLIP` /
+:data:`LANDMARKS5_FLIP`),
   the crop affine, yaw, and the 300W-LP pose. A mirrored face is a different 3DMM shape, so ``params["id"]``,
   ``["exp"]`` and ``["tex"]`` are *removed* by the flip: no label is ever silently wrong.
 
-Randomness comes from ``torch``'s generator (seeded per DataLoader worker by PyTorch), so runs are reproducible.
+Randomness comes from ``torch``'s generator (seeded per DataLoader worker by PyTorch), so runs are
+reproducible.
 """
 
 from __future__ import annotations
@@ -33,7 +35,8 @@ def hflip_sample(sample: dict) -> dict:
     """Mirror a sample horizontally (crop width ``W``: ``x -> W - x``, exact under facezoo's pixel centres).
 
     Works for ``image [3,H,W]`` and ``[V,3,H,W]``. Landmark identities are permuted so that index i keeps its
-    meaning (e.g. the left eye corner stays in slot 36). ``affine`` becomes ``F @ A`` with ``F = [[-1,0,W],[0,1,0]]``.
+    meaning (e.g. the left eye corner stays in slot 36). ``affine`` becomes ``F @ A`` with ``F =
+    [[-1,0,W],[0,1,0]]``.
     """
     out = dict(sample)
     image = sample["image"]
@@ -68,7 +71,8 @@ def hflip_sample(sample: dict) -> dict:
 
 
 class ColorJitter:
-    """Per-sample colour jitter (kornia). ``image [3,H,W]`` or ``[V,3,H,W]`` in [0, 1]; all views of a multi-view
+    """Per-sample colour jitter (kornia). ``image [3,H,W]`` or ``[V,3,H,W]`` in [0, 1]; all views of a
+    multi-view
     sample get independent parameters (different cameras), like MVF-Net's independently captured views."""
 
     def __init__(

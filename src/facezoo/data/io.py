@@ -2,8 +2,10 @@
 
 A bad input (corrupt or truncated image, missing or malformed label file, wrong landmark count) raises
 :class:`BadSampleError` naming the file and the problem. Datasets built on :class:`FaceDataset` either let it
-propagate (``on_bad_sample="error"``, the default) or skip the sample (``"skip"``): the next good sample takes its
-place, the reason travels with the batch (``batch["skipped"]``) and :class:`ReportingDataLoader` reports the count
+propagate (``on_bad_sample="error"``, the default) or skip the sample (``"skip"``): the next good sample
+takes its
+place, the reason travels with the batch (``batch["skipped"]``) and :class:`ReportingDataLoader` reports the
+count
 and the files at the end of the epoch. A sample is never silently wrong.
 """
 
@@ -45,7 +47,7 @@ def check_root(root: str | Path, what: str) -> Path:
 
 
 def load_image_uint8(path: str | Path) -> np.ndarray:
-    """Decode an image fully into ``[H,W,3]`` uint8 RGB; truncated or corrupt files raise :class:`BadSampleError`."""
+    """Decode an image fully into ``[H,W,3]`` uint8 RGB (truncated or corrupt: :class:`BadSampleError`)."""
     path = Path(path)
     if not path.is_file():
         raise BadSampleError(path, "image file is missing")
@@ -64,14 +66,18 @@ def load_image(path: str | Path) -> Tensor:
 
 def to_tensor(array: np.ndarray) -> Tensor:
     """``[H,W,3]`` uint8 -> ``[3,H,W]`` float32 in [0, 1]."""
-    return torch.from_numpy(np.ascontiguousarray(array)).permute(2, 0, 1).float().div_(255.0)
+    return (
+        torch.from_numpy(np.ascontiguousarray(array)).permute(2, 0, 1).contiguous().float().mul_(1.0 / 255.0)
+    )
 
 
 class FaceDataset(Dataset):
-    """Base of facezoo's map-style datasets: ``__getitem__`` calls :meth:`load` and applies the bad-sample policy.
+    """Base of facezoo's map-style datasets: ``__getitem__`` calls :meth:`load` and applies the bad-sample
+    policy.
 
     Subclasses set ``self.items`` (one entry per sample) and implement ``load(index) -> Sample``.
-    With ``on_bad_sample="skip"``, a bad sample is replaced by the next good one (cyclically, so the epoch length
+    With ``on_bad_sample="skip"``, a bad sample is replaced by the next good one (cyclically, so the epoch
+    length
     and batch sizes do not change) and ``"_skipped"`` records ``"path: problem"`` for :func:`collate`.
     """
 
@@ -112,7 +118,8 @@ class FaceDataset(Dataset):
 
 class ReportingDataLoader(DataLoader):
     """A DataLoader that counts the bad samples skipped during an epoch and reports them when the epoch ends
-    (a ``UserWarning`` with the count and the first files, and ``self.last_skipped`` for programmatic checks)."""
+    (a ``UserWarning`` with the count and the first files, and ``self.last_skipped`` for programmatic
+    checks)."""
 
     last_skipped: list[str]
 

@@ -3,10 +3,13 @@
 ``num_replicas``/``rank`` explicitly or from ``torch.distributed`` when it is initialised (1/0 otherwise).
 
 Training samplers never duplicate a sample across ranks within an epoch: the per-epoch permutation is shared
-(``seed + epoch``), truncated to a multiple of the world size and dealt out. Call ``set_epoch`` (Lightning does).
+(``seed + epoch``), truncated to a multiple of the world size and dealt out. Call ``set_epoch`` (Lightning
+does).
 
-Evaluation loaders are plain sequential loaders: under DDP Lightning wraps them in a ``DistributedSampler`` that
-*pads* the last batch by repeating samples, so a few samples are evaluated twice. Every sample carries ``index``;
+Evaluation loaders are plain sequential loaders: under DDP Lightning wraps them in a ``DistributedSampler``
+that
+*pads* the last batch by repeating samples, so a few samples are evaluated twice. Every sample carries
+``index``;
 metrics that need exact counts must de-duplicate by it or evaluate on one device.
 """
 
@@ -35,7 +38,7 @@ class _Base(DistributedSampler):
 
 
 class ShardedRandomSampler(_Base):
-    """Random permutation per epoch, truncated to a multiple of ``num_replicas`` (no padding, no duplicates)."""
+    """Random permutation per epoch, cut to a multiple of ``num_replicas`` (no padding, no duplicates)."""
 
     def __init__(self, dataset, num_replicas: int | None = None, rank: int | None = None, seed: int = 0):
         super().__init__(dataset, num_replicas, rank, seed)
@@ -44,8 +47,10 @@ class ShardedRandomSampler(_Base):
 class IdentityBalancedSampler(_Base):
     """P x K sampling: each batch holds ``p`` identities x ``k`` images (use ``DataLoader(batch_size=p*k,
     drop_last=True)``). The identities of an epoch are shuffled and split into disjoint groups of ``p``; the
-    groups (global batches) are dealt round-robin to the ranks, so no image appears on two ranks. Identities with
-    fewer than ``k`` images are sampled with replacement inside their slot (documented duplication within a batch).
+    groups (global batches) are dealt round-robin to the ranks, so no image appears on two ranks. Identities
+    with
+    fewer than ``k`` images are sampled with replacement inside their slot (documented duplication within a
+    batch).
 
     Args:
         labels: identity label per dataset index.
@@ -98,9 +103,12 @@ class IdentityBalancedSampler(_Base):
 
 
 class MixtureSampler(_Base):
-    """Draws ``num_samples`` indices of a ``ConcatDataset`` per epoch: each draw picks member i with probability
-    ``probabilities[i]``, then the next index of member i's own shuffled order (a member is re-shuffled when used
-    up). One global sequence is generated with the shared seed and dealt round-robin, so ranks never share a draw.
+    """Draws ``num_samples`` indices of a ``ConcatDataset`` per epoch: each draw picks member i with
+    probability
+    ``probabilities[i]``, then the next index of member i's own shuffled order (a member is re-shuffled when
+    used
+    up). One global sequence is generated with the shared seed and dealt round-robin, so ranks never share a
+    draw.
 
     Args:
         sizes: length of each member dataset; probabilities: one per member (normalised here).
