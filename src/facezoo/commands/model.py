@@ -7,6 +7,7 @@ Examples::
     facezoo model convert ICT-FaceKit/FaceXModel --format ict -o ict.h5
     facezoo model convert --format procedural --n-vertices 35709 -o procedural.h5
     facezoo model info sfm.h5
+    facezoo model info ../shared/data/sfm --format sfm   # read a source model directly
     facezoo model preview sfm.h5 -o sfm.png          # mean and +-2 sigma of the first id / exp components
     facezoo model preview procedural -o procedural.png
 """
@@ -45,8 +46,9 @@ def build_parser(parser: argparse.ArgumentParser) -> None:
     conv.add_argument("--seed", type=int, default=0, help="procedural: seed (default 0)")
     conv.add_argument("--recenter", action="store_true", help="bfm-deep3d: re-centre the mean as Deep3DFace")
 
-    info = sub.add_parser("info", help="print a model file's summary")
-    info.add_argument("file", type=Path)
+    info = sub.add_parser("info", help="print a model's summary (a facezoo .h5, or a source with --format)")
+    info.add_argument("file", type=Path, nargs="+", help="a facezoo .h5 file, or source file(s)/folder(s)")
+    info.add_argument("--format", choices=sorted(FORMATS), help="read a source model directly (as convert)")
     info.add_argument("--json", action="store_true", help="print JSON instead of a table")
 
     prev = sub.add_parser("preview", help="render the mean and +-2 sigma of the first id/exp components")
@@ -57,38 +59,63 @@ def build_parser(parser: argparse.ArgumentParser) -> None:
     prev.add_argument("--points", action="store_true", help="draw vertices as points instead of rendering")
 
 
+def _procedural(src, n_vertices=5000, seed=0, **_):
+    from facezoo.morphable.procedural import procedural_model
+
+    return procedural_model(n_vertices=n_vertices, seed=seed)
+
+
+def _bfm_deep3d(src, recenter=False, **_):
+    from facezoo.morphable.bfm import load_bfm_deep3d
+
+    return load_bfm_deep3d(src, recenter=recenter)
+
+
+def _bfm_3ddfa(src, **_):
+    from facezoo.morphable.bfm import load_bfm_3ddfa
+
+    return load_bfm_3ddfa(src)
+
+
+def _bfm_3ddfa_mean(src, **_):
+    from facezoo.morphable.bfm import load_3ddfa_mean
+
+    return load_3ddfa_mean(src)
+
+
+def _sfm(src, **_):
+    from facezoo.morphable.sfm import load_sfm
+
+    return load_sfm(src)
+
+
+def _ict(src, **_):
+    from facezoo.morphable.ict import load_ict
+
+    return load_ict(src if len(src) > 1 else src[0])
+
+
+# format name -> loader(src: list[Path], **options) -> MorphableModel (imports stay lazy for a fast --help)
+LOADERS = {
+    "bfm-deep3d": _bfm_deep3d,
+    "bfm-3ddfa": _bfm_3ddfa,
+    "bfm-3ddfa-mean": _bfm_3ddfa_mean,
+    "sfm": _sfm,
+    "ict": _ict,
+    "procedural": _procedural,
+}
+
+
 def convert(src: list[Path], fmt: str, n_vertices: int = 5000, seed: int = 0, recenter: bool = False):
     """Load a source model as a :class:`~facezoo.morphable.MorphableModel`."""
+    if fmt not in LOADERS:
+        raise ValueError(f"--format: unknown {fmt!r}; choose one of {sorted(LOADERS)}")
     if fmt != "procedural" and not src:
         raise ValueError(f"--format {fmt} needs SRC: {FORMATS[fmt]}")
-    if fmt == "procedural":
-        from facezoo.morphable.procedural import procedural_model
-
-        return procedural_model(n_vertices=n_vertices, seed=seed)
     for p in src:
         if not p.exists():
             raise FileNotFoundError(f"{p}: no such file or folder (expected {FORMATS[fmt]})")
-    if fmt == "bfm-deep3d":
-        from facezoo.morphable.bfm import load_bfm_deep3d
-
-        return load_bfm_deep3d(src, recenter=recenter)
-    if fmt == "bfm-3ddfa":
-        from facezoo.morphable.bfm import load_bfm_3ddfa
-
-        return load_bfm_3ddfa(src)
-    if fmt == "bfm-3ddfa-mean":
-        from facezoo.morphable.bfm import load_3ddfa_mean
-
-        return load_3ddfa_mean(src)
-    if fmt == "sfm":
-        from facezoo.morphable.sfm import load_sfm
-
-        return load_sfm(src)
-    if fmt == "ict":
-        from facezoo.morphable.ict import load_ict
-
-        return load_ict(src if len(src) > 1 else src[0])
-    raise ValueError(f"--format: unknown {fmt!r}; choose one of {sorted(FORMATS)}")
+    return LOADERS[fmt](src, n_vertices=n_vertices, seed=seed, recenter=recenter)
 
 
 def format_info(info: dict) -> str:
@@ -252,7 +279,10 @@ def execute(args: argparse.Namespace) -> int:
         elif args.action == "info":
             from facezoo.morphable.hdf5 import read_info
 
-            info = read_info(args.file)
+            if args.format:
+                info = convert(list(args.file), args.format).info()
+            else:
+                info = read_info(args.file[0])
             print(json.dumps(info, indent=2) if args.json else format_info(info))
         elif args.action == "preview":
             model = _load_for_preview(args.model)
