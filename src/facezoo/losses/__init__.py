@@ -1,0 +1,24 @@
+"""Loss families shared by the methods: one module per family, small pure functions.
+
+- :mod:`.photometric`: robust masked per-pixel colour distance (Deep3DFace Eq. 2).
+- :mod:`.landmark`: weighted squared 2D landmark distance (Deep3DFace Eq. 3) and its landmark weights.
+- :mod:`.perceptual`: cosine distance of face-recognition embeddings (Deep3DFace Eq. 4).
+- :mod:`.regularisers`: coefficient priors (Eq. 5) and texture-variance flattening (Eq. 6).
+- :mod:`.skin`: the naive-Bayes GMM skin classifier behind Deep3DFace's skin attention.
+"""
+
+from facezoo.losses.landmark import DEEP3D_LANDMARK_WEIGHTS, landmark_loss, landmark_weights
+from facezoo.losses.perceptual import FaceEmbedder, cosine_distance
+from facezoo.losses.photometric import photometric_loss
+from facezoo.losses.regularisers import coefficient_l2, texture_variance
+
+__all__ = [
+    "DEEP3D_LANDMARK_WEIGHTS",
+    "FaceEmbedder",
+    "coefficient_l2",
+    "cosine_distance",
+    "landmark_loss",
+    "landmark_weights",
+    "photometric_loss",
+    "texture_variance",
+]

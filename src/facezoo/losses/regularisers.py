@@ -1,0 +1,53 @@
+"""Regularisers on morphable-model coefficients and albedo (Deep3DFace, deep3d.txt §4.3, Eqs. 5 and 6)."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+
+def coefficient_l2(coeffs: Tensor) -> Tensor:
+    """Squared norm ``||x||^2`` of each row of ``coeffs [B,K]`` -> ``[B]`` (coefficients in units of std, so
+    this is the negative log of a standard-normal prior up to constants). Eq. 5 is
+    ``w_a ||alpha||^2 + w_b ||beta||^2 + w_d ||delta||^2`` built from three of these.
+
+    Example:
+        >>> coefficient_l2(torch.tensor([[3.0, 4.0]]))
+        tensor([25.])
+    """
+    if not isinstance(coeffs, Tensor) or coeffs.ndim != 2:
+        raise ValueError(f"coeffs: expected [B,K], got {getattr(coeffs, 'shape', type(coeffs))}")
+    return (coeffs**2).sum(-1)
+
+
+def texture_variance(colours: Tensor, region: Tensor | None = None) -> Tensor:
+    """Eq. 6: ``sum_c var(T_c, R)``, the per-channel variance of the albedo over a vertex region, averaged
+    over the batch.
+
+    As in the official code (``reflectance_loss``) the variance is the population variance (divide by the
+    region size) around the region's mean colour.
+
+    Args:
+        colours: ``[B,V,3]`` per-vertex albedo (RGB in [0, 1]).
+        region: bool ``[V]`` skin region ``R`` (``None`` = all vertices).
+
+    Returns:
+        Scalar.
+
+    Example:
+        >>> t = torch.tensor([[[0.0, 0.0, 0.0], [1.0, 1.0, 1.0]]])
+        >>> float(texture_variance(t))  # each channel has variance 0.25
+        0.75
+    """
+    if not isinstance(colours, Tensor) or colours.ndim != 3:
+        raise ValueError(f"colours: expected [B,V,C], got {getattr(colours, 'shape', type(colours))}")
+    if region is not None:
+        if region.shape != (colours.shape[1],) or region.dtype != torch.bool:
+            raise ValueError(
+                f"region: expected bool [{colours.shape[1]}], got {region.dtype} {tuple(region.shape)}"
+            )
+        if not bool(region.any()):
+            raise ValueError("region: selects no vertex")
+        colours = colours[:, region.to(colours.device)]
+    mean = colours.mean(dim=1, keepdim=True)
+    return ((colours - mean) ** 2).mean(dim=1).sum(-1).mean()

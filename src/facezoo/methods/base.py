@@ -1,0 +1,254 @@
+"""``FaceMethod``: the small LightningModule base shared by facezoo's methods (DESIGN.md "Methods").
+
+It owns what every method needs and nothing method-specific:
+
+* the morphable model, built from a *spec string* init argument (:func:`build_morphable`) and kept **out of
+  checkpoints** (it is rebuilt from the spec; real models such as the BFM are licence-restricted, so they must
+  never travel inside a checkpoint). Such rebuilt modules are "external": they move with the LightningModule
+  (``.to()``, ``.half()``...) but have no ``state_dict`` keys, so strict loading stays exact;
+* a :class:`~facezoo.render.MeshRenderer` for the method's crop size;
+* evaluation metrics: vertex error (mm, mean per-vertex distance after a least-squares similarity alignment
+  with Umeyama's closed form, when the batch has ground-truth ``params["vertices"]``) and the 68-point
+  landmark NME (:class:`facezoo.metrics.LandmarkNME`, bounding-box normaliser), logged as
+  ``val/vertex_error_mm`` and ``val/nme`` (``test/...`` in testing);
+* batch-key checks: a method lists the keys it needs per stage (``required_keys``); a datamodule that declares
+  what it ``provides`` is checked at ``setup``, and every datamodule is checked on its first batch, with an
+  error naming the key and the datamodule.
+
+Subclasses implement ``reconstruct(batch) -> FaceReconstruction`` and ``training_step`` (logging every term
+through :meth:`log_losses`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, ClassVar
+
+import torch
+from lightning.pytorch import LightningModule
+from torch import Tensor, nn
+from torchmetrics import MeanMetric
+
+from facezoo.methods.reconstruction import FaceReconstruction
+from facezoo.metrics import LandmarkNME
+from facezoo.morphable import MorphableModel
+
+
+def build_morphable(spec: str | MorphableModel) -> MorphableModel:
+    """The morphable model named by ``spec``.
+
+    ``"procedural"`` (the built-in model, 5000 vertices, 80/64/80 components), ``"procedural:<n_vertices>"``
+    or a path to a facezoo ``.h5`` file (``facezoo model convert`` writes them). A ``MorphableModel`` instance
+    is returned unchanged (for use from Python).
+
+    Example:
+        >>> build_morphable("procedural:1000").n_id
+        80
+    """
+    if isinstance(spec, MorphableModel):
+        return spec
+    if not isinstance(spec, str) or not spec:
+        raise TypeError(f"morphable_model: expected a spec string or a MorphableModel, got {spec!r}")
+    if spec == "procedural" or spec.startswith("procedural:"):
+        from facezoo.morphable.procedural import procedural_model
+
+        rest = spec.partition(":")[2]
+        if not rest:
+            return procedural_model()
+        if not rest.isdigit():
+            raise ValueError(f"morphable_model: expected 'procedural:<n_vertices>', got {spec!r}")
+        return procedural_model(n_vertices=int(rest))
+    path = Path(spec).expanduser()
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"morphable_model: no file at {spec!r}; give 'procedural', 'procedural:<n_vertices>' or a "
+            "facezoo .h5 "
+            "written by `facezoo model convert`"
+        )
+    from facezoo.morphable.hdf5 import load_model
+
+    return load_model(path)
+
+
+def vertex_error(pred: Tensor, target: Tensor, mask: Tensor | None = None) -> Tensor:
+    """Mean per-vertex distance ``[B]`` (mm) after aligning ``pred`` to ``target`` (``[B,V,3]``) with the
+    least-squares similarity transform (rotation, translation, isotropic scale; Umeyama) over ``mask`` (bool
+    ``[V]``, default all vertices); the error is averaged over the same vertices.
+
+    Example:
+        >>> x = torch.randn(1, 50, 3, dtype=torch.float64)
+        >>> float(vertex_error(2.0 * x + 1.0, x)) < 1e-9
+        True
+    """
+    from facezoo.geometry.icp import umeyama
+
+    if pred.shape != target.shape or pred.ndim != 3:
+        raise ValueError(
+            f"pred and target must both be [B,V,3], got {tuple(pred.shape)}, {tuple(target.shape)}"
+        )
+    if mask is not None:
+        pred, target = pred[:, mask], target[:, mask]
+    p, t = pred.detach().double(), target.detach().double()
+    r, tr, s = umeyama(p, t)
+    aligned = s[:, None, None] * p @ r.transpose(-1, -2) + tr[:, None]
+    return (aligned - t).norm(dim=-1).mean(-1).to(pred.dtype)
+
+
+class FaceMethod(LightningModule):
+    """Base LightningModule of facezoo's methods.
+
+    Args:
+        morphable_model: spec of the morphable model (:func:`build_morphable`).
+        image_size: side of the square input crops (pixels).
+        renderer_backend: rasterizer backend (``"auto"``, ``"builtin"``, ``"nvdiffrast"``).
+        eval_mask: name of a model mask for the vertex error (e.g. ``"front"``); ``None`` = all vertices, also
+            used when the model has no such mask.
+    """
+
+    #: batch keys needed per trainer stage ("fit" covers training and validation losses).
+    required_keys: ClassVar[dict[str, tuple[str, ...]]] = {"fit": ("image",), "predict": ("image",)}
+
+    def __init__(
+        self,
+        morphable_model: str = "procedural",
+        image_size: int = 224,
+        renderer_backend: str = "auto",
+        eval_mask: str | None = "front",
+    ) -> None:
+        super().__init__()
+        from facezoo.render import MeshRenderer
+
+        if not isinstance(image_size, int) or image_size < 16:
+            raise ValueError(f"image_size: expected an int >= 16, got {image_size!r}")
+        self._externals: dict[str, nn.Module] = {}
+        self.register_external("morphable", build_morphable(morphable_model))
+        self.image_size = image_size
+        self.renderer = MeshRenderer((image_size, image_size), backend=renderer_backend)
+        self.eval_mask = eval_mask
+        self.val_vertex_error = MeanMetric()
+        self.val_nme = LandmarkNME()
+        self._checked_stages: set[str] = set()
+
+    # -- externals: modules rebuilt from init args, never in state_dict
+    def register_external(self, name: str, module: nn.Module) -> None:
+        """Attach ``module`` as ``self.<name>`` without making it a submodule: it follows device/dtype moves
+        but has no ``state_dict`` keys (it is rebuilt from the init arguments)."""
+        self._externals[name] = module
+
+    def __getattr__(self, name: str) -> Any:
+        externals = self.__dict__.get("_externals")
+        if externals is not None and name in externals:
+            return externals[name]
+        return super().__getattr__(name)
+
+    def _apply(self, fn, *args, **kwargs):
+        super()._apply(fn, *args, **kwargs)
+        for module in self.__dict__.get("_externals", {}).values():
+            module._apply(fn, *args, **kwargs)
+        return self
+
+    # -- batch-key checks
+    # ----------------------------------------------------------------------------------------
+    def _keys_for(self, stage: str) -> tuple[str, ...]:
+        return tuple(self.required_keys.get(stage, self.required_keys.get("fit", ())))
+
+    def setup(self, stage: str) -> None:
+        trainer = self._trainer
+        dm = getattr(trainer, "datamodule", None) if trainer is not None else None
+        provides = getattr(dm, "provides", None)
+        if provides is not None:
+            missing = [k for k in self._keys_for(stage) if k not in provides]
+            if missing:
+                raise ValueError(
+                    f"{type(self).__name__} ({stage}) needs batch key(s) {missing}, which datamodule "
+                    f"{type(dm).__name__} does not provide (it provides {sorted(provides)})"
+                )
+
+    def check_batch(self, batch: Mapping[str, Any], stage: str) -> None:
+        """Raise if ``batch`` lacks a key this method needs in ``stage`` (checked once per stage)."""
+        if stage in self._checked_stages:
+            return
+        missing = [k for k in self._keys_for(stage) if k not in batch]
+        if missing:
+            trainer = self._trainer
+            dm = getattr(trainer, "datamodule", None) if trainer is not None else None
+            source = type(dm).__name__ if dm is not None else "the dataloader"
+            raise ValueError(
+                f"{type(self).__name__} ({stage}) needs batch key(s) {missing}, which {source} does not "
+                "provide "
+                f"(batch keys: {sorted(batch)})"
+            )
+        self._checked_stages.add(stage)
+
+    # -- the method's interface
+    def reconstruct(
+        self, batch: Mapping[str, Any], render: bool = False
+    ) -> FaceReconstruction:  # pragma: no cover
+        """Reconstruct the faces of ``batch`` (``render=True`` also fills ``image``/``mask``)."""
+        raise NotImplementedError
+
+    def log_losses(
+        self, terms: Mapping[str, Tensor], prefix: str = "train", batch_size: int | None = None
+    ) -> None:
+        """Log every loss term as ``<prefix>/loss_<term>`` (and the total as ``<prefix>/loss``)."""
+        for name, value in terms.items():
+            key = f"{prefix}/loss" if name == "total" else f"{prefix}/loss_{name}"
+            self.log(key, value.detach(), prog_bar=name == "total", batch_size=batch_size)
+
+    # -- evaluation
+    def _eval_mask(self, n_vertices: int) -> Tensor | None:
+        model = self.morphable
+        if self.eval_mask and self.eval_mask in model.mask_names and model.n_vertices == n_vertices:
+            return model.mask(self.eval_mask)
+        return None
+
+    def evaluate(self, rec: FaceReconstruction, batch: Mapping[str, Any]) -> dict[str, Tensor]:
+        """Update the metrics with one batch; returns the batch's own values (for callers that print)."""
+        out: dict[str, Tensor] = {}
+        gt = batch.get("params", {}).get("vertices") if isinstance(batch.get("params"), Mapping) else None
+        if gt is not None:
+            gt = gt.reshape(rec.vertices.shape) if gt.numel() == rec.vertices.numel() else None
+        if gt is not None:
+            err = vertex_error(rec.vertices, gt.to(rec.vertices), self._eval_mask(gt.shape[1]))
+            self.val_vertex_error.update(err)
+            out["vertex_error_mm"] = err.mean()
+        if "landmarks68" in batch:
+            target = batch["landmarks68"].reshape(rec.landmarks2d.shape).to(rec.landmarks2d)
+            self.val_nme.update(rec.landmarks2d.detach(), target)
+            from facezoo.metrics import landmark_nme
+
+            out["nme"] = landmark_nme(rec.landmarks2d.detach(), target).mean()
+        return out
+
+    def _eval_step(self, batch: Mapping[str, Any], stage: str) -> None:
+        self.check_batch(batch, "fit")
+        rec = self.reconstruct(batch)
+        self.evaluate(rec, batch)
+
+    def validation_step(self, batch: Mapping[str, Any], batch_idx: int) -> None:
+        self._eval_step(batch, "val")
+
+    def test_step(self, batch: Mapping[str, Any], batch_idx: int) -> None:
+        self._eval_step(batch, "test")
+
+    def _log_metrics(self, prefix: str) -> None:
+        if self.val_vertex_error.update_count:
+            self.log(f"{prefix}/vertex_error_mm", self.val_vertex_error.compute())
+        if int(self.val_nme.count) > 0:
+            self.log(f"{prefix}/nme", self.val_nme.compute()["nme"].float())
+        self.val_vertex_error.reset()
+        self.val_nme.reset()
+
+    def on_validation_epoch_end(self) -> None:
+        self._log_metrics("val")
+
+    def on_test_epoch_end(self) -> None:
+        self._log_metrics("test")
+
+    def predict_step(
+        self, batch: Mapping[str, Any], batch_idx: int, dataloader_idx: int = 0
+    ) -> FaceReconstruction:
+        self.check_batch(batch, "predict")
+        with torch.no_grad():
+            return self.reconstruct(batch, render=True).detach()
