@@ -76,3 +76,16 @@ def test_convert_real_sfm_and_ict(shared_data, tmp_path, capsys):
         text = capsys.readouterr().out
         assert ("3448" in text) if fmt == "sfm" else ("11248" in text)
         assert load_model(out).n_vertices == (3448 if fmt == "sfm" else 11248)
+
+
+def test_info_reads_a_source_model_directly(shared_data, capsys):
+    assert run(["info", str(shared_data / "sfm"), "--format", "sfm", "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert (info["vertices"], info["triangles"], info["n_id"], info["n_exp"]) == (3448, 6736, 63, 6)
+    assert info["landmarks"] == 68 and info["units"] == "mm"
+
+
+@pytest.mark.parametrize("fmt", ["sfm", "ict", "bfm-deep3d"])
+def test_convert_needs_a_source(fmt, tmp_path, capsys):
+    assert run(["convert", "--format", fmt, "-o", str(tmp_path / "x.h5")]) == 2
+    assert "needs SRC" in capsys.readouterr().err
