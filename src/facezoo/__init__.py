@@ -1,7 +1,7 @@
 """facezoo: a PyTorch Lightning model zoo for 3D face reconstruction with 3D morphable models.
 
-Subpackages: :mod:`facezoo.morphable` (morphable models), :mod:`facezoo.geometry` (rotations, cameras, mesh ops),
-:mod:`facezoo.render` (differentiable rasterisation), :mod:`facezoo.nn`, :mod:`facezoo.losses`,
+Subpackages: :mod:`facezoo.morphable` (morphable models), :mod:`facezoo.geometry` (rotations, cameras,
+mesh ops), :mod:`facezoo.render` (differentiable rasterisation), :mod:`facezoo.nn`, :mod:`facezoo.losses`,
 :mod:`facezoo.methods` (one LightningModule per paper), :mod:`facezoo.metrics`, :mod:`facezoo.data`,
 :mod:`facezoo.datamodules` and :mod:`facezoo.callbacks`. Importing ``facezoo`` itself is cheap.
 """

@@ -1,12 +1,12 @@
 """facezoo's command line: one dispatcher, two kinds of subcommand.
 
-* ``fit | validate | test | predict`` go to :class:`FaceZooCLI`, a LightningCLI in subclass mode for both the
-  model and the data (``--model facezoo.methods.Deep3DFace``, ``--config zoo/deep3d.yaml --config more.yaml``).
+* ``fit | validate | test | predict`` go to ``FaceZooCLI``, a LightningCLI in subclass mode for both the
+  model and the data (``--model facezoo.methods.Deep3DFace``; ``--config a.yaml --config b.yaml`` merge).
 * Every other subcommand (``model``, ``zoo``, ``prepare``, ...) is a plain argparse command living in its own
   module of :mod:`facezoo.commands`; modules there are discovered, so adding one needs no change here.
 
-The same entry point is installed as ``facezoo``, as ``lightning`` (Lightning 2.x ships no such command, and users
-type ``lightning fit --config zoo/deep3d.yaml``) and runs as ``python -m facezoo``.
+The same entry point is installed as ``facezoo``, as ``lightning`` (Lightning 2.x ships no such command,
+and users type ``lightning fit --config zoo/deep3d.yaml``) and runs as ``python -m facezoo``.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ LIGHTNING_SUBCOMMANDS = ("fit", "validate", "test", "predict")
 
 
 def _default_logger() -> dict:
-    """CSV metrics always (no extra dependency, readable anywhere); TensorBoard is available via --trainer.logger."""
+    """CSV metrics always (no extra dependency, readable anywhere); TensorBoard via --trainer.logger."""
     return {"class_path": "lightning.pytorch.loggers.CSVLogger", "init_args": {"save_dir": "runs"}}
 
 
