@@ -1,17 +1,27 @@
-"""Warp kernels of the builtin rasterizer (one source for CPU and CUDA).
+"""Warp kernels of the builtin renderer (one source for CPU and CUDA; float32 and float64 overloads).
 
-Two passes, both exact in float64:
+Rasterization, three passes, all arithmetic in float64 whatever the input dtype:
 
-1. ``zbuffer``: one thread per (batch, triangle). Olano–Greer homogeneous edge functions
-   ``e_i = (V_j x V_k) . p`` with ``V = (x, y, w)`` and ``p = (ndc_x, ndc_y, 1)``; a pixel is inside where
-   every
-   ``lambda_i = e_i / det`` is >= 0 and ``sum(lambda) > 0`` (i.e. w > 0), and ``z/w = sum(lambda_i z_i)``.
-   Triangles crossing the near plane need no clipping. The nearest ``z/w`` wins through an int64 atomic-min on
-   a packed key ``(quantised depth << 32) | triangle``.
-2. ``resolve``: one thread per pixel recomputes the winning triangle's perspective-correct barycentrics.
+0. ``project``: one thread per vertex: pixel-index coordinates ``(sx, sy)`` (column c's centre is sx = c),
+   ``z/w`` and ``w``. Shared by the ~6 triangles of a vertex, so the divides are done once.
+1. ``zbuffer``: one thread per triangle of one batch item. Where all three ``w > 0`` (the common case) a
+   screen-space bounding box rejects the many triangles that contain no pixel centre, then 2D edge
+   functions (stepped incrementally) test the centres and ``z/w`` (affine in screen space) is interpolated.
+   A triangle with a vertex at ``w <= 0`` (crossing the near plane) uses Olano–Greer homogeneous edge
+   functions ``e_i = (V_j x V_k) . p`` with ``V = (x, y, w)``, ``p = (ndc_x, ndc_y, 1)`` over the whole
+   screen: no clipping needed. Both tests are the same predicate (``lambda_i >= 0`` and ``w > 0`` at the
+   pixel). The nearest ``z/w`` wins through an int64 atomic-min on a packed ``(quantised depth << 32) |
+   triangle`` key (ties go to the lower triangle index).
+2. ``resolve``: a thread per run of ``span`` pixels recomputes the winner's perspective-correct barycentrics
+   (homogeneous form) and writes rast in the output dtype.
+
+On CPU Warp runs a launch on one thread and its atomics are plain read-modify-writes: the host code gives
+every CPU thread a disjoint batch range (or pixel range and its own output buffer), so nothing races.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 import warp as wp
 
@@ -21,181 +31,499 @@ if hasattr(wp, "LOG_ERROR"):  # Warp >= 1.10: no greeting, no CPU-only CUDA warn
 
 EMPTY_KEY = 9223372036854775807  # int64 max: no triangle
 DEPTH_SCALE = 2147483648.0  # 2^31 depth levels over z/w in [-1, 1]
+TRI_SHIFT = 4294967296  # 2^32
+
+_F = (wp.float32, wp.float64)
+
+
+def _overload(kernel, **arrays) -> None:
+    """Declare the float32 and float64 overloads of a generic kernel: ``arrays`` maps each ``Any`` argument
+    to ``(ndim, vector length or 0)``; all of them take the same scalar type."""
+    for scalar in _F:
+        types = {}
+        for name, (ndim, vec) in arrays.items():
+            dtype = wp.types.vector(vec, scalar) if vec else scalar
+            types[name] = wp.array(dtype=dtype, ndim=ndim)
+        wp.overload(kernel, types)
+
+
+@wp.kernel
+def project_kernel(
+    pos: wp.array3d(dtype=Any),
+    height: int,
+    width: int,
+    b: int,
+    scr: wp.array2d(dtype=wp.vec4d),
+):
+    i = wp.tid()
+    w = wp.float64(pos[b, i, 3])
+    if w <= wp.float64(0.0):
+        scr[b, i] = wp.vec4d(0.0, 0.0, 0.0, w)
+        return
+    inv = wp.float64(1.0) / w
+    half = wp.float64(0.5)
+    sx = (wp.float64(pos[b, i, 0]) * inv + wp.float64(1.0)) * wp.float64(width) * half - half
+    sy = (wp.float64(1.0) - wp.float64(pos[b, i, 1]) * inv) * wp.float64(height) * half - half
+    scr[b, i] = wp.vec4d(sx, sy, wp.float64(pos[b, i, 2]) * inv, w)
+
+
+@wp.func
+def _key(zw: wp.float64, t: int) -> wp.int64:
+    q = wp.int64((zw * wp.float64(0.5) + wp.float64(0.5)) * wp.float64(DEPTH_SCALE))
+    return q * wp.int64(TRI_SHIFT) + wp.int64(t)
 
 
 @wp.kernel
 def zbuffer_kernel(
-    pos: wp.array2d(dtype=wp.vec4d),
+    pos: wp.array3d(dtype=Any),
+    scr: wp.array2d(dtype=wp.vec4d),
     tri: wp.array(dtype=wp.vec3i),
     height: int,
     width: int,
     cull: int,
-    b0: int,
+    b: int,
     zbuf: wp.array3d(dtype=wp.int64),
 ):
-    i = wp.tid()
-    n_tri = tri.shape[0]
-    b = i // n_tri
-    t = i - b * n_tri
-    b = b + b0
+    t = wp.tid()
     idx = tri[t]
-    pa = pos[b, idx[0]]
-    pb = pos[b, idx[1]]
-    pc = pos[b, idx[2]]
-    if pa[3] <= 0.0 and pb[3] <= 0.0 and pc[3] <= 0.0:
+    sa = scr[b, idx[0]]
+    sb = scr[b, idx[1]]
+    sc = scr[b, idx[2]]
+    zero = wp.float64(0.0)
+    if sa[3] > zero and sb[3] > zero and sc[3] > zero:
+        # screen space: bounding box of pixel-index coordinates, then 2D edge functions
+        # clamp in floating point first: far off-screen vertices would overflow int
+        c0f = wp.max(zero, wp.ceil(wp.min(sa[0], wp.min(sb[0], sc[0]))))
+        c1f = wp.min(wp.float64(width - 1), wp.floor(wp.max(sa[0], wp.max(sb[0], sc[0]))))
+        if c1f < c0f:
+            return
+        r0f = wp.max(zero, wp.ceil(wp.min(sa[1], wp.min(sb[1], sc[1]))))
+        r1f = wp.min(wp.float64(height - 1), wp.floor(wp.max(sa[1], wp.max(sb[1], sc[1]))))
+        if r1f < r0f:
+            return  # most small triangles end here: no pixel centre inside their bounding box
+        c0 = int(c0f)
+        c1 = int(c1f)
+        r0 = int(r0f)
+        r1 = int(r1f)
+        # e_a(p) = (c - b) x (p - b), etc.; e_a + e_b + e_c = area (= (b - a) x (c - a)) everywhere
+        area = (sb[0] - sa[0]) * (sc[1] - sa[1]) - (sb[1] - sa[1]) * (sc[0] - sa[0])
+        if area == zero:
+            return
+        # pixel rows point down: counter-clockwise in NDC (front facing) is area < 0 here
+        if cull != 0 and area > zero:
+            return
+        inv = wp.float64(1.0) / area
+        # lambda_i(c, r) = lambda_i(0, 0) + c * dx_i + r * dy_i
+        dxa = -(sc[1] - sb[1]) * inv
+        dya = (sc[0] - sb[0]) * inv
+        dxb = -(sa[1] - sc[1]) * inv
+        dyb = (sa[0] - sc[0]) * inv
+        dxc = -(sb[1] - sa[1]) * inv
+        dyc = (sb[0] - sa[0]) * inv
+        la0 = ((sc[0] - sb[0]) * (wp.float64(r0) - sb[1]) - (sc[1] - sb[1]) * (wp.float64(c0) - sb[0])) * inv
+        lb0 = ((sa[0] - sc[0]) * (wp.float64(r0) - sc[1]) - (sa[1] - sc[1]) * (wp.float64(c0) - sc[0])) * inv
+        lc0 = ((sb[0] - sa[0]) * (wp.float64(r0) - sa[1]) - (sb[1] - sa[1]) * (wp.float64(c0) - sa[0])) * inv
+        for r in range(r0, r1 + 1):
+            dr = wp.float64(r - r0)
+            for c in range(c0, c1 + 1):
+                dc = wp.float64(c - c0)
+                la = la0 + dc * dxa + dr * dya
+                lb = lb0 + dc * dxb + dr * dyb
+                lc = lc0 + dc * dxc + dr * dyc
+                if la >= zero and lb >= zero and lc >= zero:
+                    zw = la * sa[2] + lb * sb[2] + lc * sc[2]
+                    if zw >= wp.float64(-1.0) and zw <= wp.float64(1.0):
+                        wp.atomic_min(zbuf, b, r, c, _key(zw, t))
         return
-    hf = wp.float64(height)
-    wf = wp.float64(width)
-    half = wp.float64(0.5)
-    c0 = wp.float64(0.0)
-    c1 = wf - wp.float64(1.0)
-    r0 = wp.float64(0.0)
-    r1 = hf - wp.float64(1.0)
-    if pa[3] > 0.0 and pb[3] > 0.0 and pc[3] > 0.0:
-        # pixel-index coordinates of the projected vertices: column c samples ndc_x = (2c+1)/W - 1
-        xa = (pa[0] / pa[3] + wp.float64(1.0)) * wf * half - half
-        xb = (pb[0] / pb[3] + wp.float64(1.0)) * wf * half - half
-        xc = (pc[0] / pc[3] + wp.float64(1.0)) * wf * half - half
-        ya = (wp.float64(1.0) - pa[1] / pa[3]) * hf * half - half
-        yb = (wp.float64(1.0) - pb[1] / pb[3]) * hf * half - half
-        yc = (wp.float64(1.0) - pc[1] / pc[3]) * hf * half - half
-        c0 = wp.max(c0, wp.ceil(wp.min(xa, wp.min(xb, xc)) - wp.float64(1e-9)))
-        c1 = wp.min(c1, wp.floor(wp.max(xa, wp.max(xb, xc)) + wp.float64(1e-9)))
-        r0 = wp.max(r0, wp.ceil(wp.min(ya, wp.min(yb, yc)) - wp.float64(1e-9)))
-        r1 = wp.min(r1, wp.floor(wp.max(ya, wp.max(yb, yc)) + wp.float64(1e-9)))
-    if c1 < c0 or r1 < r0:
-        return  # most small triangles end here: no pixel centre inside their bounding box
-    va = wp.vec3d(pa[0], pa[1], pa[3])
-    vb = wp.vec3d(pb[0], pb[1], pb[3])
-    vc = wp.vec3d(pc[0], pc[1], pc[3])
+    if sa[3] <= zero and sb[3] <= zero and sc[3] <= zero:
+        return
+    # crossing the near plane: homogeneous edge functions over the whole screen
+    va = wp.vec3d(wp.float64(pos[b, idx[0], 0]), wp.float64(pos[b, idx[0], 1]), wp.float64(pos[b, idx[0], 3]))
+    vb = wp.vec3d(wp.float64(pos[b, idx[1], 0]), wp.float64(pos[b, idx[1], 1]), wp.float64(pos[b, idx[1], 3]))
+    vc = wp.vec3d(wp.float64(pos[b, idx[2], 0]), wp.float64(pos[b, idx[2], 1]), wp.float64(pos[b, idx[2], 3]))
+    za = wp.float64(pos[b, idx[0], 2])
+    zb = wp.float64(pos[b, idx[1], 2])
+    zc = wp.float64(pos[b, idx[2], 2])
     n0 = wp.cross(vb, vc)
     n1 = wp.cross(vc, va)
     n2 = wp.cross(va, vb)
     det = wp.dot(va, n0)
-    if det == 0.0:
+    if det == zero:
         return
-    if cull != 0 and det < 0.0:
+    if cull != 0 and det < zero:
         return
-    # scale the normals so that lambda_i = n_i . p directly
-    inv = wp.float64(1.0) / det
+    inv = wp.float64(1.0) / det  # scale the normals so that lambda_i = n_i . p directly
     n0 = n0 * inv
     n1 = n1 * inv
     n2 = n2 * inv
-    ci0 = int(c0)
-    ci1 = int(c1)
-    for r in range(int(r0), int(r1) + 1):
+    hf = wp.float64(height)
+    wf = wp.float64(width)
+    for r in range(height):
         ny = wp.float64(1.0) - wp.float64(2 * r + 1) / hf
-        for c in range(ci0, ci1 + 1):
-            nx = wp.float64(2 * c + 1) / wf - wp.float64(1.0)
-            p = wp.vec3d(nx, ny, wp.float64(1.0))
+        for c in range(width):
+            p = wp.vec3d(wp.float64(2 * c + 1) / wf - wp.float64(1.0), ny, wp.float64(1.0))
             l0 = wp.dot(n0, p)
             l1 = wp.dot(n1, p)
             l2 = wp.dot(n2, p)
-            if l0 >= 0.0 and l1 >= 0.0 and l2 >= 0.0 and l0 + l1 + l2 > 0.0:
-                zw = l0 * pa[2] + l1 * pb[2] + l2 * pc[2]
-                if zw >= -1.0 and zw <= 1.0:
-                    q = wp.int64((zw * half + half) * wp.float64(DEPTH_SCALE))
-                    key = q * wp.int64(4294967296) + wp.int64(t)
-                    wp.atomic_min(zbuf, b, r, c, key)
+            if l0 >= zero and l1 >= zero and l2 >= zero and l0 + l1 + l2 > zero:
+                zw = l0 * za + l1 * zb + l2 * zc
+                if zw >= wp.float64(-1.0) and zw <= wp.float64(1.0):
+                    wp.atomic_min(zbuf, b, r, c, _key(zw, t))
+
+
+_overload(zbuffer_kernel, pos=(3, 0))
+_overload(project_kernel, pos=(3, 0))
+
+
+@wp.func
+def _vert(pos: wp.array3d(dtype=Any), b: int, i: int) -> wp.vec3d:
+    return wp.vec3d(wp.float64(pos[b, i, 0]), wp.float64(pos[b, i, 1]), wp.float64(pos[b, i, 3]))
 
 
 @wp.kernel
 def resolve_kernel(
-    pos: wp.array2d(dtype=wp.vec4d),
+    pos: wp.array3d(dtype=Any),
     tri: wp.array(dtype=wp.vec3i),
     zbuf: wp.array3d(dtype=wp.int64),
     height: int,
     width: int,
-    b0: int,
-    out: wp.array3d(dtype=wp.vec4d),
+    span: int,
+    b: int,
+    out: wp.array4d(dtype=Any),
 ):
+    """Thread i resolves pixels ``[i * span, (i + 1) * span)`` of batch item b (row-major)."""
     i = wp.tid()
-    hw = height * width
-    b = i // hw
-    rc = i - b * hw
-    r = rc // width
-    c = rc - r * width
-    b = b + b0
-    key = zbuf[b, r, c]
-    if key == wp.int64(EMPTY_KEY):
-        out[b, r, c] = wp.vec4d(0.0, 0.0, 0.0, 0.0)
-        return
-    t = int(key - (key // wp.int64(4294967296)) * wp.int64(4294967296))
-    idx = tri[t]
-    pa = pos[b, idx[0]]
-    pb = pos[b, idx[1]]
-    pc = pos[b, idx[2]]
-    va = wp.vec3d(pa[0], pa[1], pa[3])
-    vb = wp.vec3d(pb[0], pb[1], pb[3])
-    vc = wp.vec3d(pc[0], pc[1], pc[3])
-    p = wp.vec3d(
-        wp.float64(2 * c + 1) / wp.float64(width) - wp.float64(1.0),
-        wp.float64(1.0) - wp.float64(2 * r + 1) / wp.float64(height),
-        wp.float64(1.0),
+    p0 = i * span
+    p1 = wp.min(p0 + span, height * width)
+    r = p0 // width
+    c = p0 - r * width
+    hf = wp.float64(height)
+    wf = wp.float64(width)
+    for _p in range(p0, p1):
+        key = zbuf[b, r, c]
+        if key == wp.int64(EMPTY_KEY):
+            for k in range(4):
+                out[b, r, c, k] = out.dtype(0.0)
+        else:
+            t = int(key - (key // wp.int64(TRI_SHIFT)) * wp.int64(TRI_SHIFT))
+            idx = tri[t]
+            va = _vert(pos, b, idx[0])
+            vb = _vert(pos, b, idx[1])
+            vc = _vert(pos, b, idx[2])
+            p = wp.vec3d(
+                wp.float64(2 * c + 1) / wf - wp.float64(1.0),
+                wp.float64(1.0) - wp.float64(2 * r + 1) / hf,
+                wp.float64(1.0),
+            )
+            n0 = wp.cross(vb, vc)
+            e0 = wp.dot(n0, p)
+            e1 = wp.dot(wp.cross(vc, va), p)
+            e2 = wp.dot(wp.cross(va, vb), p)
+            s = e0 + e1 + e2
+            det = wp.dot(va, n0)
+            zw = (
+                e0 * wp.float64(pos[b, idx[0], 2])
+                + e1 * wp.float64(pos[b, idx[1], 2])
+                + e2 * wp.float64(pos[b, idx[2], 2])
+            ) / det
+            out[b, r, c, 0] = out.dtype(e0 / s)
+            out[b, r, c, 1] = out.dtype(e1 / s)
+            out[b, r, c, 2] = out.dtype(zw)
+            out[b, r, c, 3] = out.dtype(t + 1)
+        c += 1
+        if c == width:
+            c = 0
+            r += 1
+
+
+for _s in _F:
+    wp.overload(
+        resolve_kernel,
+        {"pos": wp.array3d(dtype=_s), "out": wp.array4d(dtype=_s)},
     )
-    e0 = wp.dot(wp.cross(vb, vc), p)
-    e1 = wp.dot(wp.cross(vc, va), p)
-    e2 = wp.dot(wp.cross(va, vb), p)
-    s = e0 + e1 + e2
-    det = wp.dot(va, wp.cross(vb, vc))
-    zw = (e0 * pa[2] + e1 * pb[2] + e2 * pc[2]) / det
-    out[b, r, c] = wp.vec4d(e0 / s, e1 / s, zw, wp.float64(t + 1))
 
 
 @wp.kernel
 def bary_grad_kernel(
-    pos: wp.array2d(dtype=wp.vec4d),
+    pos: wp.array3d(dtype=Any),
     tri: wp.array(dtype=wp.vec3i),
-    rast: wp.array3d(dtype=wp.vec4d),
-    grad: wp.array3d(dtype=wp.vec4d),
+    rast: wp.array4d(dtype=Any),
+    grad: wp.array4d(dtype=Any),
     height: int,
     width: int,
-    b0: int,
-    gpos: wp.array2d(dtype=wp.vec4d),
+    span: int,
+    b: int,
+    gpos: wp.array3d(dtype=wp.float64),
 ):
-    """d loss / d pos from d loss / d (u, v, z/w); the maths is ``builtin_backend.barycentric_backward``'s."""
+    """d loss / d pos from d loss / d (u, v, z/w) (``builtin_backend.barycentric_backward``'s maths) for
+    pixels ``[i * span, (i + 1) * span)`` of batch item b; accumulates into float64 ``gpos [B,V,4]``."""
     i = wp.tid()
-    hw = height * width
-    b = i // hw
-    rc = i - b * hw
-    r = rc // width
-    c = rc - r * width
-    b = b + b0
-    rv = rast[b, r, c]
-    if rv[3] <= 0.0:
-        return
-    g = grad[b, r, c]
-    t = int(rv[3]) - 1
-    idx = tri[t]
-    pa = pos[b, idx[0]]
-    pb = pos[b, idx[1]]
-    pc = pos[b, idx[2]]
-    va = wp.vec3d(pa[0], pa[1], pa[3])
-    vb = wp.vec3d(pb[0], pb[1], pb[3])
-    vc = wp.vec3d(pc[0], pc[1], pc[3])
-    p = wp.vec3d(
-        wp.float64(2 * c + 1) / wp.float64(width) - wp.float64(1.0),
-        wp.float64(1.0) - wp.float64(2 * r + 1) / wp.float64(height),
-        wp.float64(1.0),
+    p0 = i * span
+    p1 = wp.min(p0 + span, height * width)
+    r = p0 // width
+    c = p0 - r * width
+    hf = wp.float64(height)
+    wf = wp.float64(width)
+    for _p in range(p0, p1):
+        tf = rast[b, r, c, 3]
+        if tf > rast.dtype(0.0):
+            g0 = wp.float64(grad[b, r, c, 0])
+            g1 = wp.float64(grad[b, r, c, 1])
+            gz = wp.float64(grad[b, r, c, 2])
+            t = int(tf) - 1
+            idx = tri[t]
+            va = _vert(pos, b, idx[0])
+            vb = _vert(pos, b, idx[1])
+            vc = _vert(pos, b, idx[2])
+            za = wp.float64(pos[b, idx[0], 2])
+            zb = wp.float64(pos[b, idx[1], 2])
+            zc = wp.float64(pos[b, idx[2], 2])
+            p = wp.vec3d(
+                wp.float64(2 * c + 1) / wf - wp.float64(1.0),
+                wp.float64(1.0) - wp.float64(2 * r + 1) / hf,
+                wp.float64(1.0),
+            )
+            n0 = wp.cross(vb, vc)
+            n1 = wp.cross(vc, va)
+            n2 = wp.cross(va, vb)
+            e0 = wp.dot(n0, p)
+            e1 = wp.dot(n1, p)
+            e2 = wp.dot(n2, p)
+            s = e0 + e1 + e2
+            det = wp.dot(va, n0)
+            zw = (e0 * za + e1 * zb + e2 * zc) / det
+            dot = (g0 * e0 + g1 * e1) / s
+            ge0 = (g0 - dot) / s + gz * za / det
+            ge1 = (g1 - dot) / s + gz * zb / det
+            ge2 = (wp.float64(0.0) - dot) / s + gz * zc / det
+            gdet = -gz * zw / det
+            ga = ge1 * wp.cross(p, vc) + ge2 * wp.cross(vb, p) + gdet * n0
+            gb = ge0 * wp.cross(vc, p) + ge2 * wp.cross(p, va) + gdet * n1
+            gc = ge0 * wp.cross(p, vb) + ge1 * wp.cross(va, p) + gdet * n2
+            _add4(gpos, b, idx[0], ga, gz * e0 / det)
+            _add4(gpos, b, idx[1], gb, gz * e1 / det)
+            _add4(gpos, b, idx[2], gc, gz * e2 / det)
+        c += 1
+        if c == width:
+            c = 0
+            r += 1
+
+
+@wp.func
+def _add4(gpos: wp.array3d(dtype=wp.float64), b: int, i: int, gxyw: wp.vec3d, gz: wp.float64):
+    wp.atomic_add(gpos, b, i, 0, gxyw[0])
+    wp.atomic_add(gpos, b, i, 1, gxyw[1])
+    wp.atomic_add(gpos, b, i, 2, gz)
+    wp.atomic_add(gpos, b, i, 3, gxyw[2])
+
+
+for _s in _F:
+    wp.overload(
+        bary_grad_kernel,
+        {"pos": wp.array3d(dtype=_s), "rast": wp.array4d(dtype=_s), "grad": wp.array4d(dtype=_s)},
     )
-    n0 = wp.cross(vb, vc)
-    n1 = wp.cross(vc, va)
-    n2 = wp.cross(va, vb)
-    e0 = wp.dot(n0, p)
-    e1 = wp.dot(n1, p)
-    e2 = wp.dot(n2, p)
-    s = e0 + e1 + e2
-    det = wp.dot(va, n0)
-    zw = (e0 * pa[2] + e1 * pb[2] + e2 * pc[2]) / det
-    gz = g[2]
-    dot = (g[0] * e0 + g[1] * e1) / s
-    ge0 = (g[0] - dot) / s + gz * pa[2] / det
-    ge1 = (g[1] - dot) / s + gz * pb[2] / det
-    ge2 = (wp.float64(0.0) - dot) / s + gz * pc[2] / det
-    gdet = -gz * zw / det
-    ga = ge1 * wp.cross(p, vc) + ge2 * wp.cross(vb, p) + gdet * n0
-    gb = ge0 * wp.cross(vc, p) + ge2 * wp.cross(p, va) + gdet * n1
-    gc = ge0 * wp.cross(p, vb) + ge1 * wp.cross(va, p) + gdet * n2
-    wp.atomic_add(gpos, b, idx[0], wp.vec4d(ga[0], ga[1], gz * e0 / det, ga[2]))
-    wp.atomic_add(gpos, b, idx[1], wp.vec4d(gb[0], gb[1], gz * e1 / det, gb[2]))
-    wp.atomic_add(gpos, b, idx[2], wp.vec4d(gc[0], gc[1], gz * e2 / det, gc[2]))
+
+
+# ---------------------------------------------------------------------------------------------------------
+# interpolate on a compact list of covered pixels
+
+
+@wp.kernel
+def interp_fwd_kernel(
+    attr: wp.array2d(dtype=Any),
+    uv: wp.array2d(dtype=Any),
+    vidx: wp.array2d(dtype=wp.int32),
+    out: wp.array2d(dtype=Any),
+):
+    """``out[p] = a2 + u (a0 - a2) + v (a1 - a2)`` with ``a_k = attr[vidx[p, k]]``."""
+    p = wp.tid()
+    u = uv[p, 0]
+    v = uv[p, 1]
+    i0 = vidx[p, 0]
+    i1 = vidx[p, 1]
+    i2 = vidx[p, 2]
+    for k in range(attr.shape[1]):
+        a2 = attr[i2, k]
+        out[p, k] = a2 + u * (attr[i0, k] - a2) + v * (attr[i1, k] - a2)
+
+
+@wp.kernel
+def interp_bwd_kernel(
+    attr: wp.array2d(dtype=Any),
+    uv: wp.array2d(dtype=Any),
+    vidx: wp.array2d(dtype=wp.int32),
+    grad: wp.array2d(dtype=Any),
+    want_attr: int,
+    grad_attr: wp.array2d(dtype=Any),
+    grad_uv: wp.array2d(dtype=Any),
+):
+    """grad_attr[a_k] += w_k g (w = u, v, 1 - u - v); grad_u = g . (a0 - a2), grad_v = g . (a1 - a2)."""
+    p = wp.tid()
+    u = uv[p, 0]
+    v = uv[p, 1]
+    w = uv.dtype(1.0) - u - v
+    i0 = vidx[p, 0]
+    i1 = vidx[p, 1]
+    i2 = vidx[p, 2]
+    gu = uv.dtype(0.0)
+    gv = uv.dtype(0.0)
+    for k in range(attr.shape[1]):
+        g = grad[p, k]
+        a2 = attr[i2, k]
+        gu += g * (attr[i0, k] - a2)
+        gv += g * (attr[i1, k] - a2)
+        if want_attr != 0:
+            wp.atomic_add(grad_attr, i0, k, u * g)
+            wp.atomic_add(grad_attr, i1, k, v * g)
+            wp.atomic_add(grad_attr, i2, k, w * g)
+    grad_uv[p, 0] = gu
+    grad_uv[p, 1] = gv
+
+
+_overload(interp_fwd_kernel, attr=(2, 0), uv=(2, 0), out=(2, 0))
+_overload(interp_bwd_kernel, attr=(2, 0), uv=(2, 0), grad=(2, 0), grad_attr=(2, 0), grad_uv=(2, 0))
+
+
+# ---------------------------------------------------------------------------------------------------------
+# antialias: find the silhouette pixel pairs (the blend itself is differentiable PyTorch on that short list)
+
+
+@wp.func
+def _screen(pos: wp.array3d(dtype=Any), b: int, i: int, height: int, width: int) -> wp.vec2d:
+    w = wp.float64(pos[b, i, 3])
+    return wp.vec2d(
+        (wp.float64(pos[b, i, 0]) / w + wp.float64(1.0)) * wp.float64(width) * wp.float64(0.5),
+        (wp.float64(1.0) - wp.float64(pos[b, i, 1]) / w) * wp.float64(height) * wp.float64(0.5),
+    )
+
+
+@wp.func
+def _front(pos: wp.array3d(dtype=Any), b: int, idx: wp.vec3i) -> bool:
+    zero = pos.dtype(0.0)
+    return pos[b, idx[0], 3] > zero and pos[b, idx[1], 3] > zero and pos[b, idx[2], 3] > zero
+
+
+@wp.func
+def _cross2(a: wp.vec2d, b: wp.vec2d) -> wp.float64:
+    return a[0] * b[1] - a[1] * b[0]
+
+
+@wp.func
+def _area(pos: wp.array3d(dtype=Any), b: int, idx: wp.vec3i, height: int, width: int) -> wp.float64:
+    a = _screen(pos, b, idx[0], height, width)
+    return _cross2(_screen(pos, b, idx[1], height, width) - a, _screen(pos, b, idx[2], height, width) - a)
+
+
+@wp.kernel
+def silhouette_kernel(
+    pos: wp.array3d(dtype=Any),
+    tri: wp.array(dtype=wp.vec3i),
+    adj: wp.array(dtype=wp.vec3i),
+    rast: wp.array4d(dtype=Any),
+    height: int,
+    width: int,
+    span: int,
+    b: int,
+    code: wp.array4d(dtype=wp.int8),
+):
+    """For pixel P and its right (d = 0) / lower (d = 1) neighbour Q: ``code[b, r, c, d] = 1 + k + 3 a``
+    when the pair straddles a silhouette edge k of the occluding triangle (a = 1: P's triangle occludes),
+    else 0. The occluder, the edge walked through and the silhouette test are ``antialias``'s rule."""
+    i = wp.tid()
+    p0 = i * span
+    p1 = wp.min(p0 + span, height * width)
+    r = p0 // width
+    c = p0 - r * width
+    for _p in range(p0, p1):
+        ia = int(rast[b, r, c, 3]) - 1
+        for d in range(2):
+            rq = r + d
+            cq = c + 1 - d
+            res = wp.int8(0)
+            if rq < height and cq < width:
+                ib = int(rast[b, rq, cq, 3]) - 1
+                if ia != ib:
+                    a_first = ia >= 0 and (ib < 0 or rast[b, r, c, 2] < rast[b, rq, cq, 2])
+                    t = ib
+                    # P's / Q's pixel centres as occluder / other
+                    pp = wp.vec2d(wp.float64(cq) + wp.float64(0.5), wp.float64(rq) + wp.float64(0.5))
+                    qq = wp.vec2d(wp.float64(c) + wp.float64(0.5), wp.float64(r) + wp.float64(0.5))
+                    if a_first:
+                        t = ia
+                        tmp = pp
+                        pp = qq
+                        qq = tmp
+                    if t >= 0:
+                        idx = tri[t]
+                        if _front(pos, b, idx):
+                            res = _walk(pos, tri, adj, b, t, idx, pp, qq, height, width, a_first)
+            code[b, r, c, d] = res
+        c += 1
+        if c == width:
+            c = 0
+            r += 1
+
+
+@wp.func
+def _walk(
+    pos: wp.array3d(dtype=Any),
+    tri: wp.array(dtype=wp.vec3i),
+    adj: wp.array(dtype=wp.vec3i),
+    b: int,
+    t: int,
+    idx: wp.vec3i,
+    pp: wp.vec2d,
+    qq: wp.vec2d,
+    height: int,
+    width: int,
+    a_first: bool,
+) -> wp.int8:
+    s0 = _screen(pos, b, idx[0], height, width)
+    s1 = _screen(pos, b, idx[1], height, width)
+    s2 = _screen(pos, b, idx[2], height, width)
+    area = _cross2(s1 - s0, s2 - s0)
+    sign = wp.float64(0.0)
+    if area > wp.float64(0.0):
+        sign = wp.float64(1.0)
+    elif area < wp.float64(0.0):
+        sign = wp.float64(-1.0)
+    best = wp.float64(2.0)
+    k = 0
+    for e in range(3):
+        e0 = s0
+        e1 = s1
+        if e == 1:
+            e0 = s1
+            e1 = s2
+        elif e == 2:
+            e0 = s2
+            e1 = s0
+        fp = sign * _cross2(e1 - e0, pp - e0)
+        fq = sign * _cross2(e1 - e0, qq - e0)
+        if fq < wp.float64(0.0) and fp >= wp.float64(0.0):
+            te = fp / (fp - fq)
+            if te < best:
+                best = te
+                k = e
+    if best > wp.float64(1.0):
+        return wp.int8(0)
+    nb = adj[t][k]
+    if nb >= 0:
+        nidx = tri[nb]
+        if _front(pos, b, nidx):
+            na = _area(pos, b, nidx, height, width)
+            nsign = wp.float64(0.0)
+            if na > wp.float64(0.0):
+                nsign = wp.float64(1.0)
+            elif na < wp.float64(0.0):
+                nsign = wp.float64(-1.0)
+            if nsign == sign:
+                return wp.int8(0)  # an inner edge between two triangles facing the same way
+    res = 1 + k
+    if a_first:
+        res += 3
+    return wp.int8(res)
+
+
+for _s in _F:
+    wp.overload(silhouette_kernel, {"pos": wp.array3d(dtype=_s), "rast": wp.array4d(dtype=_s)})

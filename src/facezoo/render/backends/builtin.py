@@ -7,6 +7,7 @@ perspective-correct barycentrics. Ties in depth go to the lower triangle index.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 from concurrent.futures import ThreadPoolExecutor
@@ -54,62 +55,73 @@ def _chunks(batch: int, n: int) -> list[tuple[int, int]]:
     return [(b0, min(batch, b0 + step)) for b0 in range(0, batch, step)]
 
 
-def rasterize_warp(pos: torch.Tensor, tri: torch.Tensor, height: int, width: int, cull: bool) -> torch.Tensor:
-    """Warp implementation. ``pos [B,V,4]`` float64 contiguous, ``tri [T,3]`` int32 -> rast ``[B,H,W,4]``
-    float64.
-
-    On CPU, Warp runs a launch on one thread; the batch is split across ``torch.get_num_threads()`` Python
-    threads (ctypes releases the GIL during a launch), which scales on multi-core machines.
-    """
-    wp, k = _warp()
-    batch = pos.shape[0]
-    zbuf = torch.full((batch, height, width), EMPTY_KEY, dtype=torch.int64, device=pos.device)
-    out = torch.empty((batch, height, width, 4), dtype=torch.float64, device=pos.device)
-    wpos = wp.from_torch(pos, dtype=wp.vec4d)
-    wtri = wp.from_torch(tri, dtype=wp.vec3i)
-    wz = wp.from_torch(zbuf)
-    wout = wp.from_torch(out, dtype=wp.vec4d)
-    n_tri = tri.shape[0]
-    if pos.device.type == "cuda":  # pragma: no cover - needs CUDA
-        device = wp.device_from_torch(pos.device)
-        stream = wp.stream_from_torch(pos.device)
-        with wp.ScopedStream(stream):
-            wp.launch(
-                k.zbuffer_kernel,
-                dim=batch * n_tri,
-                inputs=[wpos, wtri, height, width, int(cull), 0, wz],
-                device=device,
-            )
-            wp.launch(
-                k.resolve_kernel,
-                dim=batch * height * width,
-                inputs=[wpos, wtri, wz, height, width, 0, wout],
-                device=device,
-            )
-        return out
-
-    def run(span: tuple[int, int]) -> None:
-        b0, b1 = span
-        nb = b1 - b0
-        wp.launch(
-            k.zbuffer_kernel,
-            dim=nb * n_tri,
-            inputs=[wpos, wtri, height, width, int(cull), b0, wz],
-            device="cpu",
-        )
-        wp.launch(
-            k.resolve_kernel,
-            dim=nb * height * width,
-            inputs=[wpos, wtri, wz, height, width, b0, wout],
-            device="cpu",
-        )
-
-    spans = _chunks(batch, torch.get_num_threads())
-    if len(spans) == 1 or n_tri * batch < 4096:
+def _parallel(run, spans: list, work: int) -> None:
+    """Run ``run(span)`` for every span: on CPU Warp executes a launch on the calling thread, so the spans go
+    to a pool of ``torch.get_num_threads()`` threads (ctypes releases the GIL during a launch); small jobs
+    (``work`` elements) stay on this thread."""
+    if len(spans) == 1 or work < 50000:
         for span in spans:
             run(span)
     else:
         list(_pool(len(spans)).map(run, spans))
+
+
+def _launch_ctx(device: torch.device):
+    """(warp device, context manager) for launches on ``device`` (CUDA: on torch's current stream)."""
+    wp, _ = _warp()
+    if device.type == "cuda":  # pragma: no cover - needs CUDA
+        return wp.device_from_torch(device), wp.ScopedStream(wp.stream_from_torch(device))
+    return "cpu", contextlib.nullcontext()
+
+
+def _span(device: torch.device, width: int) -> int:
+    """Pixels per thread of the per-pixel kernels: a row on CPU (no index division per pixel), 1 on CUDA."""
+    return 1 if device.type == "cuda" else width
+
+
+def rasterize_warp(pos: torch.Tensor, tri: torch.Tensor, height: int, width: int, cull: bool) -> torch.Tensor:
+    """Warp implementation. ``pos [B,V,4]`` float32/float64 contiguous, ``tri [T,3]`` int32 contiguous ->
+    rast ``[B,H,W,4]`` in pos's dtype (arithmetic in float64; see ``_warp_kernels``).
+
+    One launch per batch item and pass; on CPU the batch is split across ``torch.get_num_threads()``
+    threads, each owning its items' z-buffer rows (Warp's CPU atomics are not atomic).
+    """
+    wp, k = _warp()
+    batch, n_vert = pos.shape[:2]
+    n_tri = tri.shape[0]
+    zbuf = torch.full((batch, height, width), EMPTY_KEY, dtype=torch.int64, device=pos.device)
+    scr = torch.empty((batch, n_vert, 4), dtype=torch.float64, device=pos.device)
+    out = torch.empty((batch, height, width, 4), dtype=pos.dtype, device=pos.device)
+    wpos = wp.from_torch(pos)
+    wscr = wp.from_torch(scr, dtype=wp.vec4d)
+    wtri = wp.from_torch(tri, dtype=wp.vec3i)
+    wz = wp.from_torch(zbuf)
+    wout = wp.from_torch(out)
+    device, ctx = _launch_ctx(pos.device)
+    span = _span(pos.device, width)
+    n_span = -(-height * width // span)
+
+    def run(items: tuple[int, int]) -> None:
+        with ctx:
+            for b in range(*items):
+                wp.launch(k.project_kernel, dim=n_vert, inputs=[wpos, height, width, b, wscr], device=device)
+                wp.launch(
+                    k.zbuffer_kernel,
+                    dim=n_tri,
+                    inputs=[wpos, wscr, wtri, height, width, int(cull), b, wz],
+                    device=device,
+                )
+                wp.launch(
+                    k.resolve_kernel,
+                    dim=n_span,
+                    inputs=[wpos, wtri, wz, height, width, span, b, wout],
+                    device=device,
+                )
+
+    if pos.device.type == "cuda":  # pragma: no cover - needs CUDA
+        run((0, batch))
+    else:
+        _parallel(run, _chunks(batch, torch.get_num_threads()), batch * n_tri)
     return out
 
 
@@ -225,37 +237,160 @@ def resolve_torch(pos: torch.Tensor, tri: torch.Tensor, zbuf: torch.Tensor) -> t
 def barycentric_grad_warp(
     pos: torch.Tensor, tri: torch.Tensor, rast: torch.Tensor, grad: torch.Tensor
 ) -> torch.Tensor:
-    """Warp implementation of the rast -> pos_clip backward: one thread per pixel, atomic adds into
-    ``[B,V,4]`` float64 (on CPU each thread owns a batch chunk, so the adds never race)."""
+    """Warp implementation of the rast -> pos_clip backward: a thread per run of pixels, adds into
+    ``[B,V,4]`` float64 (on CPU each thread owns a batch chunk, so the adds never race). Returns float64."""
     wp, k = _warp()
     batch, height, width = rast.shape[:3]
+    dtype = pos.dtype
     gpos = torch.zeros(pos.shape, dtype=torch.float64, device=pos.device)
     args = [
-        wp.from_torch(pos.detach().double().contiguous(), dtype=wp.vec4d),
+        wp.from_torch(pos.detach().contiguous()),
         wp.from_torch(tri.to(torch.int32).contiguous(), dtype=wp.vec3i),
-        wp.from_torch(rast.detach().double().contiguous(), dtype=wp.vec4d),
-        wp.from_torch(grad.double().contiguous(), dtype=wp.vec4d),
+        wp.from_torch(rast.detach().to(dtype).contiguous()),
+        wp.from_torch(grad.to(dtype).contiguous()),
         height,
         width,
     ]
-    wg = wp.from_torch(gpos, dtype=wp.vec4d)
+    wg = wp.from_torch(gpos)
+    device, ctx = _launch_ctx(pos.device)
+    span = _span(pos.device, width)
+    n_span = -(-height * width // span)
+
+    def run(items: tuple[int, int]) -> None:
+        with ctx:
+            for b in range(*items):
+                wp.launch(k.bary_grad_kernel, dim=n_span, inputs=[*args, span, b, wg], device=device)
+
     if pos.device.type == "cuda":  # pragma: no cover - needs CUDA
-        with wp.ScopedStream(wp.stream_from_torch(pos.device)):
-            wp.launch(
-                k.bary_grad_kernel,
-                dim=batch * height * width,
-                inputs=[*args, 0, wg],
-                device=wp.device_from_torch(pos.device),
-            )
-        return gpos
+        run((0, batch))
+    else:
+        _parallel(run, _chunks(batch, torch.get_num_threads()), batch * height * width)
+    return gpos
+
+
+def silhouette_codes_warp(
+    pos: torch.Tensor, tri: torch.Tensor, adj: torch.Tensor, rast: torch.Tensor
+) -> torch.Tensor:
+    """``[B,H,W,2]`` int8 silhouette pair codes (see ``_warp_kernels.silhouette_kernel``)."""
+    wp, k = _warp()
+    batch, height, width = rast.shape[:3]
+    dtype = pos.dtype if pos.dtype in (torch.float32, torch.float64) else torch.float32
+    code = torch.empty((batch, height, width, 2), dtype=torch.int8, device=pos.device)
+    args = [
+        wp.from_torch(pos.detach().to(dtype).contiguous()),
+        wp.from_torch(tri.to(torch.int32).contiguous(), dtype=wp.vec3i),
+        wp.from_torch(adj.to(torch.int32).contiguous(), dtype=wp.vec3i),
+        wp.from_torch(rast.detach().to(dtype).contiguous()),
+        height,
+        width,
+    ]
+    wc = wp.from_torch(code)
+    device, ctx = _launch_ctx(pos.device)
+    span = _span(pos.device, width)
+    n_span = -(-height * width // span)
+
+    def run(items: tuple[int, int]) -> None:
+        with ctx:
+            for b in range(*items):
+                wp.launch(k.silhouette_kernel, dim=n_span, inputs=[*args, span, b, wc], device=device)
+
+    if pos.device.type == "cuda":  # pragma: no cover - needs CUDA
+        run((0, batch))
+    else:
+        _parallel(run, _chunks(batch, torch.get_num_threads()), batch * height * width)
+    return code
+
+
+def _pixel_chunks(bounds: torch.Tensor, n: int) -> list[tuple[int, int]]:
+    """Split a compact pixel list into at most ``n`` ranges that start at batch boundaries (``bounds`` =
+    start offsets of each batch item, plus the total)."""
+    b = bounds.tolist()
+    total = b[-1]
+    spans, start = [], 0
+    for i in range(1, n):
+        cut = min(b, key=lambda x: abs(x - total * i / n))
+        if start < cut < total:
+            spans.append((start, cut))
+            start = cut
+    spans.append((start, total))
+    return spans
+
+
+def interpolate_fwd_warp(attr: torch.Tensor, uv: torch.Tensor, vidx: torch.Tensor) -> torch.Tensor:
+    """``attr [N,C]``, ``uv [P,2]``, ``vidx [P,3]`` int32 -> ``[P,C]`` (same dtype as attr)."""
+    wp, k = _warp()
+    out = torch.empty((uv.shape[0], attr.shape[1]), dtype=attr.dtype, device=attr.device)
+    if uv.shape[0] == 0:
+        return out
+    device, ctx = _launch_ctx(attr.device)
+    wa = wp.from_torch(attr)
 
     def run(span: tuple[int, int]) -> None:
-        b0, b1 = span
-        wp.launch(k.bary_grad_kernel, dim=(b1 - b0) * height * width, inputs=[*args, b0, wg], device="cpu")
+        p0, p1 = span
+        with ctx:
+            wp.launch(
+                k.interp_fwd_kernel,
+                dim=p1 - p0,
+                inputs=[wa, wp.from_torch(uv[p0:p1]), wp.from_torch(vidx[p0:p1]), wp.from_torch(out[p0:p1])],
+                device=device,
+            )
 
-    spans = _chunks(batch, torch.get_num_threads())
-    if len(spans) == 1:
-        run(spans[0])
+    n = 1 if attr.device.type == "cuda" else torch.get_num_threads()
+    p = uv.shape[0]
+    _parallel(run, [(p * i // n, p * (i + 1) // n) for i in range(n)], p * attr.shape[1])
+    return out
+
+
+def interpolate_bwd_warp(
+    attr: torch.Tensor,
+    uv: torch.Tensor,
+    vidx: torch.Tensor,
+    grad: torch.Tensor,
+    bounds: torch.Tensor | None,
+    want_attr: bool,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Gradients ``(grad_attr [N,C], grad_uv [P,2])`` of :func:`interpolate_fwd_warp`. ``bounds`` (start
+    of each batch item in the pixel list, plus the total) lets CPU threads own disjoint attribute rows when
+    the attributes are per batch item; with ``None`` (shared attributes) each thread adds into its own
+    buffer and the buffers are summed."""
+    wp, k = _warp()
+    n_pix = uv.shape[0]
+    grad_uv = torch.empty((n_pix, 2), dtype=uv.dtype, device=uv.device)
+    if attr.device.type == "cuda" or bounds is not None or not want_attr:
+        n = 1 if attr.device.type == "cuda" else torch.get_num_threads()
+        spans = [(0, n_pix)] if n == 1 or bounds is None else _pixel_chunks(bounds, n)
+        buffers = [torch.zeros_like(attr)] if want_attr else [attr.new_zeros(1, attr.shape[1])]
+        buffers = buffers * len(spans)
     else:
-        list(_pool(len(spans)).map(run, spans))
-    return gpos
+        n = torch.get_num_threads()
+        spans = [(n_pix * i // n, n_pix * (i + 1) // n) for i in range(n)]
+        buffers = [torch.zeros_like(attr) for _ in spans]
+    device, ctx = _launch_ctx(attr.device)
+    wa = wp.from_torch(attr)
+
+    def run(item: tuple[int, tuple[int, int]]) -> None:
+        i, (p0, p1) = item
+        if p1 <= p0:
+            return
+        with ctx:
+            wp.launch(
+                k.interp_bwd_kernel,
+                dim=p1 - p0,
+                inputs=[
+                    wa,
+                    wp.from_torch(uv[p0:p1]),
+                    wp.from_torch(vidx[p0:p1]),
+                    wp.from_torch(grad[p0:p1]),
+                    int(want_attr),
+                    wp.from_torch(buffers[i]),
+                    wp.from_torch(grad_uv[p0:p1]),
+                ],
+                device=device,
+            )
+
+    _parallel(run, list(enumerate(spans)), n_pix * attr.shape[1])
+    grad_attr = buffers[0]
+    for extra in buffers[1:]:
+        if extra is not grad_attr:
+            grad_attr = grad_attr + extra
+    return grad_attr, grad_uv

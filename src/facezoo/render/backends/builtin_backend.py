@@ -1,5 +1,6 @@
-"""The ``"builtin"`` backend: exact float64 rasterization (Warp kernels, or pure PyTorch without Warp) and the
-analytic derivative of the perspective-correct barycentrics and z/w w.r.t. the clip-space positions."""
+"""The ``"builtin"`` backend: exact rasterization with float64 arithmetic (Warp kernels, or pure PyTorch
+without Warp) and the analytic derivative of the perspective-correct barycentrics and z/w w.r.t. the
+clip-space positions."""
 
 from __future__ import annotations
 
@@ -19,10 +20,11 @@ from facezoo.render.backends.builtin import (
 IMPLEMENTATION = os.environ.get("FACEZOO_RASTER_IMPL", "warp")
 
 
-def _forward(pos64: torch.Tensor, tri32: torch.Tensor, height: int, width: int, cull: bool, impl: str):
+def _forward(pos: torch.Tensor, tri32: torch.Tensor, height: int, width: int, cull: bool, impl: str):
+    """rast in pos's dtype; the arithmetic is float64 in both implementations."""
     if impl == "warp" and warp_available():
-        return rasterize_warp(pos64, tri32, height, width, cull)
-    return rasterize_torch(pos64, tri32, height, width, cull)
+        return rasterize_warp(pos, tri32, height, width, cull)
+    return rasterize_torch(pos.to(torch.float64), tri32, height, width, cull).to(pos.dtype)
 
 
 def _cross(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -79,9 +81,8 @@ def barycentric_backward(pos: torch.Tensor, tri: torch.Tensor, rast: torch.Tenso
 class _Rasterize(torch.autograd.Function):
     @staticmethod
     def forward(ctx, pos, tri, height, width, cull, impl):
-        pos64 = pos.detach().to(torch.float64).contiguous()
         tri32 = tri.to(torch.int32).contiguous()
-        rast = _forward(pos64, tri32, height, width, cull, impl).to(pos.dtype)
+        rast = _forward(pos.detach().contiguous(), tri32, height, width, cull, impl)
         ctx.save_for_backward(pos, tri, rast)
         ctx.impl = impl
         return rast
