@@ -129,7 +129,9 @@ def test_two_gloo_processes_equal_single_process(tmp_path):
                 if np.isnan(ref):
                     assert np.isnan(got[name][key]), (name, key)
                 else:
-                    assert got[name][key] == pytest.approx(ref, rel=1e-9, abs=1e-12), (name, key)
+                    # open3d's threaded ICP reductions are not bitwise reproducible run to run (~1e-7 rel.)
+                    rel = 1e-6 if name in ("rmse", "flo") else 1e-9
+                    assert got[name][key] == pytest.approx(ref, rel=rel, abs=1e-12), (name, key)
     # the split was not trivial: each rank alone sees something else
     alone = _run(data, rank=0, world=2)
     assert alone["lm"]["nme"] != pytest.approx(single["lm"]["nme"])
