@@ -1,6 +1,7 @@
-"""Geometry: rotations, cameras, 300W-LP poses and mesh operators (see DESIGN.md for the frames and units)."""
+"""Geometry: rotations, cameras, 300W-LP poses, mesh operators, similarity ICP (frames, units: DESIGN.md)."""
 
 from facezoo.geometry.cameras import Perspective, WeakPerspective
+from facezoo.geometry.icp import similarity_icp, umeyama
 from facezoo.geometry.mesh import (
     cotangent_laplacian,
     crop,
@@ -52,7 +53,9 @@ __all__ = [
     "rot_y",
     "rot_z",
     "rotation_6d_to_matrix",
+    "similarity_icp",
     "symmetric_pairs",
+    "umeyama",
     "uniform_laplacian",
     "vertex_neighbours",
     "vertex_normals",
