@@ -233,9 +233,14 @@ class SyntheticFaces(LightningDataModule):
             return ((dx**2 + dy**2) <= 1.0).float()[None]
         return ((dx.abs() <= 1.0) & (dy.abs() <= 1.0)).float()[None]
 
-    @torch.no_grad()
     def render_samples(self, split: str, indices: list[int]) -> list[dict[str, Any]]:
         """Render the samples ``indices`` of ``split`` in one batch (deterministic per index)."""
+        # Loaders may run inside Lightning's inference_mode (predict with num_workers=0); the renderer needs
+        # ordinary tensors (its antialias reads tensor versions), so leave inference mode explicitly.
+        with torch.inference_mode(False), torch.no_grad():
+            return self._render_samples(split, indices)
+
+    def _render_samples(self, split: str, indices: list[int]) -> list[dict[str, Any]]:
         m = self.set_size
         per = [self.sample_params(split, i) for i in indices]
         p = {k: torch.cat([q[k] for q in per]) for k in per[0]}

@@ -250,5 +250,7 @@ class FaceMethod(LightningModule):
         self, batch: Mapping[str, Any], batch_idx: int, dataloader_idx: int = 0
     ) -> FaceReconstruction:
         self.check_batch(batch, "predict")
-        with torch.no_grad():
+        # Lightning predicts under inference_mode; the renderer's antialias reads tensor versions, which
+        # inference tensors lack, so render in plain no_grad mode.
+        with torch.inference_mode(False), torch.no_grad():
             return self.reconstruct(batch, render=True).detach()

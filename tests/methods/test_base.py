@@ -1,0 +1,81 @@
+import pytest
+import torch
+from lightning.pytorch import LightningDataModule, Trainer
+
+from facezoo.methods import build_morphable, vertex_error
+from facezoo.methods.base import FaceMethod
+from facezoo.morphable.hdf5 import save_model
+
+
+def test_build_morphable_specs(tmp_path):
+    model = build_morphable("procedural:600")
+    assert model.n_vertices >= 600 and model.n_id == 80
+    path = save_model(model, tmp_path / "m.h5")
+    assert torch.equal(build_morphable(str(path)).mean, model.mean)
+    assert build_morphable(model) is model
+    with pytest.raises(FileNotFoundError, match="procedural"):
+        build_morphable(str(tmp_path / "missing.h5"))
+    with pytest.raises(ValueError, match="n_vertices"):
+        build_morphable("procedural:big")
+
+
+def test_vertex_error_is_similarity_invariant_and_exact():
+    torch.manual_seed(1)
+    x = torch.randn(2, 40, 3, dtype=torch.float64)
+    angle = torch.tensor(0.7, dtype=torch.float64)
+    c, s = torch.cos(angle), torch.sin(angle)
+    rot = torch.tensor([[c, -s, 0], [s, c, 0], [0, 0, 1]], dtype=torch.float64)
+    moved = 1.7 * x @ rot.T + torch.tensor([3.0, -2.0, 5.0], dtype=torch.float64)
+    assert vertex_error(moved, x).abs().max() < 1e-9
+    noisy = x.clone()
+    noisy[:, 0] += torch.tensor([1.0, 0.0, 0.0], dtype=torch.float64)
+    err = vertex_error(noisy, x)
+    # least squares cannot raise the RMS error (sqrt(1/40) unaligned), which bounds the mean error
+    assert (err > 0).all() and (err <= (1.0 / 40) ** 0.5 + 1e-9).all()
+
+
+def test_morphable_model_is_not_in_checkpoints_and_loading_is_strict(tmp_path, tiny_method):
+    method = tiny_method()
+    keys = list(method.state_dict())
+    assert not any(k.startswith("morphable") or "mean" == k.split(".")[-1] for k in keys)
+    assert any(k.startswith("rnet.") for k in keys)
+    other = tiny_method()
+    other.load_state_dict(method.state_dict(), strict=True)
+    with pytest.raises(RuntimeError, match="Missing"):
+        other.load_state_dict({k: v for k, v in method.state_dict().items() if k != "rnet.fc.bias"})
+    method = method.double()
+    assert method.morphable.mean.dtype == torch.float64  # externals follow dtype/device moves
+    # a Lightning checkpoint round trip rebuilds the model from the spec and loads strictly
+    trainer = Trainer(max_steps=1, logger=False, enable_checkpointing=False, enable_progress_bar=False)
+    method = tiny_method()
+    trainer.strategy.connect(method)
+    path = tmp_path / "m.ckpt"
+    trainer.save_checkpoint(path)
+    loaded = type(method).load_from_checkpoint(path, strict=True)
+    assert loaded.morphable.n_vertices == method.morphable.n_vertices
+    for k, v in method.state_dict().items():
+        assert torch.equal(v, loaded.state_dict()[k])
+
+
+def test_missing_batch_key_fails_with_the_key_and_datamodule(batch, tiny_method, tiny_data):
+    method = tiny_method()
+
+    class NoLandmarks(LightningDataModule):
+        provides = ("image",)
+
+    class FakeTrainer:
+        datamodule = NoLandmarks()
+
+    method._trainer = FakeTrainer()
+    with pytest.raises(ValueError, match=r"landmarks68.*NoLandmarks"):
+        method.setup("fit")
+    with pytest.raises(ValueError, match=r"landmarks68.*NoLandmarks"):
+        method.training_step({"image": batch["image"]}, 0)
+    method._trainer = None
+    assert set(method.required_keys["fit"]) <= set(tiny_data().provides)
+
+
+def test_base_is_abstract(tiny_method):
+    assert issubclass(type(tiny_method()), FaceMethod)
+    with pytest.raises(NotImplementedError):
+        FaceMethod("procedural:600", image_size=32).reconstruct({"image": torch.zeros(1, 3, 32, 32)})

@@ -1,0 +1,121 @@
+import pytest
+import torch
+
+from facezoo.methods import Deep3DFace, FaceReconstruction, aggregate_identity
+
+
+def test_head_starts_at_the_mean_face(tiny_method):
+    method = tiny_method().eval()
+    image = torch.rand(2, 3, 48, 48)
+    params, conf = method.regress(image)
+    assert conf is None
+    model = method.morphable
+    assert sum(method.sizes) == model.n_id + model.n_exp + model.n_tex + 33
+    for key in ("id", "exp", "tex", "angles", "translation"):
+        assert params[key].abs().max() == 0
+    light = params["light"].reshape(2, 3, 9)
+    assert torch.equal(light[..., 0], torch.full((2, 3), 0.8)) and light[..., 1:].abs().max() == 0
+    rec = method.reconstruct({"image": image}, render=True)
+    assert torch.allclose(rec.vertices[0], model.mean)
+    # the mean face is centred in the crop, about 1 m from the camera
+    centre = rec.landmarks2d[0].mean(0)
+    assert (centre - 48 / 2).abs().max() < 48 * 0.15
+    assert rec.image.shape == (2, 3, 48, 48) and rec.mask.sum() > 0.2 * 2 * 48 * 48
+
+
+def test_camera_focal_scales_with_image_size(tiny_method):
+    m = tiny_method()
+    cam = m.camera({"angles": torch.zeros(1, 3), "translation": torch.zeros(1, 3)})
+    assert float(cam.focal[0]) == pytest.approx(1015.0 * 48 / 224)
+    assert cam.center[0].tolist() == [48 / 2, 48 / 2]
+    assert float(cam.translation[0, 2]) == pytest.approx(-1000.0)
+
+
+def test_loss_terms_are_logged_and_paper_weights_used(batch, tiny_method):
+    method = tiny_method()
+    assert method.loss_weights() == {"photo": 1.9, "lan": 1.6e-3, "per": 0.2, "coef": 3e-4, "tex": 5.0}
+    params, _ = method.regress(batch["image"])
+    rec = method._reconstruction(params, render=False)
+    terms = method.losses(batch, rec, method.loss_weights())
+    assert set(terms) == {"photo", "per", "lan", "coef", "tex", "total"}
+    assert float(terms["per"]) == 0.0  # no recognition weights: the term is off
+    expected = sum(w * terms[k] for k, w in method.loss_weights().items())
+    assert torch.allclose(terms["total"], expected)
+
+
+def test_a_few_steps_reduce_the_total_loss(batch, tiny_method):
+    torch.manual_seed(0)
+    method = tiny_method(lr=1e-3, w_lan=0.05)
+    opt = method.configure_optimizers()
+    losses = []
+    for _ in range(6):
+        params, _ = method.regress(batch["image"])
+        rec = method._reconstruction(params, render=False)
+        total = method.losses(batch, rec, method.loss_weights())["total"]
+        opt.zero_grad()
+        total.backward()
+        opt.step()
+        losses.append(total.item())
+    assert min(losses[-3:]) < 0.7 * losses[0], losses
+
+
+def test_aggregate_identity_hand_values():
+    ident = torch.tensor([[[1.0, 0.0], [3.0, 4.0]]])
+    conf = torch.tensor([[[1.0, 0.5], [3.0, 0.5]]])
+    assert torch.allclose(aggregate_identity(ident, conf), torch.tensor([[2.5, 2.0]]))
+    assert torch.allclose(aggregate_identity(ident), torch.tensor([[2.0, 2.0]]))
+
+
+def test_cnet_with_zero_initialised_head_equals_plain_averaging(tmp_path, tiny_method, tiny_data):
+    torch.manual_seed(0)
+    rnet = tiny_method()
+    torch.nn.init.normal_(rnet.rnet.fc.weight, std=0.01)  # a non-trivial "trained" R-Net
+    path = tmp_path / "rnet.ckpt"
+    torch.save({"state_dict": rnet.state_dict()}, path)
+    cnet = tiny_method(stage="cnet", rnet_checkpoint=str(path)).eval()
+    assert torch.equal(cnet.rnet.fc.weight, rnet.rnet.fc.weight)
+    assert not any(p.requires_grad for p in cnet.rnet.parameters())
+    assert all(p.requires_grad for p in cnet.cnet.parameters())
+    sets = torch.rand(2, 3, 3, 48, 48)
+    params, conf = cnet.regress(sets)
+    assert torch.allclose(conf, torch.full_like(conf, 0.5))
+    single = rnet.eval().decode(rnet.rnet(sets.flatten(0, 1)))["id"].reshape(2, 3, -1)
+    expected = single.mean(1, keepdim=True).expand(-1, 3, -1).reshape(6, -1)
+    assert torch.allclose(params["id"], expected, atol=1e-6)
+    cnet.set_aggregation = "mean"
+    plain, none = cnet.regress(sets)
+    assert none is None and torch.allclose(plain["id"], params["id"], atol=1e-6)
+    # C-Net training: R-Net stays in eval mode, the C-Net gets gradients
+    cnet.set_aggregation = "confidence"
+    cnet.train()
+    assert not cnet.rnet.training and cnet.cnet.training
+    batch = next(iter(tiny_data(set_size=3, batch_size=2).train_dataloader()))
+    loss = cnet.training_step(batch, 0)
+    loss.backward()
+    assert cnet.cnet.fc2.weight.grad.abs().sum() > 0 and cnet.rnet.fc.weight.grad is None
+    assert cnet.loss_weights() == {"photo": 1.9, "lan": 1.6e-3, "per": 0.1}
+
+
+def test_predict_step_returns_face_reconstruction(batch, tiny_method):
+    method = tiny_method()
+    rec = method.predict_step(batch, 0)
+    assert isinstance(rec, FaceReconstruction)
+    assert rec.vertices.shape[0] == 4 and rec.image is not None and not rec.vertices.requires_grad
+    assert rec.meta["index"].tolist() == batch["index"].tolist()
+    sets = {"image": torch.rand(2, 3, 3, 48, 48)}
+    rec = method.predict_step(sets, 0)  # an R-Net-only model averages image sets
+    assert len(rec) == 6 and torch.allclose(rec.params["id"][0], rec.params["id"][2])
+
+
+def test_validation_logs_metrics(batch, tiny_method):
+    method = tiny_method()
+    method.validation_step(batch, 0)
+    assert method.val_vertex_error.update_count == 1 and int(method.val_nme.count) == 4
+    assert float(method.val_vertex_error.compute()) > 0
+
+
+def test_bad_arguments(tiny_method):
+    with pytest.raises(ValueError, match="stage"):
+        tiny_method(stage="both")
+    with pytest.raises(ValueError, match="image_size"):
+        Deep3DFace("procedural:600", image_size=8)
