@@ -15,17 +15,17 @@ from __future__ import annotations
 
 import torch
 
+from facezoo.render._cache import cached, tri_int32
 from facezoo.render._checks import check_rast, check_tensor
-
-_ADJ_CACHE: dict[tuple, torch.Tensor] = {}
 
 
 def edge_neighbours(tri: torch.Tensor) -> torch.Tensor:
     """``[T,3]`` long: the triangle across edge k = (tri[:,k], tri[:,k+1 mod 3]), or -1 on a boundary.
-    Cached per triangle tensor (data pointer, shape, version). Non-manifold edges pair arbitrarily."""
-    key = (tri.data_ptr(), tuple(tri.shape), tri._version, tri.device)
-    if key in _ADJ_CACHE:
-        return _ADJ_CACHE[key]
+    Cached per triangle tensor (see ``facezoo.render._cache``). Non-manifold edges pair arbitrarily."""
+    return cached(tri, "edge_neighbours", _edge_neighbours)
+
+
+def _edge_neighbours(tri: torch.Tensor) -> torch.Tensor:
     t = tri.long()
     n_tri = t.shape[0]
     a = t
@@ -39,15 +39,87 @@ def edge_neighbours(tri: torch.Tensor) -> torch.Tensor:
     i0, i1 = order[:-1][same], order[1:][same]
     adj[i0] = i1 // 3
     adj[i1] = i0 // 3
-    adj = adj.view(n_tri, 3)
-    if len(_ADJ_CACHE) > 16:
-        _ADJ_CACHE.clear()
-    _ADJ_CACHE[key] = adj
-    return adj
+    return adj.view(n_tri, 3)
 
 
 def _cross2(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return a[..., 0] * b[..., 1] - a[..., 1] * b[..., 0]
+
+
+def _screen(pos: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """``[...,4]`` clip -> ``[...,2]`` pixel coordinates (x right, y down; centres at +0.5)."""
+    w = pos[..., 3]
+    safe_w = torch.where(w > 0, w, torch.ones_like(w))
+    return torch.stack(
+        ((pos[..., 0] / safe_w + 1) * (width * 0.5), (1 - pos[..., 1] / safe_w) * (height * 0.5)), -1
+    )
+
+
+def _centres(pix: torch.Tensor, height: int, width: int, dtype: torch.dtype) -> torch.Tensor:
+    rc = pix % (height * width)
+    return torch.stack(((rc % width).to(dtype) + 0.5, (rc // width).to(dtype) + 0.5), -1)
+
+
+def _pairs_torch(rast: torch.Tensor, pos_clip: torch.Tensor, tri: torch.Tensor):
+    """Silhouette pairs in PyTorch: ``(b, p_pix, q_pix, t_occ, k)`` long ``[L]`` each (P: the occluder's
+    flat pixel index into ``[B*H*W]``, Q: the other one, k: the edge of t_occ walked through)."""
+    batch, height, width = rast.shape[:3]
+    adj = edge_neighbours(tri)
+    tri = tri.long()
+    scr = _screen(pos_clip.detach(), height, width)
+    tv = scr[:, tri]  # [B,T,3,2]
+    area = _cross2(tv[:, :, 1] - tv[:, :, 0], tv[:, :, 2] - tv[:, :, 0])
+    front = (pos_clip.detach()[..., 3][:, tri] > 0).all(-1)  # [B,T] all vertices in front of the eye
+    tid = rast[..., 3].detach().long() - 1
+    zw = rast[..., 2].detach()
+    out = []
+    for dr, dc in ((0, 1), (1, 0)):
+        ia = tid[:, : height - dr, : width - dc]
+        ib = tid[:, dr:, dc:]
+        za = zw[:, : height - dr, : width - dc]
+        zb = zw[:, dr:, dc:]
+        a_occ = (ia >= 0) & ((ib < 0) | (za < zb))
+        b, r, c = (ia != ib).nonzero(as_tuple=True)
+        a_first = a_occ[b, r, c]
+        pa = (b * height + r) * width + c
+        pb = (b * height + r + dr) * width + c + dc
+        p_pix = torch.where(a_first, pa, pb)
+        q_pix = torch.where(a_first, pb, pa)
+        t_occ = torch.where(a_first, ia[b, r, c], ib[b, r, c])
+        keep = (t_occ >= 0) & front[b, t_occ.clamp(min=0)]
+        b, p_pix, q_pix, t_occ = b[keep], p_pix[keep], q_pix[keep], t_occ[keep]
+        verts = tv[b, t_occ]  # [L,3,2]
+        sign = torch.sign(area[b, t_occ])[:, None]
+        e0, e1 = verts, verts.roll(-1, dims=1)
+        f_p = sign * _cross2(e1 - e0, _centres(p_pix, height, width, scr.dtype)[:, None] - e0)
+        f_q = sign * _cross2(e1 - e0, _centres(q_pix, height, width, scr.dtype)[:, None] - e0)
+        cand = (f_q < 0) & (f_p >= 0)
+        t_edge = torch.where(cand, f_p / torch.where(cand, f_p - f_q, torch.ones_like(f_p)), 2.0)
+        t_min, k = t_edge.min(-1)
+        # silhouette: a boundary edge, or the neighbour across it faces the other way (or is clipped)
+        nb = adj[t_occ, k]
+        nbc = nb.clamp(min=0)
+        ok = (t_min <= 1.0) & ((nb < 0) | ~front[b, nbc] | (torch.sign(area[b, nbc]) != sign[:, 0]))
+        out.append((b[ok], p_pix[ok], q_pix[ok], t_occ[ok], k[ok]))
+    return tuple(torch.cat(x) for x in zip(*out))
+
+
+def _pairs_warp(rast: torch.Tensor, pos_clip: torch.Tensor, tri: torch.Tensor):
+    """The same pairs as :func:`_pairs_torch` from a Warp kernel (one code per pixel and direction)."""
+    from facezoo.render.backends.builtin import silhouette_codes_warp
+
+    batch, height, width = rast.shape[:3]
+    adj = cached(tri, "edge_neighbours_int32", lambda t: edge_neighbours(t).to(torch.int32).contiguous())
+    code = silhouette_codes_warp(pos_clip, tri_int32(tri), adj, rast).view(-1)
+    e = code.nonzero()[:, 0]
+    val = code[e].long() - 1
+    a_first, k = val >= 3, val % 3
+    pa = e // 2
+    pb = pa + torch.where(e % 2 == 0, 1, width)
+    p_pix = torch.where(a_first, pa, pb)
+    q_pix = torch.where(a_first, pb, pa)
+    t_occ = rast[..., 3].detach().reshape(-1)[p_pix].long() - 1
+    return p_pix // (height * width), p_pix, q_pix, t_occ, k
 
 
 def antialias(
@@ -62,7 +134,9 @@ def antialias(
         tri: ``[T,3]`` int32/int64.
 
     Returns:
-        ``[B,H,W,C]`` antialiased image, differentiable w.r.t. ``color`` and ``pos_clip``.
+        ``[B,H,W,C]`` antialiased image, differentiable w.r.t. ``color`` and ``pos_clip``. The silhouette
+        pairs are found without gradients (a Warp kernel, or PyTorch without Warp); only the blend of
+        those few pixels is recorded by autograd.
 
     Example:
         >>> pos = torch.tensor([[[-0.9, -0.9, 0.0, 1.0], [0.8, -0.9, 0.0, 1.0], [-0.9, 0.7, 0.0, 1.0]]])
@@ -83,73 +157,32 @@ def antialias(
             f"color {tuple(color.shape)}, rast {tuple(rast.shape)} and "
             f"pos_clip {tuple(pos_clip.shape)} disagree"
         )
-    tri = tri.long()
-    adj = edge_neighbours(tri)
-    w = pos_clip[..., 3]
-    safe_w = torch.where(w > 0, w, torch.ones_like(w))
-    scr = torch.stack(
-        ((pos_clip[..., 0] / safe_w + 1) * (width * 0.5), (1 - pos_clip[..., 1] / safe_w) * (height * 0.5)),
-        -1,
-    )
-    tv = scr[:, tri]  # [B,T,3,2]
-    area = _cross2(tv[:, :, 1] - tv[:, :, 0], tv[:, :, 2] - tv[:, :, 0]).detach()  # screen space (y down)
-    front = (w[:, tri] > 0).all(-1)  # [B,T] all vertices in front of the eye
-    tid = rast[..., 3].detach().long() - 1
-    zw = rast[..., 2].detach()
-    flat = color.reshape(-1, n_ch)
-    deltas, targets = [], []
-    for dr, dc in ((0, 1), (1, 0)):
-        ia = tid[:, : height - dr, : width - dc]
-        ib = tid[:, dr:, dc:]
-        za = zw[:, : height - dr, : width - dc]
-        zb = zw[:, dr:, dc:]
-        diff = ia != ib
-        a_occ = (ia >= 0) & ((ib < 0) | (za < zb))
-        b, r, c = diff.nonzero(as_tuple=True)
-        if b.numel() == 0:
-            continue
-        a_first = a_occ[b, r, c]
-        pa = (b * height + r) * width + c
-        pb = (b * height + r + dr) * width + c + dc
-        p_pix = torch.where(a_first, pa, pb)  # occluder's pixel
-        q_pix = torch.where(a_first, pb, pa)
-        t_occ = torch.where(a_first, ia[b, r, c], ib[b, r, c])
-        keep = (t_occ >= 0) & front[b, t_occ.clamp(min=0)]
-        b, p_pix, q_pix, t_occ = b[keep], p_pix[keep], q_pix[keep], t_occ[keep]
-        if b.numel() == 0:
-            continue
-        rc_p = p_pix % (height * width)
-        rc_q = q_pix % (height * width)
-        cen_p = torch.stack(((rc_p % width).to(scr.dtype) + 0.5, (rc_p // width).to(scr.dtype) + 0.5), -1)
-        cen_q = torch.stack(((rc_q % width).to(scr.dtype) + 0.5, (rc_q // width).to(scr.dtype) + 0.5), -1)
-        verts = tv[b, t_occ]  # [P,3,2]
-        sign = torch.sign(area[b, t_occ])[:, None]
-        e0 = verts
-        e1 = verts.roll(-1, dims=1)
-        f_p = sign * _cross2(e1 - e0, cen_p[:, None] - e0)  # [P,3] inside >= 0
-        f_q = sign * _cross2(e1 - e0, cen_q[:, None] - e0)
-        cand = (f_q < 0) & (f_p >= 0)
-        t_edge = f_p / torch.where(cand, f_p - f_q, torch.ones_like(f_p))
-        t_edge = torch.where(cand, t_edge, torch.full_like(t_edge, 2.0))
-        t_min, k = t_edge.detach().min(-1)
-        ok = t_min <= 1.0
-        # silhouette: a boundary edge, or the neighbour across it faces the other way
-        nb = adj[t_occ, k]
-        nb_front = front[b, nb.clamp(min=0)]
-        flips = torch.sign(area[b, nb.clamp(min=0)]) != sign[:, 0]
-        ok &= (nb < 0) | flips | ~nb_front
-        if not bool(ok.any()):
-            continue
-        t = t_edge.gather(1, k[:, None])[:, 0][ok]
-        p_pix, q_pix = p_pix[ok], q_pix[ok]
-        col_p, col_q = flat[p_pix], flat[q_pix]
-        beyond = (t > 0.5)[:, None]
-        # t > 1/2: Q gets (t - 1/2) of P's colour; t < 1/2: P gets (1/2 - t) of Q's colour
-        deltas.append(
-            torch.where(beyond, (t - 0.5)[:, None] * (col_p - col_q), (0.5 - t)[:, None] * (col_q - col_p))
-        )
-        targets.append(torch.where(beyond[:, 0], q_pix, p_pix))
-    if not deltas:
+    if not pos_clip.is_floating_point():
+        raise TypeError(f"pos_clip must be a float tensor, got {pos_clip.dtype}")
+    from facezoo.render.backends.builtin import warp_available
+
+    use_warp = USE_WARP and warp_available() and pos_clip.dtype in (torch.float32, torch.float64)
+    b, p_pix, q_pix, t_occ, k = (_pairs_warp if use_warp else _pairs_torch)(rast, pos_clip, tri)
+    if b.numel() == 0:
         return color
-    out = flat.index_add(0, torch.cat(targets), torch.cat(deltas).to(color.dtype))
+    # the blend weight t (where P -> Q leaves the occluder through edge k) is differentiable in pos_clip
+    vidx = tri.long()[t_occ]  # [L,3]
+    verts = _screen(pos_clip[b[:, None], vidx], height, width)  # [L,3,2]
+    sign = torch.sign(_cross2(verts[:, 1] - verts[:, 0], verts[:, 2] - verts[:, 0])).detach()
+    e0 = verts.gather(1, k[:, None, None].expand(-1, 1, 2))[:, 0]
+    e1 = verts.gather(1, ((k + 1) % 3)[:, None, None].expand(-1, 1, 2))[:, 0]
+    f_p = sign * _cross2(e1 - e0, _centres(p_pix, height, width, verts.dtype) - e0)
+    f_q = sign * _cross2(e1 - e0, _centres(q_pix, height, width, verts.dtype) - e0)
+    t = f_p / (f_p - f_q)
+    flat = color.reshape(-1, n_ch)
+    col_p, col_q = flat[p_pix], flat[q_pix]
+    beyond = (t > 0.5)[:, None]
+    # t > 1/2: Q gets (t - 1/2) of P's colour; t < 1/2: P gets (1/2 - t) of Q's colour
+    delta = torch.where(beyond, (t - 0.5)[:, None] * (col_p - col_q), (0.5 - t)[:, None] * (col_q - col_p))
+    target = torch.where(beyond[:, 0], q_pix, p_pix)
+    out = flat.index_add(0, target, delta.to(color.dtype))
     return out.view(batch, height, width, n_ch)
+
+
+#: set to False to find the silhouette pairs in PyTorch (tests compare the two)
+USE_WARP = True

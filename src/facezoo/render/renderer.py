@@ -11,7 +11,8 @@ from torch import nn
 
 from facezoo.render._checks import check_tensor, check_tri
 from facezoo.render.antialias import antialias as _antialias
-from facezoo.render.interpolate import interpolate
+from facezoo.render.interpolate import covered_pixels, interpolate_packed
+from facezoo.render.normals import vertex_normals
 from facezoo.render.rasterize import rasterize
 
 
@@ -53,10 +54,42 @@ def vertex_visibility(
     return inside & covered[b, rr, cc] & (vertex_depth <= depth[b, rr, cc] + tol[:, None])
 
 
-def _vertex_normals(vertices: torch.Tensor, tri: torch.Tensor) -> torch.Tensor:
-    from facezoo.geometry.mesh import vertex_normals
+class _ScatterRows(torch.autograd.Function):
+    """``base [M,C]`` with rows ``pix [P]`` (unique) replaced by ``vals [P,C]``. Its backward gathers with
+    advanced indexing, much faster on CPU than ``index_copy``'s ``index_select``."""
 
-    return vertex_normals(vertices, tri)
+    @staticmethod
+    def forward(ctx, base, pix, vals):
+        ctx.save_for_backward(pix)
+        ctx.base_needs = ctx.needs_input_grad[0]
+        out = base.clone(memory_format=torch.contiguous_format)
+        out[pix] = vals.to(out.dtype)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):
+        (pix,) = ctx.saved_tensors
+        g_base = None
+        if ctx.base_needs:
+            g_base = grad.clone()
+            g_base[pix] = 0
+        return g_base, None, grad[pix]
+
+
+def _scatter_rows(base: torch.Tensor, pix: torch.Tensor, vals: torch.Tensor) -> torch.Tensor:
+    return _ScatterRows.apply(base, pix, vals)
+
+
+def _sh_light(normals: torch.Tensor, lighting: torch.Tensor, bounds: torch.Tensor) -> torch.Tensor:
+    """``[P,3]`` SH irradiance per colour channel of the packed pixel normals ``[P,3]`` (sorted by batch
+    item, ``bounds`` as in :class:`~facezoo.render.interpolate.PixelList`); ``lighting`` as in
+    :func:`~facezoo.render.shading.sh_shade` (``[B,9]``, ``[B,27]`` or ``[B,3,9]``)."""
+    from facezoo.render.shading import _coeffs, sh_basis
+
+    g = _coeffs(lighting, bounds.numel() - 1).to(normals.dtype)  # [B,3,9]
+    basis = sh_basis(normals)  # [P,9]
+    counts = bounds.diff().tolist()
+    return torch.cat([y @ gb.T for y, gb in zip(basis.split(counts), g)])
 
 
 class MeshRenderer(nn.Module):
@@ -139,36 +172,43 @@ class MeshRenderer(nn.Module):
         else:
             albedo_attr = vertices.new_full((batch, n_vert, 3), 0.7)
         n_alb = albedo_attr.shape[-1]
-        normals = _vertex_normals(view, tri) if lighting is not None else view[..., :0]
+        normals = vertex_normals(view, tri) if lighting is not None else view[..., :0]
         vdepth = -view[..., 2:3]
         attrs = torch.cat((albedo_attr, normals, vdepth), -1)
-        px = interpolate(attrs, rast, tri)  # [B,H,W,C]
+        # everything per pixel below works on the compact list of covered pixels only
+        pixels = covered_pixels(rast)
+        px = interpolate_packed(attrs, rast.to(attrs.dtype), tri, pixels)  # [P,C]
+        n_pix = batch * height * width
         covered = rast[..., 3] > 0
-        cov = covered[..., None].to(px.dtype)
-        albedo = px[..., :n_alb]
+        albedo = px[:, :n_alb]
         if texture is not None:
             texture = check_tensor("texture", texture, ndim=4, device=vertices.device)
-            grid = torch.stack((2 * albedo[..., 0] - 1, 1 - 2 * albedo[..., 1]), -1).to(texture.dtype)
+            uv_img = _scatter_rows(px.new_zeros(n_pix, n_alb), pixels.pix, albedo)
+            uv_img = uv_img.view(batch, height, width, n_alb)
+            grid = torch.stack((2 * uv_img[..., 0] - 1, 1 - 2 * uv_img[..., 1]), -1).to(texture.dtype)
             albedo = F.grid_sample(texture, grid, mode="bilinear", padding_mode="border", align_corners=False)
-            albedo = albedo.permute(0, 2, 3, 1)
+            albedo = albedo.permute(0, 2, 3, 1).reshape(n_pix, -1)[pixels.pix].to(px.dtype)
         if lighting is not None:
-            from facezoo.render.shading import sh_shade
-
-            n_px = F.normalize(px[..., n_alb : n_alb + 3], dim=-1, eps=1e-12)
-            shaded = sh_shade(albedo, n_px, lighting)
+            n_px = F.normalize(px[:, n_alb : n_alb + 3], dim=-1, eps=1e-12)
+            shaded = albedo * _sh_light(n_px, lighting, pixels.bounds)
         else:
             shaded = albedo
-        depth = px[..., -1]
+        n_ch = shaded.shape[-1]
         bg = self.background if background is None else background
         if isinstance(bg, torch.Tensor) and bg.ndim == 4:
-            bg = bg.permute(0, 2, 3, 1).to(shaded.dtype)
+            base = bg.permute(0, 2, 3, 1).to(shaded.dtype).expand(batch, height, width, n_ch)
+            base = base.reshape(n_pix, n_ch)
         else:
             bg = torch.as_tensor(bg, dtype=shaded.dtype, device=shaded.device)
-        image = cov * shaded + (1 - cov) * bg
-        mask = cov
+            base = bg.expand(n_pix, n_ch)
+        # image and coverage mask side by side (C + 1 channels), background where nothing is covered
+        base = torch.cat((base, shaded.new_zeros(n_pix, 1)), -1)
+        fg = torch.cat((shaded, shaded.new_ones(shaded.shape[0], 1)), -1)
+        both = _scatter_rows(base, pixels.pix, fg).view(batch, height, width, n_ch + 1)
         if antialias:
-            both = _antialias(torch.cat((image, mask), -1), rast, pos, tri)
-            image, mask = both[..., :-1], both[..., -1:]
+            both = _antialias(both, rast, pos, tri)
+        image, mask = both[..., :-1], both[..., -1:]
+        depth = _scatter_rows(px.new_zeros(n_pix, 1), pixels.pix, px[:, -1:]).view(batch, height, width)
         extent = (vdepth.amax(dim=(1, 2)) - vdepth.amin(dim=(1, 2))).detach()
         visible = vertex_visibility(
             pos.detach(), vdepth[..., 0].detach(), depth.detach(), covered, self.visibility_tolerance * extent

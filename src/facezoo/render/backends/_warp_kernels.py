@@ -331,57 +331,72 @@ for _s in _F:
 @wp.kernel
 def interp_fwd_kernel(
     attr: wp.array2d(dtype=Any),
-    uv: wp.array2d(dtype=Any),
-    vidx: wp.array2d(dtype=wp.int32),
+    rast: wp.array2d(dtype=Any),
+    pix: wp.array(dtype=wp.int64),
+    tri: wp.array(dtype=wp.vec3i),
+    off: int,
+    full: int,
     out: wp.array2d(dtype=Any),
 ):
-    """``out[p] = a2 + u (a0 - a2) + v (a1 - a2)`` with ``a_k = attr[vidx[p, k]]``."""
+    """Covered pixel p = ``pix[p]`` (flat index into ``rast [B*H*W,4]``): ``a2 + u (a0 - a2) + v (a1 - a2)``
+    into row ``pix[p]`` of out (``full`` != 0) or row p (packed). ``off`` is added to the vertex indices
+    (the batch item's first row when attr is per item): a launch covers pixels of one batch item."""
     p = wp.tid()
-    u = uv[p, 0]
-    v = uv[p, 1]
-    i0 = vidx[p, 0]
-    i1 = vidx[p, 1]
-    i2 = vidx[p, 2]
+    q = int(pix[p])
+    u = rast[q, 0]
+    v = rast[q, 1]
+    idx = tri[int(rast[q, 3]) - 1]
+    rows = wp.vec3i(idx[0] + off, idx[1] + off, idx[2] + off)
+    o = p
+    if full != 0:
+        o = q
     for k in range(attr.shape[1]):
-        a2 = attr[i2, k]
-        out[p, k] = a2 + u * (attr[i0, k] - a2) + v * (attr[i1, k] - a2)
+        a2 = attr[rows[2], k]
+        out[o, k] = a2 + u * (attr[rows[0], k] - a2) + v * (attr[rows[1], k] - a2)
 
 
 @wp.kernel
 def interp_bwd_kernel(
     attr: wp.array2d(dtype=Any),
-    uv: wp.array2d(dtype=Any),
-    vidx: wp.array2d(dtype=wp.int32),
+    rast: wp.array2d(dtype=Any),
+    pix: wp.array(dtype=wp.int64),
+    tri: wp.array(dtype=wp.vec3i),
+    off: int,
+    full: int,
     grad: wp.array2d(dtype=Any),
     want_attr: int,
     grad_attr: wp.array2d(dtype=Any),
-    grad_uv: wp.array2d(dtype=Any),
+    grad_rast: wp.array2d(dtype=Any),
 ):
-    """grad_attr[a_k] += w_k g (w = u, v, 1 - u - v); grad_u = g . (a0 - a2), grad_v = g . (a1 - a2)."""
+    """grad_attr[a_k] += w_k g (w = u, v, 1 - u - v); d/du = g . (a0 - a2), d/dv = g . (a1 - a2) written
+    into ``grad_rast`` (zero elsewhere)."""
     p = wp.tid()
-    u = uv[p, 0]
-    v = uv[p, 1]
-    w = uv.dtype(1.0) - u - v
-    i0 = vidx[p, 0]
-    i1 = vidx[p, 1]
-    i2 = vidx[p, 2]
-    gu = uv.dtype(0.0)
-    gv = uv.dtype(0.0)
+    q = int(pix[p])
+    u = rast[q, 0]
+    v = rast[q, 1]
+    w = rast.dtype(1.0) - u - v
+    idx = tri[int(rast[q, 3]) - 1]
+    rows = wp.vec3i(idx[0] + off, idx[1] + off, idx[2] + off)
+    o = p
+    if full != 0:
+        o = q
+    gu = rast.dtype(0.0)
+    gv = rast.dtype(0.0)
     for k in range(attr.shape[1]):
-        g = grad[p, k]
-        a2 = attr[i2, k]
-        gu += g * (attr[i0, k] - a2)
-        gv += g * (attr[i1, k] - a2)
+        g = grad[o, k]
+        a2 = attr[rows[2], k]
+        gu += g * (attr[rows[0], k] - a2)
+        gv += g * (attr[rows[1], k] - a2)
         if want_attr != 0:
-            wp.atomic_add(grad_attr, i0, k, u * g)
-            wp.atomic_add(grad_attr, i1, k, v * g)
-            wp.atomic_add(grad_attr, i2, k, w * g)
-    grad_uv[p, 0] = gu
-    grad_uv[p, 1] = gv
+            wp.atomic_add(grad_attr, rows[0], k, u * g)
+            wp.atomic_add(grad_attr, rows[1], k, v * g)
+            wp.atomic_add(grad_attr, rows[2], k, w * g)
+    grad_rast[q, 0] = gu
+    grad_rast[q, 1] = gv
 
 
-_overload(interp_fwd_kernel, attr=(2, 0), uv=(2, 0), out=(2, 0))
-_overload(interp_bwd_kernel, attr=(2, 0), uv=(2, 0), grad=(2, 0), grad_attr=(2, 0), grad_uv=(2, 0))
+_overload(interp_fwd_kernel, attr=(2, 0), rast=(2, 0), out=(2, 0))
+_overload(interp_bwd_kernel, attr=(2, 0), rast=(2, 0), grad=(2, 0), grad_attr=(2, 0), grad_rast=(2, 0))
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -527,3 +542,80 @@ def _walk(
 
 for _s in _F:
     wp.overload(silhouette_kernel, {"pos": wp.array3d(dtype=_s), "rast": wp.array4d(dtype=_s)})
+
+
+# ---------------------------------------------------------------------------------------------------------
+# area-weighted vertex normals: m_v = sum over the triangles of v of (v1 - v0) x (v2 - v0)
+
+
+@wp.kernel
+def face_normal_sum_kernel(
+    verts: wp.array3d(dtype=Any),
+    tri: wp.array(dtype=wp.vec3i),
+    b: int,
+    out: wp.array3d(dtype=Any),
+):
+    """Adds each triangle's unnormalised (2 x area) normal to its three vertices' rows of ``out``."""
+    t = wp.tid()
+    idx = tri[t]
+    ax = verts[b, idx[0], 0]
+    ay = verts[b, idx[0], 1]
+    az = verts[b, idx[0], 2]
+    e1x = verts[b, idx[1], 0] - ax
+    e1y = verts[b, idx[1], 1] - ay
+    e1z = verts[b, idx[1], 2] - az
+    e2x = verts[b, idx[2], 0] - ax
+    e2y = verts[b, idx[2], 1] - ay
+    e2z = verts[b, idx[2], 2] - az
+    nx = e1y * e2z - e1z * e2y
+    ny = e1z * e2x - e1x * e2z
+    nz = e1x * e2y - e1y * e2x
+    for k in range(3):
+        wp.atomic_add(out, b, idx[k], 0, nx)
+        wp.atomic_add(out, b, idx[k], 1, ny)
+        wp.atomic_add(out, b, idx[k], 2, nz)
+
+
+@wp.kernel
+def face_normal_sum_bwd_kernel(
+    verts: wp.array3d(dtype=Any),
+    tri: wp.array(dtype=wp.vec3i),
+    grad: wp.array3d(dtype=Any),
+    b: int,
+    gverts: wp.array3d(dtype=Any),
+):
+    """Backward of ``face_normal_sum_kernel``: g_n = sum of the vertices' gradients; n = e1 x e2 gives
+    g_e1 = e2 x g_n, g_e2 = g_n x e1; v1 gets g_e1, v2 gets g_e2, v0 gets -(g_e1 + g_e2)."""
+    t = wp.tid()
+    idx = tri[t]
+    ax = verts[b, idx[0], 0]
+    ay = verts[b, idx[0], 1]
+    az = verts[b, idx[0], 2]
+    e1x = verts[b, idx[1], 0] - ax
+    e1y = verts[b, idx[1], 1] - ay
+    e1z = verts[b, idx[1], 2] - az
+    e2x = verts[b, idx[2], 0] - ax
+    e2y = verts[b, idx[2], 1] - ay
+    e2z = verts[b, idx[2], 2] - az
+    gx = grad[b, idx[0], 0] + grad[b, idx[1], 0] + grad[b, idx[2], 0]
+    gy = grad[b, idx[0], 1] + grad[b, idx[1], 1] + grad[b, idx[2], 1]
+    gz = grad[b, idx[0], 2] + grad[b, idx[1], 2] + grad[b, idx[2], 2]
+    g1x = e2y * gz - e2z * gy
+    g1y = e2z * gx - e2x * gz
+    g1z = e2x * gy - e2y * gx
+    g2x = gy * e1z - gz * e1y
+    g2y = gz * e1x - gx * e1z
+    g2z = gx * e1y - gy * e1x
+    wp.atomic_add(gverts, b, idx[1], 0, g1x)
+    wp.atomic_add(gverts, b, idx[1], 1, g1y)
+    wp.atomic_add(gverts, b, idx[1], 2, g1z)
+    wp.atomic_add(gverts, b, idx[2], 0, g2x)
+    wp.atomic_add(gverts, b, idx[2], 1, g2y)
+    wp.atomic_add(gverts, b, idx[2], 2, g2z)
+    wp.atomic_sub(gverts, b, idx[0], 0, g1x + g2x)
+    wp.atomic_sub(gverts, b, idx[0], 1, g1y + g2y)
+    wp.atomic_sub(gverts, b, idx[0], 2, g1z + g2z)
+
+
+_overload(face_normal_sum_kernel, verts=(3, 0), out=(3, 0))
+_overload(face_normal_sum_bwd_kernel, verts=(3, 0), grad=(3, 0), gverts=(3, 0))

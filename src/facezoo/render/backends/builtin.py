@@ -278,8 +278,8 @@ def silhouette_codes_warp(
     code = torch.empty((batch, height, width, 2), dtype=torch.int8, device=pos.device)
     args = [
         wp.from_torch(pos.detach().to(dtype).contiguous()),
-        wp.from_torch(tri.to(torch.int32).contiguous(), dtype=wp.vec3i),
-        wp.from_torch(adj.to(torch.int32).contiguous(), dtype=wp.vec3i),
+        wp.from_torch(tri, dtype=wp.vec3i),
+        wp.from_torch(adj, dtype=wp.vec3i),
         wp.from_torch(rast.detach().to(dtype).contiguous()),
         height,
         width,
@@ -301,96 +301,148 @@ def silhouette_codes_warp(
     return code
 
 
-def _pixel_chunks(bounds: torch.Tensor, n: int) -> list[tuple[int, int]]:
-    """Split a compact pixel list into at most ``n`` ranges that start at batch boundaries (``bounds`` =
-    start offsets of each batch item, plus the total)."""
-    b = bounds.tolist()
-    total = b[-1]
-    spans, start = [], 0
-    for i in range(1, n):
-        cut = min(b, key=lambda x: abs(x - total * i / n))
-        if start < cut < total:
-            spans.append((start, cut))
-            start = cut
-    spans.append((start, total))
-    return spans
+def _interp_jobs(bounds: list[int], n_vert: int, threads: int) -> list[list[tuple[int, int, int]]]:
+    """Per thread, a list of ``(p0, p1, row offset)`` launches: per batch item when the attributes are per
+    item (``n_vert`` > 0; whole items per thread, so the gradient rows never race), else an even split."""
+    total = bounds[-1]
+    if n_vert == 0:
+        return [[(total * i // threads, total * (i + 1) // threads, 0)] for i in range(threads)]
+    jobs: list[list[tuple[int, int, int]]] = [[] for _ in range(threads)]
+    for b in range(len(bounds) - 1):
+        owner = min(threads - 1, (bounds[b] + bounds[b + 1]) * threads // (2 * max(total, 1)))
+        jobs[owner].append((bounds[b], bounds[b + 1], b * n_vert))
+    return [j for j in jobs if j]
 
 
-def interpolate_fwd_warp(attr: torch.Tensor, uv: torch.Tensor, vidx: torch.Tensor) -> torch.Tensor:
-    """``attr [N,C]``, ``uv [P,2]``, ``vidx [P,3]`` int32 -> ``[P,C]`` (same dtype as attr)."""
+def interpolate_fwd_warp(
+    attr: torch.Tensor,
+    rast: torch.Tensor,
+    pix: torch.Tensor,
+    tri: torch.Tensor,
+    bounds: list[int],
+    n_vert: int,
+    out: torch.Tensor,
+    full: bool,
+) -> torch.Tensor:
+    """Interpolate ``attr [N,C]`` at the covered pixels ``pix [P]`` (int64 flat indices into ``rast
+    [M,4]``, same dtype as attr; ``bounds`` = where each batch item starts, plus P) of triangles ``tri
+    [T,3]`` int32 into ``out`` (``[M,C]`` zeros when ``full``, else ``[P,C]``). ``n_vert`` > 0: attr holds
+    one block of ``n_vert`` rows per batch item."""
     wp, k = _warp()
-    out = torch.empty((uv.shape[0], attr.shape[1]), dtype=attr.dtype, device=attr.device)
-    if uv.shape[0] == 0:
+    if pix.shape[0] == 0:
         return out
     device, ctx = _launch_ctx(attr.device)
-    wa = wp.from_torch(attr)
+    head = [wp.from_torch(attr), wp.from_torch(rast)]
+    wtri = wp.from_torch(tri, dtype=wp.vec3i)
 
-    def run(span: tuple[int, int]) -> None:
-        p0, p1 = span
+    def run(jobs: list[tuple[int, int, int]]) -> None:
         with ctx:
-            wp.launch(
-                k.interp_fwd_kernel,
-                dim=p1 - p0,
-                inputs=[wa, wp.from_torch(uv[p0:p1]), wp.from_torch(vidx[p0:p1]), wp.from_torch(out[p0:p1])],
-                device=device,
-            )
+            for p0, p1, off in jobs:
+                if p1 <= p0:
+                    continue
+                # packed output rows are the launch's thread ids: give each launch its slice of out
+                dst = out if full else out[p0:p1]
+                wp.launch(
+                    k.interp_fwd_kernel,
+                    dim=p1 - p0,
+                    inputs=[*head, wp.from_torch(pix[p0:p1]), wtri, off, int(full), wp.from_torch(dst)],
+                    device=device,
+                )
 
-    n = 1 if attr.device.type == "cuda" else torch.get_num_threads()
-    p = uv.shape[0]
-    _parallel(run, [(p * i // n, p * (i + 1) // n) for i in range(n)], p * attr.shape[1])
+    threads = 1 if attr.device.type == "cuda" else torch.get_num_threads()
+    _parallel(run, _interp_jobs(bounds, n_vert, threads), pix.shape[0] * attr.shape[1])
     return out
 
 
 def interpolate_bwd_warp(
     attr: torch.Tensor,
-    uv: torch.Tensor,
-    vidx: torch.Tensor,
+    rast: torch.Tensor,
+    pix: torch.Tensor,
+    tri: torch.Tensor,
+    bounds: list[int],
+    n_vert: int,
     grad: torch.Tensor,
-    bounds: torch.Tensor | None,
+    full: bool,
     want_attr: bool,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Gradients ``(grad_attr [N,C], grad_uv [P,2])`` of :func:`interpolate_fwd_warp`. ``bounds`` (start
-    of each batch item in the pixel list, plus the total) lets CPU threads own disjoint attribute rows when
-    the attributes are per batch item; with ``None`` (shared attributes) each thread adds into its own
-    buffer and the buffers are summed."""
+    """Gradients ``(grad_attr [N,C], grad_rast [M,4])`` of :func:`interpolate_fwd_warp` (grad_rast is zero
+    but in its (u, v) channels at the covered pixels). On CPU, threads own whole batch items when the
+    attributes are per item; shared attributes get one gradient buffer per thread, summed afterwards."""
     wp, k = _warp()
-    n_pix = uv.shape[0]
-    grad_uv = torch.empty((n_pix, 2), dtype=uv.dtype, device=uv.device)
-    if attr.device.type == "cuda" or bounds is not None or not want_attr:
-        n = 1 if attr.device.type == "cuda" else torch.get_num_threads()
-        spans = [(0, n_pix)] if n == 1 or bounds is None else _pixel_chunks(bounds, n)
-        buffers = [torch.zeros_like(attr)] if want_attr else [attr.new_zeros(1, attr.shape[1])]
-        buffers = buffers * len(spans)
+    grad_rast = torch.zeros(rast.shape, dtype=rast.dtype, device=rast.device)
+    threads = 1 if attr.device.type == "cuda" else torch.get_num_threads()
+    jobs = _interp_jobs(bounds, n_vert, threads)
+    if not want_attr:
+        buffers = [attr.new_zeros(1, attr.shape[1])] * len(jobs)
+    elif n_vert > 0 or len(jobs) == 1:
+        buffers = [torch.zeros_like(attr)] * len(jobs)
     else:
-        n = torch.get_num_threads()
-        spans = [(n_pix * i // n, n_pix * (i + 1) // n) for i in range(n)]
-        buffers = [torch.zeros_like(attr) for _ in spans]
+        buffers = [torch.zeros_like(attr) for _ in jobs]
     device, ctx = _launch_ctx(attr.device)
-    wa = wp.from_torch(attr)
+    head = [wp.from_torch(attr), wp.from_torch(rast)]
+    wtri = wp.from_torch(tri, dtype=wp.vec3i)
+    wgr = wp.from_torch(grad_rast)
 
-    def run(item: tuple[int, tuple[int, int]]) -> None:
-        i, (p0, p1) = item
-        if p1 <= p0:
-            return
+    def run(item: tuple[int, list[tuple[int, int, int]]]) -> None:
+        i, todo = item
         with ctx:
-            wp.launch(
-                k.interp_bwd_kernel,
-                dim=p1 - p0,
-                inputs=[
-                    wa,
-                    wp.from_torch(uv[p0:p1]),
-                    wp.from_torch(vidx[p0:p1]),
-                    wp.from_torch(grad[p0:p1]),
-                    int(want_attr),
-                    wp.from_torch(buffers[i]),
-                    wp.from_torch(grad_uv[p0:p1]),
-                ],
-                device=device,
-            )
+            for p0, p1, off in todo:
+                if p1 <= p0:
+                    continue
+                g = grad if full else grad[p0:p1]
+                wp.launch(
+                    k.interp_bwd_kernel,
+                    dim=p1 - p0,
+                    inputs=[
+                        *head,
+                        wp.from_torch(pix[p0:p1]),
+                        wtri,
+                        off,
+                        int(full),
+                        wp.from_torch(g),
+                        int(want_attr),
+                        wp.from_torch(buffers[i]),
+                        wgr,
+                    ],
+                    device=device,
+                )
 
-    _parallel(run, list(enumerate(spans)), n_pix * attr.shape[1])
+    _parallel(run, list(enumerate(jobs)), pix.shape[0] * attr.shape[1])
     grad_attr = buffers[0]
     for extra in buffers[1:]:
-        if extra is not grad_attr:
+        if extra is not buffers[0]:
             grad_attr = grad_attr + extra
-    return grad_attr, grad_uv
+    return grad_attr, grad_rast
+
+
+def face_normal_sum_warp(verts: torch.Tensor, tri: torch.Tensor, grad: torch.Tensor | None = None):
+    """``[B,V,3]``: per vertex, the sum of its triangles' unnormalised normals (``grad`` None), or the
+    gradient w.r.t. ``verts`` of that sum given its gradient ``grad [B,V,3]``. ``verts`` contiguous
+    float32/float64, ``tri [T,3]`` int32 contiguous. CPU threads own whole batch items."""
+    wp, k = _warp()
+    batch = verts.shape[0]
+    out = torch.zeros_like(verts)
+    wv, wt, wo = wp.from_torch(verts), wp.from_torch(tri, dtype=wp.vec3i), wp.from_torch(out)
+    wg = None if grad is None else wp.from_torch(grad.to(verts.dtype).contiguous())
+    device, ctx = _launch_ctx(verts.device)
+
+    def run(items: tuple[int, int]) -> None:
+        with ctx:
+            for b in range(*items):
+                if wg is None:
+                    wp.launch(
+                        k.face_normal_sum_kernel, dim=tri.shape[0], inputs=[wv, wt, b, wo], device=device
+                    )
+                else:
+                    wp.launch(
+                        k.face_normal_sum_bwd_kernel,
+                        dim=tri.shape[0],
+                        inputs=[wv, wt, wg, b, wo],
+                        device=device,
+                    )
+
+    if verts.device.type == "cuda":  # pragma: no cover - needs CUDA
+        run((0, batch))
+    else:
+        _parallel(run, _chunks(batch, torch.get_num_threads()), batch * tri.shape[0])
+    return out

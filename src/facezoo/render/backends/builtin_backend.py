@@ -8,6 +8,7 @@ import os
 
 import torch
 
+from facezoo.render._cache import tri_int32
 from facezoo.render.backends import Backend
 from facezoo.render.backends.builtin import (
     barycentric_grad_warp,
@@ -81,9 +82,9 @@ def barycentric_backward(pos: torch.Tensor, tri: torch.Tensor, rast: torch.Tenso
 class _Rasterize(torch.autograd.Function):
     @staticmethod
     def forward(ctx, pos, tri, height, width, cull, impl):
-        tri32 = tri.to(torch.int32).contiguous()
+        tri32 = tri_int32(tri)
         rast = _forward(pos.detach().contiguous(), tri32, height, width, cull, impl)
-        ctx.save_for_backward(pos, tri, rast)
+        ctx.save_for_backward(pos, tri32, rast)
         ctx.impl = impl
         return rast
 
