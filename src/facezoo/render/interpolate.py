@@ -43,20 +43,21 @@ def _use_warp(attr: torch.Tensor) -> bool:
 USE_WARP = True
 
 
-def _rows(rast_flat: torch.Tensor, pix: torch.Tensor, tri: torch.Tensor, hw: int, n_vert: int):
+def _rows(rast_flat: torch.Tensor, pix: torch.Tensor, tri: torch.Tensor, bounds: torch.Tensor, n_vert: int):
     """``[P,3]`` long rows of ``attr [N,C]`` for the covered pixels (PyTorch path)."""
     rows = tri.long()[rast_flat[pix, 3].long() - 1]
     if n_vert > 0:
-        rows = rows + (pix // hw * n_vert)[:, None]
+        item = torch.searchsorted(bounds, torch.arange(pix.shape[0], device=pix.device), right=True) - 1
+        rows = rows + (item * n_vert)[:, None]
     return rows
 
 
 class _Interpolate(torch.autograd.Function):
-    """``(attr_flat [N,C], rast_flat [M,4], pix [P], tri [T,3] int32, bounds [B+1], hw, n_vert, full)`` ->
+    """``(attr_flat [N,C], rast_flat [M,4], pix [P], tri [T,3] int32, bounds [B+1], n_vert, full)`` ->
     ``[M,C]`` (full: zeros on empty pixels) or ``[P,C]`` (packed). ``n_vert`` > 0: attr is per batch item."""
 
     @staticmethod
-    def forward(ctx, attr_flat, rast_flat, pix, tri, bounds, hw, n_vert, full):
+    def forward(ctx, attr_flat, rast_flat, pix, tri, bounds, n_vert, full):
         attr_flat = attr_flat.detach().contiguous()
         rast_a = rast_flat.detach().to(attr_flat.dtype).contiguous()
         n_out = rast_flat.shape[0] if full else pix.shape[0]
@@ -67,20 +68,20 @@ class _Interpolate(torch.autograd.Function):
             out = alloc((n_out, attr_flat.shape[1]), dtype=attr_flat.dtype, device=attr_flat.device)
             out = interpolate_fwd_warp(attr_flat, rast_a, pix, tri, bounds.tolist(), n_vert, out, full)
         else:
-            a = attr_flat[_rows(rast_a, pix, tri, hw, n_vert)]  # [P,3,C]
+            a = attr_flat[_rows(rast_a, pix, tri, bounds, n_vert)]  # [P,3,C]
             a2 = a[:, 2]
             uv = rast_a[pix, :2]
             vals = a2 + uv[:, 0:1] * (a[:, 0] - a2) + uv[:, 1:2] * (a[:, 1] - a2)
             out = attr_flat.new_zeros(n_out, attr_flat.shape[1]).index_copy_(0, pix, vals) if full else vals
         ctx.save_for_backward(attr_flat, rast_a, pix, tri, bounds)
-        ctx.info = (hw, n_vert, full, rast_flat.dtype)
+        ctx.info = (n_vert, full, rast_flat.dtype)
         return out
 
     @staticmethod
     @once_differentiable
     def backward(ctx, grad):
         attr_flat, rast_a, pix, tri, bounds = ctx.saved_tensors
-        hw, n_vert, full, rast_dtype = ctx.info
+        n_vert, full, rast_dtype = ctx.info
         want_attr = ctx.needs_input_grad[0]
         grad = grad.to(attr_flat.dtype).contiguous()
         if _use_warp(attr_flat):
@@ -91,7 +92,7 @@ class _Interpolate(torch.autograd.Function):
             )
         else:
             g = grad[pix] if full else grad
-            rows = _rows(rast_a, pix, tri, hw, n_vert)
+            rows = _rows(rast_a, pix, tri, bounds, n_vert)
             a = attr_flat[rows]
             a2 = a[:, 2]
             uv = rast_a[pix, :2]
@@ -105,11 +106,11 @@ class _Interpolate(torch.autograd.Function):
                     0, rows.reshape(-1), (w[:, :, None] * g[:, None, :]).reshape(-1, g.shape[1])
                 )
         g_rast = g_rast.to(rast_dtype) if ctx.needs_input_grad[1] else None
-        return (g_attr if want_attr else None), g_rast, None, None, None, None, None, None
+        return (g_attr if want_attr else None), g_rast, None, None, None, None, None
 
 
 def _apply(attr: torch.Tensor, rast: torch.Tensor, tri: torch.Tensor, pixels: PixelList, full: bool):
-    batch, height, width = rast.shape[:3]
+    batch = rast.shape[0]
     n_vert, n_ch = attr.shape[1], attr.shape[2]
     per_item = n_vert if attr.shape[0] == batch and batch > 1 else 0
     return _Interpolate.apply(
@@ -118,18 +119,66 @@ def _apply(attr: torch.Tensor, rast: torch.Tensor, tri: torch.Tensor, pixels: Pi
         pixels.pix,
         tri_int32(tri),
         pixels.bounds,
-        height * width,
         per_item,
         full,
     )
 
 
+class _PackedBarycentrics(torch.autograd.Function):
+    """``(pos [B,V,4], tri32, rast [B,H,W,4], pix, bounds) -> [P,2]`` rast's (u, v) at the covered
+    pixels, with the analytic gradient to ``pos`` computed on those pixels only."""
+
+    @staticmethod
+    def forward(ctx, pos, tri32, rast, pix, bounds):
+        ctx.save_for_backward(pos, tri32, rast, pix, bounds)
+        return rast.detach().reshape(-1, 4)[pix, :2].to(pos.dtype)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad):
+        pos, tri32, rast, pix, bounds = ctx.saved_tensors
+        from facezoo.render.backends.builtin import barycentric_grad_packed_warp, warp_available
+
+        if warp_available() and USE_WARP:
+            gpos = barycentric_grad_packed_warp(pos, tri32, rast, pix, bounds.tolist(), grad)
+        else:
+            from facezoo.render.backends.builtin_backend import barycentric_backward
+
+            full = rast.new_zeros(rast.shape).reshape(-1, 4)
+            full[pix, :2] = grad.to(rast.dtype)
+            gpos = barycentric_backward(pos.detach(), tri32, rast.detach(), full.view(rast.shape))
+        return gpos.to(pos.dtype), None, None, None, None
+
+
+def packed_barycentrics(pos: torch.Tensor, tri: torch.Tensor, rast: torch.Tensor, pixels: PixelList):
+    """``[P,2]``: the builtin rasterizer's perspective-correct (u, v) of ``rast`` (computed from ``pos
+    [B,V,4]`` and ``tri``) at the covered ``pixels``, differentiable w.r.t. ``pos`` without a full-image
+    gradient. Gives :func:`interpolate_packed` position gradients when rast itself was made without."""
+    return _PackedBarycentrics.apply(pos, tri_int32(tri), rast, pixels.pix, pixels.bounds)
+
+
 def interpolate_packed(
-    attr: torch.Tensor, rast: torch.Tensor, tri: torch.Tensor, pixels: PixelList
+    attr: torch.Tensor,
+    rast: torch.Tensor,
+    tri: torch.Tensor,
+    pixels: PixelList,
+    uv: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """``[P,C]`` attribute values at the covered pixels ``pixels`` (from :func:`covered_pixels`) of
-    ``rast``; ``attr`` is ``[B|1,V,C]`` float32/float64. Differentiable w.r.t. ``attr`` and rast's (u, v)."""
-    return _apply(attr, rast, tri, pixels, full=False)
+    ``rast``; ``attr`` is ``[B|1,V,C]`` float32/float64. Differentiable w.r.t. ``attr`` and rast's (u, v),
+    or w.r.t. ``uv [P,2]`` (e.g. :func:`packed_barycentrics`) used instead of rast's (u, v) when given."""
+    if uv is None:
+        return _apply(attr, rast, tri, pixels, full=False)
+    batch = rast.shape[0]
+    n_vert, n_ch = attr.shape[1], attr.shape[2]
+    per_item = n_vert if attr.shape[0] == batch and batch > 1 else 0
+    rest = rast.detach().reshape(-1, 4)[pixels.pix, 2:].to(uv.dtype)
+    packed = torch.cat((uv, rest), -1)  # a [P,4] "rast" of the covered pixels only
+    # with pix = arange(P) and per-item offsets computed from bounds, the kernels see one row per pixel
+    ident = torch.arange(packed.shape[0], device=packed.device)
+    return _Interpolate.apply(
+        attr.reshape(-1, n_ch), packed, ident, tri_int32(tri), pixels.bounds, per_item, False
+    )
 
 
 def interpolate(attr: torch.Tensor, rast: torch.Tensor, tri: torch.Tensor) -> torch.Tensor:

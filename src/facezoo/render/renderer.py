@@ -11,7 +11,8 @@ from torch import nn
 
 from facezoo.render._checks import check_tensor, check_tri
 from facezoo.render.antialias import antialias as _antialias
-from facezoo.render.interpolate import covered_pixels, interpolate_packed
+from facezoo.render.backends import get_backend
+from facezoo.render.interpolate import covered_pixels, interpolate_packed, packed_barycentrics
 from facezoo.render.normals import vertex_normals
 from facezoo.render.rasterize import rasterize
 
@@ -152,8 +153,10 @@ class MeshRenderer(nn.Module):
         height, width = self.image_size
         view = camera.view(vertices)
         pos = camera.to_clip(vertices, self.image_size)
+        # builtin: rast without a graph; the covered pixels' (u, v) get their own, cheaper one below
+        packed = get_backend(self.backend, vertices.device).name == "builtin"
         rast = rasterize(
-            pos.float() if self.backend == "nvdiffrast" else pos,
+            pos.detach() if packed else pos.float() if self.backend == "nvdiffrast" else pos,
             tri,
             self.image_size,
             backend=self.backend,
@@ -177,7 +180,8 @@ class MeshRenderer(nn.Module):
         attrs = torch.cat((albedo_attr, normals, vdepth), -1)
         # everything per pixel below works on the compact list of covered pixels only
         pixels = covered_pixels(rast)
-        px = interpolate_packed(attrs, rast.to(attrs.dtype), tri, pixels)  # [P,C]
+        uv_bary = packed_barycentrics(pos, tri, rast, pixels) if packed else None
+        px = interpolate_packed(attrs, rast.to(attrs.dtype), tri, pixels, uv=uv_bary)  # [P,C]
         n_pix = batch * height * width
         covered = rast[..., 3] > 0
         albedo = px[:, :n_alb]

@@ -243,6 +243,57 @@ for _s in _F:
     )
 
 
+@wp.func
+def _bary_grad_pixel(
+    pos: wp.array3d(dtype=Any),
+    tri: wp.array(dtype=wp.vec3i),
+    b: int,
+    r: int,
+    c: int,
+    t: int,
+    g0: wp.float64,
+    g1: wp.float64,
+    gz: wp.float64,
+    height: int,
+    width: int,
+    gpos: wp.array3d(dtype=wp.float64),
+):
+    """Adds d loss / d pos of pixel (r, c) covered by triangle t, given d loss / d (u, v, z/w)."""
+    idx = tri[t]
+    va = _vert(pos, b, idx[0])
+    vb = _vert(pos, b, idx[1])
+    vc = _vert(pos, b, idx[2])
+    za = wp.float64(pos[b, idx[0], 2])
+    zb = wp.float64(pos[b, idx[1], 2])
+    zc = wp.float64(pos[b, idx[2], 2])
+    p = wp.vec3d(
+        wp.float64(2 * c + 1) / wp.float64(width) - wp.float64(1.0),
+        wp.float64(1.0) - wp.float64(2 * r + 1) / wp.float64(height),
+        wp.float64(1.0),
+    )
+    n0 = wp.cross(vb, vc)
+    n1 = wp.cross(vc, va)
+    n2 = wp.cross(va, vb)
+    e0 = wp.dot(n0, p)
+    e1 = wp.dot(n1, p)
+    e2 = wp.dot(n2, p)
+    inv_s = wp.float64(1.0) / (e0 + e1 + e2)
+    inv_det = wp.float64(1.0) / wp.dot(va, n0)
+    zw = (e0 * za + e1 * zb + e2 * zc) * inv_det
+    dot = (g0 * e0 + g1 * e1) * inv_s
+    gzd = gz * inv_det
+    ge0 = (g0 - dot) * inv_s + gzd * za
+    ge1 = (g1 - dot) * inv_s + gzd * zb
+    ge2 = -dot * inv_s + gzd * zc
+    gdet = -gzd * zw
+    ga = ge1 * wp.cross(p, vc) + ge2 * wp.cross(vb, p) + gdet * n0
+    gb = ge0 * wp.cross(vc, p) + ge2 * wp.cross(p, va) + gdet * n1
+    gc = ge0 * wp.cross(p, vb) + ge1 * wp.cross(va, p) + gdet * n2
+    _add4(gpos, b, idx[0], ga, gzd * e0)
+    _add4(gpos, b, idx[1], gb, gzd * e1)
+    _add4(gpos, b, idx[2], gc, gzd * e2)
+
+
 @wp.kernel
 def bary_grad_kernel(
     pos: wp.array3d(dtype=Any),
@@ -262,51 +313,41 @@ def bary_grad_kernel(
     p1 = wp.min(p0 + span, height * width)
     r = p0 // width
     c = p0 - r * width
-    hf = wp.float64(height)
-    wf = wp.float64(width)
     for _p in range(p0, p1):
         tf = rast[b, r, c, 3]
         if tf > rast.dtype(0.0):
             g0 = wp.float64(grad[b, r, c, 0])
             g1 = wp.float64(grad[b, r, c, 1])
             gz = wp.float64(grad[b, r, c, 2])
-            t = int(tf) - 1
-            idx = tri[t]
-            va = _vert(pos, b, idx[0])
-            vb = _vert(pos, b, idx[1])
-            vc = _vert(pos, b, idx[2])
-            za = wp.float64(pos[b, idx[0], 2])
-            zb = wp.float64(pos[b, idx[1], 2])
-            zc = wp.float64(pos[b, idx[2], 2])
-            p = wp.vec3d(
-                wp.float64(2 * c + 1) / wf - wp.float64(1.0),
-                wp.float64(1.0) - wp.float64(2 * r + 1) / hf,
-                wp.float64(1.0),
-            )
-            n0 = wp.cross(vb, vc)
-            n1 = wp.cross(vc, va)
-            n2 = wp.cross(va, vb)
-            e0 = wp.dot(n0, p)
-            e1 = wp.dot(n1, p)
-            e2 = wp.dot(n2, p)
-            s = e0 + e1 + e2
-            det = wp.dot(va, n0)
-            zw = (e0 * za + e1 * zb + e2 * zc) / det
-            dot = (g0 * e0 + g1 * e1) / s
-            ge0 = (g0 - dot) / s + gz * za / det
-            ge1 = (g1 - dot) / s + gz * zb / det
-            ge2 = (wp.float64(0.0) - dot) / s + gz * zc / det
-            gdet = -gz * zw / det
-            ga = ge1 * wp.cross(p, vc) + ge2 * wp.cross(vb, p) + gdet * n0
-            gb = ge0 * wp.cross(vc, p) + ge2 * wp.cross(p, va) + gdet * n1
-            gc = ge0 * wp.cross(p, vb) + ge1 * wp.cross(va, p) + gdet * n2
-            _add4(gpos, b, idx[0], ga, gz * e0 / det)
-            _add4(gpos, b, idx[1], gb, gz * e1 / det)
-            _add4(gpos, b, idx[2], gc, gz * e2 / det)
+            _bary_grad_pixel(pos, tri, b, r, c, int(tf) - 1, g0, g1, gz, height, width, gpos)
         c += 1
         if c == width:
             c = 0
             r += 1
+
+
+@wp.kernel
+def bary_grad_packed_kernel(
+    pos: wp.array3d(dtype=Any),
+    tri: wp.array(dtype=wp.vec3i),
+    rast: wp.array2d(dtype=Any),
+    pix: wp.array(dtype=wp.int64),
+    grad: wp.array2d(dtype=Any),
+    height: int,
+    width: int,
+    b: int,
+    gpos: wp.array3d(dtype=wp.float64),
+):
+    """As ``bary_grad_kernel`` for the covered pixels ``pix`` (flat indices into ``rast [B*H*W,4]``, all
+    of batch item b) given ``grad [P,2]`` = d loss / d (u, v)."""
+    p = wp.tid()
+    q = int(pix[p])
+    rc = q - b * height * width
+    r = rc // width
+    c = rc - r * width
+    g0 = wp.float64(grad[p, 0])
+    g1 = wp.float64(grad[p, 1])
+    _bary_grad_pixel(pos, tri, b, r, c, int(rast[q, 3]) - 1, g0, g1, wp.float64(0.0), height, width, gpos)
 
 
 @wp.func
@@ -321,6 +362,10 @@ for _s in _F:
     wp.overload(
         bary_grad_kernel,
         {"pos": wp.array3d(dtype=_s), "rast": wp.array4d(dtype=_s), "grad": wp.array4d(dtype=_s)},
+    )
+    wp.overload(
+        bary_grad_packed_kernel,
+        {"pos": wp.array3d(dtype=_s), "rast": wp.array2d(dtype=_s), "grad": wp.array2d(dtype=_s)},
     )
 
 
@@ -403,37 +448,68 @@ _overload(interp_bwd_kernel, attr=(2, 0), rast=(2, 0), grad=(2, 0), grad_attr=(2
 # antialias: find the silhouette pixel pairs (the blend itself is differentiable PyTorch on that short list)
 
 
-@wp.func
-def _screen(pos: wp.array3d(dtype=Any), b: int, i: int, height: int, width: int) -> wp.vec2d:
-    w = wp.float64(pos[b, i, 3])
-    return wp.vec2d(
-        (wp.float64(pos[b, i, 0]) / w + wp.float64(1.0)) * wp.float64(width) * wp.float64(0.5),
-        (wp.float64(1.0) - wp.float64(pos[b, i, 1]) / w) * wp.float64(height) * wp.float64(0.5),
-    )
+@wp.kernel
+def tri_orientation_kernel(
+    scr: wp.array2d(dtype=wp.vec4d),
+    tri: wp.array(dtype=wp.vec3i),
+    b: int,
+    orient: wp.array2d(dtype=wp.int8),
+):
+    """``orient[b, t]``: the sign (-1, 0, 1) of triangle t's signed area in pixel coordinates (y down), or
+    2 when a vertex is not in front of the eye (w <= 0). ``scr`` is ``project_kernel``'s output."""
+    t = wp.tid()
+    idx = tri[t]
+    sa = scr[b, idx[0]]
+    sb = scr[b, idx[1]]
+    sc = scr[b, idx[2]]
+    zero = wp.float64(0.0)
+    res = wp.int8(2)
+    if sa[3] > zero and sb[3] > zero and sc[3] > zero:
+        area = (sb[0] - sa[0]) * (sc[1] - sa[1]) - (sb[1] - sa[1]) * (sc[0] - sa[0])
+        res = wp.int8(0)
+        if area > zero:
+            res = wp.int8(1)
+        elif area < zero:
+            res = wp.int8(-1)
+    orient[b, t] = res
 
 
 @wp.func
-def _front(pos: wp.array3d(dtype=Any), b: int, idx: wp.vec3i) -> bool:
-    zero = pos.dtype(0.0)
-    return pos[b, idx[0], 3] > zero and pos[b, idx[1], 3] > zero and pos[b, idx[2], 3] > zero
+def _is_silhouette(adj: wp.array(dtype=wp.vec3i), orient: wp.array2d(dtype=wp.int8), b: int, t: int, k: int):
+    """Edge k of front triangle t is a silhouette: a mesh boundary, or the neighbour across it is not in
+    front of the eye or faces the other way."""
+    nb = adj[t][k]
+    if nb < 0:
+        return True
+    o = orient[b, nb]
+    return o == wp.int8(2) or o != orient[b, t]
 
 
-@wp.func
-def _cross2(a: wp.vec2d, b: wp.vec2d) -> wp.float64:
-    return a[0] * b[1] - a[1] * b[0]
-
-
-@wp.func
-def _area(pos: wp.array3d(dtype=Any), b: int, idx: wp.vec3i, height: int, width: int) -> wp.float64:
-    a = _screen(pos, b, idx[0], height, width)
-    return _cross2(_screen(pos, b, idx[1], height, width) - a, _screen(pos, b, idx[2], height, width) - a)
+@wp.kernel
+def silhouette_flag_kernel(
+    adj: wp.array(dtype=wp.vec3i),
+    orient: wp.array2d(dtype=wp.int8),
+    b: int,
+    flag: wp.array2d(dtype=wp.int8),
+):
+    """``flag[b, t] = 1`` when t is in front of the eye and has a silhouette edge (most triangles have
+    none, and the pixel kernel skips them without walking)."""
+    t = wp.tid()
+    res = wp.int8(0)
+    if orient[b, t] != wp.int8(2):
+        for k in range(3):
+            if _is_silhouette(adj, orient, b, t, k):
+                res = wp.int8(1)
+    flag[b, t] = res
 
 
 @wp.kernel
 def silhouette_kernel(
-    pos: wp.array3d(dtype=Any),
+    scr: wp.array2d(dtype=wp.vec4d),
     tri: wp.array(dtype=wp.vec3i),
     adj: wp.array(dtype=wp.vec3i),
+    orient: wp.array2d(dtype=wp.int8),
+    flag: wp.array2d(dtype=wp.int8),
     rast: wp.array4d(dtype=Any),
     height: int,
     width: int,
@@ -443,7 +519,8 @@ def silhouette_kernel(
 ):
     """For pixel P and its right (d = 0) / lower (d = 1) neighbour Q: ``code[b, r, c, d] = 1 + k + 3 a``
     when the pair straddles a silhouette edge k of the occluding triangle (a = 1: P's triangle occludes),
-    else 0. The occluder, the edge walked through and the silhouette test are ``antialias``'s rule."""
+    else 0. The occluder, the edge walked through and the silhouette test are ``antialias``'s rule; the
+    geometry is in pixel-index coordinates (``scr``: centre of column c at x = c)."""
     i = wp.tid()
     p0 = i * span
     p1 = wp.min(p0 + span, height * width)
@@ -460,18 +537,16 @@ def silhouette_kernel(
                 if ia != ib:
                     a_first = ia >= 0 and (ib < 0 or rast[b, r, c, 2] < rast[b, rq, cq, 2])
                     t = ib
-                    # P's / Q's pixel centres as occluder / other
-                    pp = wp.vec2d(wp.float64(cq) + wp.float64(0.5), wp.float64(rq) + wp.float64(0.5))
-                    qq = wp.vec2d(wp.float64(c) + wp.float64(0.5), wp.float64(r) + wp.float64(0.5))
+                    pp = wp.vec2d(wp.float64(cq), wp.float64(rq))  # the occluder's pixel centre
+                    qq = wp.vec2d(wp.float64(c), wp.float64(r))
                     if a_first:
                         t = ia
                         tmp = pp
                         pp = qq
                         qq = tmp
                     if t >= 0:
-                        idx = tri[t]
-                        if _front(pos, b, idx):
-                            res = _walk(pos, tri, adj, b, t, idx, pp, qq, height, width, a_first)
+                        if flag[b, t] != wp.int8(0):
+                            res = _walk(scr, tri, adj, orient, b, t, pp, qq, a_first)
             code[b, r, c, d] = res
         c += 1
         if c == width:
@@ -480,28 +555,29 @@ def silhouette_kernel(
 
 
 @wp.func
+def _cross2(a: wp.vec2d, b: wp.vec2d) -> wp.float64:
+    return a[0] * b[1] - a[1] * b[0]
+
+
+@wp.func
 def _walk(
-    pos: wp.array3d(dtype=Any),
+    scr: wp.array2d(dtype=wp.vec4d),
     tri: wp.array(dtype=wp.vec3i),
     adj: wp.array(dtype=wp.vec3i),
+    orient: wp.array2d(dtype=wp.int8),
     b: int,
     t: int,
-    idx: wp.vec3i,
     pp: wp.vec2d,
     qq: wp.vec2d,
-    height: int,
-    width: int,
     a_first: bool,
 ) -> wp.int8:
-    s0 = _screen(pos, b, idx[0], height, width)
-    s1 = _screen(pos, b, idx[1], height, width)
-    s2 = _screen(pos, b, idx[2], height, width)
-    area = _cross2(s1 - s0, s2 - s0)
-    sign = wp.float64(0.0)
-    if area > wp.float64(0.0):
-        sign = wp.float64(1.0)
-    elif area < wp.float64(0.0):
-        sign = wp.float64(-1.0)
+    """The first edge k of t crossed walking from pp to qq (at t <= 1), coded as in ``silhouette_kernel``
+    when it is a silhouette edge; else 0."""
+    idx = tri[t]
+    s0 = wp.vec2d(scr[b, idx[0]][0], scr[b, idx[0]][1])
+    s1 = wp.vec2d(scr[b, idx[1]][0], scr[b, idx[1]][1])
+    s2 = wp.vec2d(scr[b, idx[2]][0], scr[b, idx[2]][1])
+    sign = wp.float64(orient[b, t])
     best = wp.float64(2.0)
     k = 0
     for e in range(3):
@@ -520,20 +596,8 @@ def _walk(
             if te < best:
                 best = te
                 k = e
-    if best > wp.float64(1.0):
+    if best > wp.float64(1.0) or not _is_silhouette(adj, orient, b, t, k):
         return wp.int8(0)
-    nb = adj[t][k]
-    if nb >= 0:
-        nidx = tri[nb]
-        if _front(pos, b, nidx):
-            na = _area(pos, b, nidx, height, width)
-            nsign = wp.float64(0.0)
-            if na > wp.float64(0.0):
-                nsign = wp.float64(1.0)
-            elif na < wp.float64(0.0):
-                nsign = wp.float64(-1.0)
-            if nsign == sign:
-                return wp.int8(0)  # an inner edge between two triangles facing the same way
     res = 1 + k
     if a_first:
         res += 3
@@ -541,7 +605,7 @@ def _walk(
 
 
 for _s in _F:
-    wp.overload(silhouette_kernel, {"pos": wp.array3d(dtype=_s), "rast": wp.array4d(dtype=_s)})
+    wp.overload(silhouette_kernel, {"rast": wp.array4d(dtype=_s)})
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -268,22 +268,70 @@ def barycentric_grad_warp(
     return gpos
 
 
+def barycentric_grad_packed_warp(
+    pos: torch.Tensor, tri: torch.Tensor, rast: torch.Tensor, pix: torch.Tensor, bounds: list[int], grad
+) -> torch.Tensor:
+    """d loss / d pos_clip ``[B,V,4]`` float64 from ``grad [P,2]`` = d loss / d (u, v) at the covered
+    pixels ``pix`` (``bounds``: where each batch item starts, plus P) of ``rast [B,H,W,4]``."""
+    wp, k = _warp()
+    batch, height, width = rast.shape[:3]
+    dtype = pos.dtype
+    gpos = torch.zeros(pos.shape, dtype=torch.float64, device=pos.device)
+    head = [
+        wp.from_torch(pos.detach().contiguous()),
+        wp.from_torch(tri, dtype=wp.vec3i),
+        wp.from_torch(rast.detach().to(dtype).reshape(-1, 4).contiguous()),
+    ]
+    grad = grad.to(dtype).contiguous()
+    wg = wp.from_torch(gpos)
+    device, ctx = _launch_ctx(pos.device)
+
+    def run(items: tuple[int, int]) -> None:
+        with ctx:
+            for b in range(*items):
+                p0, p1 = bounds[b], bounds[b + 1]
+                if p1 > p0:
+                    wp.launch(
+                        k.bary_grad_packed_kernel,
+                        dim=p1 - p0,
+                        inputs=[
+                            *head,
+                            wp.from_torch(pix[p0:p1]),
+                            wp.from_torch(grad[p0:p1]),
+                            height,
+                            width,
+                            b,
+                            wg,
+                        ],
+                        device=device,
+                    )
+
+    if pos.device.type == "cuda":  # pragma: no cover - needs CUDA
+        run((0, batch))
+    else:
+        _parallel(run, _chunks(batch, torch.get_num_threads()), pix.shape[0])
+    return gpos
+
+
 def silhouette_codes_warp(
     pos: torch.Tensor, tri: torch.Tensor, adj: torch.Tensor, rast: torch.Tensor
 ) -> torch.Tensor:
-    """``[B,H,W,2]`` int8 silhouette pair codes (see ``_warp_kernels.silhouette_kernel``)."""
+    """``[B,H,W,2]`` int8 silhouette pair codes (see ``_warp_kernels.silhouette_kernel``). ``tri`` and
+    ``adj`` (edge neighbours, -1 on a boundary) ``[T,3]`` int32 contiguous."""
     wp, k = _warp()
     batch, height, width = rast.shape[:3]
+    n_vert, n_tri = pos.shape[1], tri.shape[0]
     dtype = pos.dtype if pos.dtype in (torch.float32, torch.float64) else torch.float32
     code = torch.empty((batch, height, width, 2), dtype=torch.int8, device=pos.device)
-    args = [
-        wp.from_torch(pos.detach().to(dtype).contiguous()),
-        wp.from_torch(tri, dtype=wp.vec3i),
-        wp.from_torch(adj, dtype=wp.vec3i),
-        wp.from_torch(rast.detach().to(dtype).contiguous()),
-        height,
-        width,
-    ]
+    scr = torch.empty((batch, n_vert, 4), dtype=torch.float64, device=pos.device)
+    orient = torch.empty((batch, n_tri), dtype=torch.int8, device=pos.device)
+    flag = torch.empty((batch, n_tri), dtype=torch.int8, device=pos.device)
+    wpos = wp.from_torch(pos.detach().to(dtype).contiguous())
+    wscr = wp.from_torch(scr, dtype=wp.vec4d)
+    wtri = wp.from_torch(tri, dtype=wp.vec3i)
+    wadj = wp.from_torch(adj, dtype=wp.vec3i)
+    wori, wflag = wp.from_torch(orient), wp.from_torch(flag)
+    wrast = wp.from_torch(rast.detach().to(dtype).contiguous())
     wc = wp.from_torch(code)
     device, ctx = _launch_ctx(pos.device)
     span = _span(pos.device, width)
@@ -292,7 +340,15 @@ def silhouette_codes_warp(
     def run(items: tuple[int, int]) -> None:
         with ctx:
             for b in range(*items):
-                wp.launch(k.silhouette_kernel, dim=n_span, inputs=[*args, span, b, wc], device=device)
+                wp.launch(k.project_kernel, dim=n_vert, inputs=[wpos, height, width, b, wscr], device=device)
+                wp.launch(k.tri_orientation_kernel, dim=n_tri, inputs=[wscr, wtri, b, wori], device=device)
+                wp.launch(k.silhouette_flag_kernel, dim=n_tri, inputs=[wadj, wori, b, wflag], device=device)
+                wp.launch(
+                    k.silhouette_kernel,
+                    dim=n_span,
+                    inputs=[wscr, wtri, wadj, wori, wflag, wrast, height, width, span, b, wc],
+                    device=device,
+                )
 
     if pos.device.type == "cuda":  # pragma: no cover - needs CUDA
         run((0, batch))
