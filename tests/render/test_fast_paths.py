@@ -1,0 +1,159 @@
+"""The fast paths (Warp kernels, packed pixel lists) against the plain PyTorch ones they replace."""
+
+import importlib
+
+import pytest
+import torch
+from _reference import grid_surface
+
+from facezoo.geometry.cameras import WeakPerspective
+from facezoo.geometry.mesh import vertex_normals as reference_normals
+from facezoo.render import MeshRenderer, antialias, interpolate, rasterize, sh_shade
+from facezoo.render.backends.builtin import warp_available
+from facezoo.render.interpolate import covered_pixels, interpolate_packed, packed_barycentrics
+from facezoo.render.normals import vertex_normals
+
+# the package re-exports the functions under the modules' names
+antialias_module = importlib.import_module("facezoo.render.antialias")
+interpolate_module = importlib.import_module("facezoo.render.interpolate")
+needs_warp = pytest.mark.skipif(not warp_available(), reason="warp not importable")
+
+
+def _two_poses(n=2500, dtype=torch.float32):
+    pos, tri = grid_surface(n, batch=2, dtype=dtype)
+    pos[1, :, 0] += 0.1 * pos[1, :, 3]
+    return pos, tri
+
+
+def _interp_with_grads(attr, pos, tri, res, weight):
+    a = attr.clone().requires_grad_(True)
+    p = pos.clone().requires_grad_(True)
+    out = interpolate(a, rasterize(p, tri, res, backend="builtin"), tri)
+    (out * weight).sum().backward()
+    return out.detach(), a.grad, p.grad
+
+
+@needs_warp
+@pytest.mark.parametrize("shared", [True, False])
+def test_interpolate_warp_matches_pytorch(monkeypatch, shared):
+    pos, tri = _two_poses()
+    attr = torch.randn(1 if shared else 2, pos.shape[1], 5)
+    weight = torch.randn(2, 40, 48, 5)
+    fast = _interp_with_grads(attr, pos, tri, (40, 48), weight)
+    monkeypatch.setattr(interpolate_module, "USE_WARP", False)
+    slow = _interp_with_grads(attr, pos, tri, (40, 48), weight)
+    for a, b in zip(fast, slow):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)
+    assert fast[2].abs().sum() > 0
+
+
+def test_gradcheck_interpolate_pytorch_path(monkeypatch):
+    monkeypatch.setattr(interpolate_module, "USE_WARP", False)
+    pos = torch.tensor(
+        [[[-0.9, -0.8, 0.1, 1.0], [0.7, -0.9, 0.3, 1.4], [-0.6, 0.9, -0.2, 0.8], [0.9, 0.8, 0.4, 1.2]]],
+        dtype=torch.float64,
+    ).repeat(2, 1, 1)
+    pos[1, :, 1] += 0.1
+    tri = torch.tensor([[0, 1, 2], [1, 3, 2]], dtype=torch.int32)
+    attr = torch.randn(2, 4, 2, dtype=torch.float64, requires_grad=True)
+    pos.requires_grad_(True)
+    f = lambda a, p: interpolate(a, rasterize(p, tri, (6, 7), backend="builtin"), tri)  # noqa: E731
+    assert torch.autograd.gradcheck(f, (attr, pos), eps=1e-7, atol=1e-5)
+
+
+@pytest.mark.parametrize("use_warp", [True, False])
+def test_packed_interpolation_matches_dense(monkeypatch, use_warp):
+    if use_warp and not warp_available():
+        pytest.skip("warp not importable")
+    monkeypatch.setattr(interpolate_module, "USE_WARP", use_warp)
+    pos, tri = _two_poses(900, dtype=torch.float64)
+    attr = torch.randn(2, pos.shape[1], 3, dtype=torch.float64)
+    weight = torch.randn(2, 24, 24, 3, dtype=torch.float64)
+    _, g_attr, g_pos = _interp_with_grads(attr, pos, tri, (24, 24), weight)
+    a = attr.clone().requires_grad_(True)
+    p = pos.clone().requires_grad_(True)
+    rast = rasterize(p.detach(), tri, (24, 24), backend="builtin")
+    pixels = covered_pixels(rast)
+    vals = interpolate_packed(a, rast, tri, pixels, uv=packed_barycentrics(p, tri, rast, pixels))
+    dense = interpolate(attr, rast, tri).reshape(-1, 3)[pixels.pix]
+    torch.testing.assert_close(vals.detach(), dense)
+    (vals * weight.reshape(-1, 3)[pixels.pix]).sum().backward()
+    torch.testing.assert_close(a.grad, g_attr)
+    torch.testing.assert_close(p.grad, g_pos)
+
+
+@needs_warp
+def test_silhouette_pairs_warp_match_pytorch():
+    pos, tri = _two_poses(2500)
+    # a second layer behind, shifted: silhouettes over covered pixels; and a flipped (back-facing) copy
+    back = pos.clone()
+    back[..., 0] += 0.3 * back[..., 3]
+    back[..., 2] += 0.05 * back[..., 3]
+    pos = torch.cat((pos, back), 1).contiguous()
+    tri = torch.cat((tri, tri.flip(1) + grid_surface(2500)[0].shape[1]))
+    rast = rasterize(pos, tri, (48, 64))
+    fast = antialias_module._pairs_warp(rast, pos, tri)
+    slow = antialias_module._pairs_torch(rast, pos, tri)
+    key = lambda x: sorted(zip(*(t.tolist() for t in x)))  # noqa: E731
+    assert len(fast[0]) > 20
+    assert key(fast) == key(slow)
+
+
+@pytest.mark.parametrize("use_warp", [True, False])
+def test_antialias_paths_agree_on_values_and_gradients(monkeypatch, use_warp):
+    if use_warp and not warp_available():
+        pytest.skip("warp not importable")
+    monkeypatch.setattr(antialias_module, "USE_WARP", use_warp)
+    pos, tri = _two_poses(900, dtype=torch.float64)
+    rast = rasterize(pos, tri, (32, 32))
+    color = torch.rand(2, 32, 32, 3, dtype=torch.float64) * (rast[..., 3:] > 0)
+    p = pos.clone().requires_grad_(True)
+    c = color.clone().requires_grad_(True)
+    out = antialias(c, rast, p, tri)
+    (out * torch.linspace(0, 1, 3, dtype=torch.float64)).sum().backward()
+    assert ((out > 0) & (out < color.amax())).any()
+    assert p.grad.abs().sum() > 0 and c.grad.abs().sum() > 0
+
+
+def test_vertex_normals_match_reference_and_gradcheck():
+    pos, tri = _two_poses(400, dtype=torch.float64)
+    v = pos[..., :3] / pos[..., 3:]
+    torch.testing.assert_close(vertex_normals(v, tri), reference_normals(v, tri))
+    sub = tri[(tri < 40).all(1)]
+    x = v[:, :40].clone().requires_grad_(True)
+    assert torch.autograd.gradcheck(lambda y: vertex_normals(y, sub), (x,))
+
+
+def test_mesh_renderer_matches_the_dense_pipeline():
+    """MeshRenderer (packed pixels, packed barycentrics) = rasterize -> interpolate -> SH -> antialias."""
+    pos, tri = grid_surface(900)
+    v = (pos[0, :, :2] / pos[0, :, 3:] * 60).double()
+    verts = torch.cat((v, -pos[0, :, 3:].double() * 30), -1)[None].repeat(2, 1, 1)
+    verts[1, :, 0] += 5.0
+    rot = torch.eye(3, dtype=torch.float64)[None].repeat(2, 1, 1)
+    cam = WeakPerspective(torch.full((2,), 0.4, dtype=torch.float64), rot, torch.full((2, 2), 20.0).double())
+    colors = torch.rand(1, verts.shape[1], 3, dtype=torch.float64)
+    light = torch.randn(2, 27, dtype=torch.float64) * 0.3
+    light[:, [0, 9, 18]] = 0.8
+    weight = torch.rand(2, 3, 40, 40, dtype=torch.float64)
+
+    def run(fast):
+        x = verts.clone().requires_grad_(True)
+        c = colors.clone().requires_grad_(True)
+        g = light.clone().requires_grad_(True)
+        if fast:
+            image = MeshRenderer((40, 40), background=0.2)(x, tri, cam, colors=c, lighting=g).image
+        else:
+            clip = cam.to_clip(x, (40, 40))
+            rast = rasterize(clip, tri, (40, 40), backend="builtin")
+            normals = reference_normals(cam.view(x), tri)
+            px = interpolate(torch.cat((c.expand(2, -1, -1), normals), -1), rast, tri)
+            shaded = sh_shade(px[..., :3], torch.nn.functional.normalize(px[..., 3:], dim=-1, eps=1e-12), g)
+            cov = (rast[..., 3:] > 0).double()
+            both = torch.cat((cov * shaded + (1 - cov) * 0.2, cov), -1)
+            image = antialias(both, rast, clip, tri)[..., :3].permute(0, 3, 1, 2)
+        (image * weight).sum().backward()
+        return image.detach(), x.grad, c.grad, g.grad
+
+    for a, b in zip(run(True), run(False)):
+        torch.testing.assert_close(a, b)
