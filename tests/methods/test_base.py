@@ -15,8 +15,12 @@ def test_build_morphable_specs(tmp_path):
     assert build_morphable(model) is model
     with pytest.raises(FileNotFoundError, match="procedural"):
         build_morphable(str(tmp_path / "missing.h5"))
+    small = build_morphable("procedural:600:10:5:6")
+    assert (small.n_id, small.n_exp, small.n_tex) == (10, 5, 6) and small.n_vertices == model.n_vertices
     with pytest.raises(ValueError, match="n_vertices"):
         build_morphable("procedural:big")
+    with pytest.raises(ValueError, match="n_vertices"):
+        build_morphable("procedural:600:10")
 
 
 def test_vertex_error_is_similarity_invariant_and_exact():

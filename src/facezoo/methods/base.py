@@ -38,9 +38,10 @@ from facezoo.morphable import MorphableModel
 def build_morphable(spec: str | MorphableModel) -> MorphableModel:
     """The morphable model named by ``spec``.
 
-    ``"procedural"`` (the built-in model, 5000 vertices, 80/64/80 components), ``"procedural:<n_vertices>"``
-    or a path to a facezoo ``.h5`` file (``facezoo model convert`` writes them). A ``MorphableModel`` instance
-    is returned unchanged (for use from Python).
+    ``"procedural"`` (the built-in model, 5000 vertices, 80/64/80 components), ``"procedural:<n_vertices>"``,
+    ``"procedural:<n_vertices>:<n_id>:<n_exp>:<n_tex>"`` (fewer components, e.g. for CPU demos) or a path to a
+    facezoo ``.h5`` file (``facezoo model convert`` writes them). A ``MorphableModel`` instance is returned
+    unchanged (for use from Python).
 
     Example:
         >>> build_morphable("procedural:1000").n_id
@@ -56,9 +57,16 @@ def build_morphable(spec: str | MorphableModel) -> MorphableModel:
         rest = spec.partition(":")[2]
         if not rest:
             return procedural_model()
-        if not rest.isdigit():
-            raise ValueError(f"morphable_model: expected 'procedural:<n_vertices>', got {spec!r}")
-        return procedural_model(n_vertices=int(rest))
+        parts = rest.split(":")
+        if len(parts) not in (1, 4) or not all(p.isdigit() for p in parts):
+            raise ValueError(
+                "morphable_model: expected 'procedural:<n_vertices>' or "
+                f"'procedural:<n_vertices>:<n_id>:<n_exp>:<n_tex>', got {spec!r}"
+            )
+        n = [int(p) for p in parts]
+        if len(n) == 1:
+            return procedural_model(n_vertices=n[0])
+        return procedural_model(n_vertices=n[0], n_id=n[1], n_exp=n[2], n_tex=n[3])
     path = Path(spec).expanduser()
     if not path.is_file():
         raise FileNotFoundError(
