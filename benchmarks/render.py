@@ -1,7 +1,12 @@
-"""Renderer speed: rasterize / interpolate fwd+bwd / MeshRenderer fwd+bwd per backend and device, with
-open3d's RaycastingScene as a peer on the same scene. Prints a table, writes benchmarks/results/render.json.
+"""Renderer speed: rasterize / interpolate fwd+bwd / antialias fwd+bwd / MeshRenderer fwd and fwd+bwd per
+backend and device, with open3d's RaycastingScene as a peer on the same scene. Prints a table, writes
+benchmarks/results/render.json.
 
-    python benchmarks/render.py [--batch 8 64] [--save]
+    python benchmarks/render.py [--batch 8 64] [--threads 1 2] [--repeat 7] [--save]
+
+Times are the minimum over ``--repeat`` runs after a warm-up (the least noisy statistic on a shared machine;
+the median is in the JSON too). On an oversubscribed machine, OpenMP's spin-waiting makes PyTorch's
+multi-threaded ops erratic: run with ``OMP_WAIT_POLICY=PASSIVE`` there.
 """
 
 # ruff: noqa: B023  (the timed closures run inside the loop iteration that defines them)
@@ -17,7 +22,7 @@ from pathlib import Path
 import torch
 
 from facezoo.geometry.cameras import WeakPerspective
-from facezoo.render import MeshRenderer, interpolate, rasterize
+from facezoo.render import MeshRenderer, antialias, interpolate, rasterize
 from facezoo.render.backends import BACKENDS, builtin_backend
 from facezoo.render.backends.builtin import warp_available
 
@@ -54,14 +59,19 @@ def camera(batch: int, size: int, vertices: torch.Tensor, yaw: float = 0.3):
     return WeakPerspective(torch.full((batch,), 0.85 * size / extent), rot, torch.full((batch, 2), size / 2))
 
 
-def timeit(fn, repeat: int = 5) -> float:
+REPEAT = 7
+
+
+def timeit(fn, repeat: int | None = None) -> tuple[float, float]:
+    """(min, median) wall time of ``fn()`` in ms over ``repeat`` runs after one warm-up run."""
     fn()
     times = []
-    for _ in range(repeat):
+    for _ in range(repeat or REPEAT):
         t = time.perf_counter()
         fn()
         times.append(time.perf_counter() - t)
-    return 1000 * sorted(times)[len(times) // 2]
+    times.sort()
+    return 1000 * times[0], 1000 * times[len(times) // 2]
 
 
 def open3d_raycast(pos: torch.Tensor, tri: torch.Tensor, size: int) -> float | None:
@@ -86,98 +96,135 @@ def open3d_raycast(pos: torch.Tensor, tri: torch.Tensor, size: int) -> float | N
     return timeit(run, 3)
 
 
+def bench_backend(name, fn, pos, t, v, cam, colors, res, batch, device) -> dict:
+    """Stage timings of one backend: rasterize, and for the differentiable backends interpolate fwd+bwd
+    (gradients to attributes and positions), antialias fwd+bwd and the full MeshRenderer (SH shading,
+    antialias; forward, and forward + backward with gradients to vertices, colours and lighting)."""
+    row = {"backend": name}
+    row["rasterize_ms"], row["rasterize_median_ms"] = timeit(fn)
+    if name == "builtin/torch":
+        return row
+    backend = "builtin" if name.startswith("builtin") else name
+    attr = colors.to(device)[None].expand(batch, -1, -1).contiguous().requires_grad_(True)
+
+    def interp():
+        p = pos.detach().requires_grad_(True)
+        interpolate(attr, rasterize(p, t, res, backend=backend), t).sum().backward()
+
+    rast = rasterize(pos, t, res, backend=backend)
+    image = torch.rand(*rast.shape[:3], 4, device=device, requires_grad=True)
+
+    def aa():
+        p = pos.detach().requires_grad_(True)
+        antialias(image, rast, p, t).sum().backward()
+
+    renderer = MeshRenderer(res, backend=backend)
+    light = torch.zeros(batch, 27, device=device)
+    light[:, [0, 9, 18]] = 0.8
+    col = colors.to(device)[None]
+
+    def full():
+        vv = v.detach().requires_grad_(True)
+        c = col.detach().requires_grad_(True)
+        g = light.detach().requires_grad_(True)
+        renderer(vv, t, cam, colors=c, lighting=g).image.sum().backward()
+
+    def forward():
+        with torch.no_grad():
+            renderer(v, t, cam, colors=col, lighting=light)
+
+    row["interpolate_fwd_bwd_ms"], _ = timeit(interp)
+    row["antialias_fwd_bwd_ms"], _ = timeit(aa)
+    row["render_fwd_ms"], _ = timeit(forward)
+    row["render_fwd_bwd_ms"], row["render_fwd_bwd_median_ms"] = timeit(full)
+    return row
+
+
 def main() -> None:
+    global REPEAT
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--batch", type=int, nargs="+", default=[8, 64])
     ap.add_argument("--size", type=int, default=224)
-    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--threads", type=int, nargs="+", default=[2])
+    ap.add_argument("--repeat", type=int, default=REPEAT)
     ap.add_argument("--save", action="store_true", help="write PNGs of the shaded face")
     args = ap.parse_args()
-    torch.set_num_threads(args.threads)
+    REPEAT = args.repeat
     verts, tri, colors, uv, desc = scene()
     devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
     rows = []
-    for device in devices:
-        for batch in args.batch:
-            v = verts.to(device)[None].repeat(batch, 1, 1)
-            cam = camera(batch, args.size, verts)
-            cam = WeakPerspective(cam.scale.to(device), cam.rotation.to(device), cam.t2d.to(device))
-            t = tri.to(device)
-            pos = cam.to_clip(v, (args.size, args.size)).contiguous()
-            res = (args.size, args.size)
-            impls = (
-                [("builtin/warp", "warp"), ("builtin/torch", "torch")]
-                if warp_available()
-                else [("builtin/torch", "torch")]
-            )
-            entries = [
-                (n, (lambda i=i: builtin_backend.rasterize_builtin(pos, t, res, False, impl=i)))
-                for n, i in impls
-            ]
-            if BACKENDS["nvdiffrast"].available(pos.device):
-                entries.append(("nvdiffrast", lambda: rasterize(pos, t, res, backend="nvdiffrast")))
-            for name, fn in entries:
-                if name == "builtin/torch" and batch > 8:
-                    continue
-                row = {"device": device, "batch": batch, "backend": name, "rasterize_ms": timeit(fn)}
-                if name != "builtin/torch":
-                    backend = "builtin" if name.startswith("builtin") else name
-                    attr = colors.to(device)[None].expand(batch, -1, -1).contiguous().requires_grad_(True)
-
-                    def interp(backend=backend, attr=attr):
-                        p = pos.detach().requires_grad_(True)
-                        interpolate(attr, rasterize(p, t, res, backend=backend), t).sum().backward()
-
-                    renderer = MeshRenderer(res, backend=backend)
-                    light = torch.zeros(batch, 27, device=device)
-                    light[:, [0, 9, 18]] = 0.8
-
-                    def full(renderer=renderer, light=light):
-                        vv = v.detach().requires_grad_(True)
-                        out = renderer(vv, t, cam, colors=colors.to(device)[None], lighting=light)
-                        out.image.sum().backward()
-
-                    row["interpolate_fwd_bwd_ms"] = timeit(interp, 3)
-                    row["render_fwd_bwd_ms"] = timeit(full, 3)
-                rows.append(row)
-            if device == "cpu":
-                o3 = open3d_raycast(pos.cpu(), tri, args.size)
-                if o3 is not None:
-                    rows.append(
-                        {
-                            "device": "cpu",
-                            "batch": batch,
-                            "backend": "open3d RaycastingScene",
-                            "rasterize_ms": o3,
-                        }
-                    )
-    # ratios against open3d per (device, batch)
+    coverage = None
+    for threads in args.threads:
+        torch.set_num_threads(threads)
+        for device in devices:
+            for batch in args.batch:
+                v = verts.to(device)[None].repeat(batch, 1, 1)
+                cam = camera(batch, args.size, verts)
+                cam = WeakPerspective(cam.scale.to(device), cam.rotation.to(device), cam.t2d.to(device))
+                t = tri.to(device)
+                res = (args.size, args.size)
+                pos = cam.to_clip(v, res).contiguous()
+                if coverage is None:
+                    coverage = float((rasterize(pos[:1], t, res)[..., 3] > 0).float().mean())
+                impls = [("builtin/warp", "warp")] if warp_available() else []
+                impls.append(("builtin/torch", "torch"))
+                entries = [
+                    (n, (lambda i=i: builtin_backend.rasterize_builtin(pos, t, res, False, impl=i)))
+                    for n, i in impls
+                ]
+                if BACKENDS["nvdiffrast"].available(pos.device):
+                    entries.append(("nvdiffrast", lambda: rasterize(pos, t, res, backend="nvdiffrast")))
+                for name, fn in entries:
+                    if name == "builtin/torch" and batch > 8:
+                        continue
+                    row = bench_backend(name, fn, pos, t, v, cam, colors, res, batch, device)
+                    rows.append({"device": device, "batch": batch, "threads": threads, **row})
+                if device == "cpu":
+                    o3 = open3d_raycast(pos.cpu(), tri, args.size)
+                    if o3 is not None:
+                        rows.append(
+                            {
+                                "device": "cpu",
+                                "batch": batch,
+                                "threads": threads,
+                                "backend": "open3d RaycastingScene",
+                                "rasterize_ms": o3[0],
+                                "rasterize_median_ms": o3[1],
+                            }
+                        )
+    # ratios against open3d per (threads, batch), same run
     for r in rows:
         peer = [
-            o["rasterize_ms"] for o in rows if o["backend"].startswith("open3d") and o["batch"] == r["batch"]
+            o["rasterize_ms"]
+            for o in rows
+            if o["backend"].startswith("open3d") and o["batch"] == r["batch"] and o["threads"] == r["threads"]
         ]
         r["open3d_over_this"] = (
             round(peer[0] / r["rasterize_ms"], 2) if peer and r["device"] == "cpu" else None
         )
     header = f"scene: {desc}, {verts.shape[0]} vertices, {tri.shape[0]} triangles, {args.size}^2"
-    header += f", {args.threads} threads"
+    header += f", {100 * coverage:.0f}% of pixels covered; min of {REPEAT} runs, ms"
     print(header)
-    print(
-        f"{'device':6} {'batch':>5} {'backend':24} {'raster ms':>10} {'interp f+b':>11} "
-        f"{'render f+b':>11} {'o3d/this':>9}"
-    )
+    cols = [
+        ("rasterize_ms", "raster"),
+        ("interpolate_fwd_bwd_ms", "interp f+b"),
+        ("antialias_fwd_bwd_ms", "aa f+b"),
+        ("render_fwd_ms", "render f"),
+        ("render_fwd_bwd_ms", "render f+b"),
+    ]
+    titles = "".join(f"{c[1]:>11}" for c in cols)
+    print(f"{'device':6} {'thr':>3} {'batch':>5} {'backend':24}{titles}  o3d/this")
     for r in rows:
-        print(
-            f"{r['device']:6} {r['batch']:5d} {r['backend']:24} {r['rasterize_ms']:10.1f} "
-            f"{r.get('interpolate_fwd_bwd_ms', float('nan')):11.1f} "
-            f"{r.get('render_fwd_bwd_ms', float('nan')):11.1f} "
-            f"{r['open3d_over_this'] if r['open3d_over_this'] is not None else '':>9}"
-        )
+        vals = "".join(f"{r.get(k, float('nan')):11.1f}" for k, _ in cols)
+        ratio = r["open3d_over_this"] if r["open3d_over_this"] is not None else ""
+        print(f"{r['device']:6} {r['threads']:3d} {r['batch']:5d} {r['backend']:24}{vals}  {ratio:>8}")
     RESULTS.mkdir(parents=True, exist_ok=True)
     meta = {
         "scene": desc,
         "size": args.size,
+        "coverage": coverage,
         "threads": args.threads,
+        "repeat": REPEAT,
         "torch": torch.__version__,
         "machine": platform.processor(),
     }
