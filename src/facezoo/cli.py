@@ -16,6 +16,9 @@ import sys
 from collections.abc import Sequence
 
 LIGHTNING_SUBCOMMANDS = ("fit", "validate", "test", "predict")
+# Everything a run writes (logs, checkpoints, the resolved config.yaml) goes under runs/, also with the logger
+# off, never into the current directory.
+TRAINER_DEFAULTS = {"enable_progress_bar": True, "default_root_dir": "runs"}
 
 
 def _default_logger() -> dict:
@@ -42,7 +45,7 @@ def _lightning_cli(args: Sequence[str]) -> None:
         LightningDataModule,
         subclass_mode_model=True,
         subclass_mode_data=True,
-        trainer_defaults={"logger": _default_logger(), "enable_progress_bar": True},
+        trainer_defaults=TRAINER_DEFAULTS | {"logger": _default_logger()},
         save_config_kwargs={"overwrite": True},
         parser_kwargs={"prog": _prog()},
         args=list(args),
