@@ -19,8 +19,8 @@ def rasterize(
 
     Args:
         pos_clip: ``[B,V,4]`` float32 clip-space positions (x, y, z, w); x/w right, y/w up, z/w in [-1, 1]
-        with -1
-            nearest. The builtin backend also accepts float64 (used by gradchecks); it rasterizes in float64.
+            with -1 nearest. The builtin backend also accepts float64 (used by gradchecks); its arithmetic
+            is float64 either way, and rast has pos_clip's dtype.
         tri: ``[T,3]`` int32 or int64 vertex indices (counter-clockwise in NDC = front facing).
         resolution: ``(H, W)`` in pixels.
         backend: ``"auto"`` (nvdiffrast on CUDA when importable, else builtin), ``"builtin"`` or

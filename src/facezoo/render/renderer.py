@@ -111,6 +111,11 @@ class MeshRenderer(nn.Module):
     Normals are area-weighted vertex normals of the view-space mesh, renormalised per pixel. The background
     is composited before antialiasing so silhouettes blend into it.
 
+    Speed: everything per pixel runs on the compact list of covered pixels (interpolation, normalisation,
+    shading); with the builtin backend rast is made without a graph and the covered pixels' barycentrics
+    get an analytic one of their own (:func:`~facezoo.render.interpolate.packed_barycentrics`), so no
+    full-image gradient of rast is ever formed. The result equals the dense pipeline (tested).
+
     Example:
         >>> from facezoo.geometry.cameras import WeakPerspective
         >>> cam = WeakPerspective(torch.tensor([10.0]), torch.eye(3)[None], torch.tensor([[16.0, 16.0]]))

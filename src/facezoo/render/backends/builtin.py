@@ -1,8 +1,16 @@
-"""The builtin rasterizer: Warp kernels where Warp imports, else the same algorithm in pure PyTorch.
+"""The builtin rasterizer: Warp kernels where Warp imports, else the same algorithm in pure PyTorch; and
+the host side of the other Warp kernels (interpolation, silhouette pairs, vertex normals).
 
-Both implementations compute the same thing in float64 (see ``_warp_kernels``): a z-buffer of packed
+Both rasterizers compute the same thing in float64 arithmetic (see ``_warp_kernels``): a z-buffer of packed
 ``(quantised z/w, triangle)`` int64 keys reduced with min, then a per-pixel resolve of the winning triangle's
-perspective-correct barycentrics. Ties in depth go to the lower triangle index.
+perspective-correct barycentrics. Ties in depth go to the lower triangle index. rast comes back in the
+dtype of ``pos``.
+
+Warp compiles the kernels once per installation (float32 and float64 overloads; Warp's kernel cache keeps
+them across processes) when the first render function runs. On CPU a Warp launch runs on the calling
+thread: work is split over ``torch.get_num_threads()`` Python threads by batch item (or by pixel range),
+each writing disjoint memory because Warp's CPU atomics are plain read-modify-writes. On CUDA the same
+kernels run on torch's current stream with real atomics.
 """
 
 from __future__ import annotations
