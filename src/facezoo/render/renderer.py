@@ -63,8 +63,12 @@ class _ScatterRows(torch.autograd.Function):
     def forward(ctx, base, pix, vals):
         ctx.save_for_backward(pix)
         ctx.base_needs = ctx.needs_input_grad[0]
-        out = base.clone(memory_format=torch.contiguous_format)
+        # a contiguous base outside any graph (a fresh buffer) is written in place
+        inplace = not base.requires_grad and base.is_contiguous() and base._base is None
+        out = base if inplace else base.clone(memory_format=torch.contiguous_format)
         out[pix] = vals.to(out.dtype)
+        if inplace:
+            ctx.mark_dirty(out)
         return out
 
     @staticmethod
@@ -211,7 +215,13 @@ class MeshRenderer(nn.Module):
             bg = torch.as_tensor(bg, dtype=shaded.dtype, device=shaded.device)
             base = bg.expand(n_pix, n_ch)
         # image and coverage mask side by side (C + 1 channels), background where nothing is covered
-        base = torch.cat((base, shaded.new_zeros(n_pix, 1)), -1)
+        if base.requires_grad:
+            base = torch.cat((base, shaded.new_zeros(n_pix, 1)), -1)
+        else:  # one pass over the image instead of cat + clone
+            buf = shaded.new_empty(n_pix, n_ch + 1)
+            buf[:, :n_ch] = base
+            buf[:, n_ch] = 0
+            base = buf
         fg = torch.cat((shaded, shaded.new_ones(shaded.shape[0], 1)), -1)
         both = _scatter_rows(base, pixels.pix, fg).view(batch, height, width, n_ch + 1)
         if antialias:
