@@ -64,17 +64,22 @@ def set_error(method: Deep3DFace, loader, aggregation: str) -> float:
     return float(torch.cat(errs).mean())
 
 
-def cnet_experiment(steps_rnet: int, steps_cnet: int, size: int, tmp: Path) -> dict:
+def cnet_experiment(
+    steps_rnet: int, steps_cnet: int, size: int, tmp: Path, spec: str, rnet_ckpt: str | None
+) -> dict:
     from lightning.pytorch import Trainer
 
-    spec = "procedural:1000"
     common = dict(morphable_model=spec, backbone="resnet18", backbone_kwargs={"width": 32}, image_size=size)
     kw = dict(enable_progress_bar=False, logger=False, enable_checkpointing=False, limit_val_batches=0)
     rnet = Deep3DFace(**common, w_lan=0.05, w_coef=0.01, lr=1e-3)
-    single = SyntheticFaces(spec, image_size=size, batch_size=16, num_train=1024, occluder_prob=0.3)
-    Trainer(max_steps=steps_rnet, **kw).fit(rnet, single)
-    ckpt = tmp / "rnet.ckpt"
-    torch.save({"state_dict": rnet.state_dict()}, ckpt)
+    if rnet_ckpt:  # e.g. the weights `facezoo demo` saved
+        rnet.load_state_dict(torch.load(rnet_ckpt, map_location="cpu", weights_only=False)["state_dict"])
+        ckpt = Path(rnet_ckpt)
+    else:
+        single = SyntheticFaces(spec, image_size=size, batch_size=16, num_train=1024, occluder_prob=0.3)
+        Trainer(max_steps=steps_rnet, **kw).fit(rnet, single)
+        ckpt = tmp / "rnet.ckpt"
+        torch.save({"state_dict": rnet.state_dict()}, ckpt)
     sets = dict(image_size=size, set_size=5, set_mode="identity", occluder_prob=0.3)
     train_sets = SyntheticFaces(spec, batch_size=4, num_train=256, **sets)
     test_sets = SyntheticFaces(spec, batch_size=4, num_test=32, seed=7, **sets)
@@ -105,13 +110,18 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=5)
     parser.add_argument("--cnet", action="store_true", help="run the C-Net vs averaging experiment")
     parser.add_argument("--cnet-steps", type=int, nargs=2, default=(800, 300), metavar=("RNET", "CNET"))
+    parser.add_argument("--model", default="procedural:1000:16:8:16", help="morphable model spec (--cnet)")
+    parser.add_argument("--rnet-checkpoint", default=None, help="skip the R-Net fit (--cnet)")
+    parser.add_argument("--skip-throughput", action="store_true")
     args = parser.parse_args()
     torch.manual_seed(0)
     rows = []
-    for size, backbone, kwargs, n_vert, batch_size in (
-        (64, "resnet18", {"width": 32}, 1000, 16),
-        (224, "resnet50", {}, 5000, 5),
-    ):
+    configs = (
+        []
+        if args.skip_throughput
+        else [(64, "resnet18", {"width": 32}, 1000, 16), (224, "resnet50", {}, 5000, 5)]
+    )
+    for size, backbone, kwargs, n_vert, batch_size in configs:
         spec = f"procedural:{n_vert}"
         dm = SyntheticFaces(spec, image_size=size, batch_size=batch_size, num_train=64)
         samples_s = data_throughput(dm, 32)
@@ -131,7 +141,9 @@ def main() -> None:
         import tempfile
 
         with tempfile.TemporaryDirectory() as tmp:
-            result["cnet"] = cnet_experiment(*args.cnet_steps, size=64, tmp=Path(tmp))
+            result["cnet"] = cnet_experiment(
+                *args.cnet_steps, size=64, tmp=Path(tmp), spec=args.model, rnet_ckpt=args.rnet_checkpoint
+            )
         print(json.dumps(result["cnet"], indent=2))
     OUT.parent.mkdir(parents=True, exist_ok=True)
     OUT.write_text(json.dumps(result, indent=2))

@@ -14,7 +14,7 @@ import torch
 from torch import Tensor
 
 #: A fixed light for the "shaded mesh" panel: Deep3DFace SH, ambient plus light from the upper left-front.
-_SHADE_LIGHT = (0.8, -0.25, 0.3, 0.25, 0.0, 0.0, 0.0, 0.0, 0.0)
+_SHADE_LIGHT = (0.6, -0.2, 0.25, 0.15, 0.0, 0.0, 0.0, 0.0, 0.0)
 
 
 def draw_points(image: Tensor, points: Tensor, colour: tuple[float, float, float], radius: int = 0) -> Tensor:
@@ -38,7 +38,7 @@ def shaded_mesh(method, rec) -> Tensor:
     background)."""
     v = rec.vertices
     light = v.new_tensor(_SHADE_LIGHT).repeat(3)[None].expand(v.shape[0], 27)
-    grey = v.new_full((1, v.shape[1], 3), 0.75)
+    grey = v.new_full((1, v.shape[1], 3), 0.7)
     with torch.inference_mode(False), torch.no_grad():  # callbacks may run under inference_mode
         out = method.renderer(v, rec.triangles, rec.camera, colors=grey, lighting=light, background=0.0)
     return out.image.clamp(0, 1)

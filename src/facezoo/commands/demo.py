@@ -4,7 +4,8 @@ Runs on CPU in a few minutes: the configs are zoo/deep3d.yaml + zoo/data/synthet
 zoo/demo/deep3d-cpu.yaml (override any value with --set key=value, LightningCLI syntax, e.g.
 --set trainer.max_steps=100). Prints the held-out vertex error (mm, after similarity alignment) and landmark
 NME before and after the fit, and writes <output>/demo_grid.png (input | reconstruction overlay | shaded
-mesh), <output>/metrics.json and the predicted meshes under <output>/predictions/.
+mesh), <output>/metrics.json, the predicted meshes under <output>/predictions/ and the fitted weights as
+<output>/deep3d_demo.ckpt (usable with `facezoo predict --ckpt_path`).
 """
 
 from __future__ import annotations
@@ -99,6 +100,8 @@ def execute(args: argparse.Namespace) -> int:
     t_fit = time.time()
     trainer.fit(method, dm)
     fit_s = time.time() - t_fit
+    ckpt = out / "deep3d_demo.ckpt"
+    trainer.save_checkpoint(ckpt)
     after = evaluate(method, held_out)
 
     batch = next(iter(held_out))
@@ -106,6 +109,9 @@ def execute(args: argparse.Namespace) -> int:
     with torch.no_grad():
         rec = method.reconstruct({"image": batch["image"][:n]}, render=True)
         picture = grid(panels(method, rec, batch["image"][:n], batch["landmarks68"][:n]))
+    if picture.shape[-2] < 256 * n:  # small crops: enlarge (nearest) so the grid is readable
+        factor = max(1, 256 // batch["image"].shape[-1])
+        picture = torch.nn.functional.interpolate(picture[None], scale_factor=factor, mode="nearest")[0]
     grid_path = save_png(picture, out / "demo_grid.png")
     writer = ReconstructionWriter(str(out / "predictions"))
     subset = {k: batch[k][:n] for k in ("image", "landmarks68", "index")}
@@ -118,7 +124,7 @@ def execute(args: argparse.Namespace) -> int:
     print(f"  vertex error ratio after/before: {ratio:.2f} (the demo aims at <= 0.5)")
     print(
         f"  fit {fit_s:.0f} s, total {time.time() - start:.0f} s; grid: {grid_path}; "
-        f"meshes: {out / 'predictions'}"
+        f"meshes: {out / 'predictions'}; checkpoint: {ckpt}"
     )
     metrics = {"before": before, "after": after, "ratio": ratio, "fit_seconds": fit_s,
                "total_seconds": time.time() - start, "steps": trainer.global_step}  # fmt: skip
