@@ -157,3 +157,16 @@ def test_mesh_renderer_matches_the_dense_pipeline():
 
     for a, b in zip(run(True), run(False)):
         torch.testing.assert_close(a, b)
+
+
+def test_gradcheck_antialias_colour_and_positions():
+    pos = torch.tensor(
+        [[[-0.63, -0.71, 0.1, 1.0], [0.77, -0.52, 0.3, 1.2], [-0.35, 0.66, -0.2, 0.9], [0.6, 0.7, 0.5, 1.1]]],
+        dtype=torch.float64,
+    )
+    tri = torch.tensor([[0, 1, 2], [1, 3, 2]], dtype=torch.int32)
+    rast = rasterize(pos, tri, (12, 12))
+    color = torch.rand(1, 12, 12, 2, dtype=torch.float64, requires_grad=True)
+    pos.requires_grad_(True)
+    # eps far below a pixel: no pixel centre changes side, so the blend is smooth in both inputs
+    assert torch.autograd.gradcheck(lambda c, p: antialias(c, rast, p, tri), (color, pos), eps=1e-7, atol=1e-5)
