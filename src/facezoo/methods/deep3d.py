@@ -183,6 +183,10 @@ class Deep3DFace(FaceMethod):
 
     def load_rnet(self, path: str) -> None:
         """Load the ``rnet.*`` weights of a Deep3DFace checkpoint strictly into :attr:`rnet`."""
+        from pathlib import Path
+
+        if not Path(path).is_file():
+            raise FileNotFoundError(f"rnet_checkpoint: no file at {path!r} (train stage 'rnet' first)")
         ckpt = torch.load(path, map_location="cpu", weights_only=False)
         state = ckpt.get("state_dict", ckpt)
         rnet = {k[len("rnet.") :]: v for k, v in state.items() if k.startswith("rnet.")}
