@@ -226,7 +226,7 @@ class MeshRenderer(nn.Module):
         both = _scatter_rows(base, pixels.pix, fg).view(batch, height, width, n_ch + 1)
         if antialias:
             both = _antialias(both, rast, pos, tri)
-        image, mask = both[..., :-1], both[..., -1:]
+        image, mask = both.split((n_ch, 1), dim=-1)  # its backward is one cat, not two zero-fills
         depth = _scatter_rows(px.new_zeros(n_pix, 1), pixels.pix, px[:, -1:]).view(batch, height, width)
         extent = (vdepth.amax(dim=(1, 2)) - vdepth.amin(dim=(1, 2))).detach()
         visible = vertex_visibility(
