@@ -164,7 +164,9 @@ class WeakPerspective(_Camera):
 
     def project(self, vertices: torch.Tensor) -> torch.Tensor:
         """Pixel coordinates ``[B,V,2]`` of model-space ``vertices [B,V,3]``."""
-        w = self.view(vertices)
+        return self._pixels(self.view(vertices))
+
+    def _pixels(self, w: torch.Tensor) -> torch.Tensor:
         s = self.scale[:, None]
         return torch.stack(
             (s * w[..., 0] + self.t2d[:, None, 0], self.t2d[:, None, 1] - s * w[..., 1]), dim=-1
@@ -184,13 +186,24 @@ class WeakPerspective(_Camera):
         ``d = far -> +1``: ``z = (2 d - far - near) / (far - near)``. Defaults: ``near = -2 max(H, W)``,
         ``far = +2 max(H, W)``, enough for a face filling the image; points outside are clipped.
         """
+        return self.view_to_clip(self.view(vertices), image_size, near, far)
+
+    def view_to_clip(
+        self,
+        view: torch.Tensor,
+        image_size: Sequence[int],
+        near: float | None = None,
+        far: float | None = None,
+    ) -> torch.Tensor:
+        """:meth:`to_clip` from already rotated points ``view [B,V,3]`` (= :meth:`view`'s output), so that a
+        renderer needing both pays for the rotation once."""
         h, w = _image_size(image_size)
         near = -2.0 * max(h, w) if near is None else float(near)
         far = 2.0 * max(h, w) if far is None else float(far)
         if not far > near:
             raise ValueError(f"far must be greater than near, got near={near}, far={far}")
-        pix = self.project(vertices)
-        d = -self.scale[:, None] * self.view(vertices)[..., 2]
+        pix = self._pixels(view)
+        d = -self.scale[:, None] * view[..., 2]
         x = 2.0 * pix[..., 0] / w - 1.0
         y = 1.0 - 2.0 * pix[..., 1] / h
         z = (2.0 * d - (far + near)) / (far - near)
@@ -309,9 +322,18 @@ class Perspective(_Camera):
     ) -> torch.Tensor:
         """Clip coordinates ``[B,V,4]`` = :meth:`projection_matrix` ``@ view(v)`` (near/far in mm,
         defaults 10 and 10000)."""
+        return self.view_to_clip(self.view(vertices), image_size, near, far)
+
+    def view_to_clip(
+        self,
+        view: torch.Tensor,
+        image_size: Sequence[int],
+        near: float | None = None,
+        far: float | None = None,
+    ) -> torch.Tensor:
+        """:meth:`to_clip` from view-space points ``view [B,V,3]`` (= :meth:`view`'s output)."""
         near = 10.0 if near is None else float(near)
         far = 10000.0 if far is None else float(far)
-        p = self.view(vertices)
         proj = self.projection_matrix(image_size, near, far)
-        homo = torch.cat((p, torch.ones_like(p[..., :1])), dim=-1)
-        return homo @ proj.transpose(-1, -2)
+        # P @ (x, y, z, 1): the last column of P is the translation part
+        return view @ proj[:, :, :3].transpose(-1, -2) + proj[:, None, :, 3]

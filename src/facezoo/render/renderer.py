@@ -161,7 +161,7 @@ class MeshRenderer(nn.Module):
         tri = check_tri(triangles, n_vert, vertices.device)
         height, width = self.image_size
         view = camera.view(vertices)
-        pos = camera.to_clip(vertices, self.image_size)
+        pos = camera.view_to_clip(view, self.image_size)
         # builtin: rast without a graph; the covered pixels' (u, v) get their own, cheaper one below
         packed = get_backend(self.backend, vertices.device).name == "builtin"
         rast = rasterize(
