@@ -58,8 +58,7 @@ class FaceDataModule(LightningDataModule):
     Args:
         root: dataset root in its distributed layout.
         shards: folder written by ``facezoo prepare`` (``<shards>/<split>/manifest.json``); when given,
-        samples
-            are read from the shards instead of ``root``.
+            samples are read from the shards instead of ``root``.
         batch_size: samples per batch (per device).
         num_workers: DataLoader workers.
         image_size: side of the square crops in pixels.

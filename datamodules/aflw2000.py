@@ -1,16 +1,12 @@
 """AFLW2000-3D (test set): ``<root>/image*.jpg`` + ``.mat`` (``pt3d_68`` (3,68), ``Pose_Para``,
-``Shape_Para``,
-``Exp_Para``; ``pt2d`` holds only 21 AFLW points).
+``Shape_Para``, ``Exp_Para``; ``pt2d`` holds only 21 AFLW points).
 
 Each sample is the evaluation crop of the protocol: 3DDFA's ``parse_roi_box_from_landmark`` on the
-ground-truth
-68 landmarks (square on the landmarks' box, enlarged to its diagonal = ``box_scale`` sqrt(2)), resized to
-``image_size``. Keys: ``image``, ``landmarks68`` (x, y of ``pt3d_68`` in the crop), ``landmarks68_3d`` (depth
-in
-the same pixel scale), ``params`` {``id``, ``exp``, ``pose`` transformed into the crop}, ``yaw`` (degrees,
-``Pose_Para[1]``; buckets 0-30/30-60/60-90 via :func:`facezoo.data.yaw_bucket`), ``affine`` (original ->
-crop, to
-map predictions back), ``path``. Only a test split.
+ground-truth 68 landmarks (square on the landmarks' box, enlarged to its diagonal = ``box_scale`` sqrt(2)),
+resized to ``image_size``. Keys: ``image``, ``landmarks68`` (x, y of ``pt3d_68`` in the crop),
+``landmarks68_3d`` (depth in the same pixel scale), ``params`` {``id``, ``exp``, ``pose`` transformed into the
+crop}, ``yaw`` (degrees, ``Pose_Para[1]``; buckets 0-30/30-60/60-90 via :func:`facezoo.data.yaw_bucket`),
+``affine`` (original -> crop, to map predictions back), ``path``. Only a test split.
 """
 
 from __future__ import annotations

@@ -12,8 +12,7 @@ yields one sample per frame; ``group="subject"`` stacks ``frames_per_subject`` e
 subject and video type (``image [V,3,H,W]``), the setting of MVF-Net/Deep3DFace's pooled evaluation. Every
 sample has ``identity`` (subject number), ``view`` (video-type index), ``scan`` (path of the subject's first
 scan) and ``path``. ``annotations`` (the shared ``micc/annotations.json``) adds the four annotated scan
-vertices
-per subject (:attr:`MICCDataset.scan_landmarks`).
+vertices per subject (:attr:`MICCDataset.scan_landmarks`).
 """
 
 from __future__ import annotations
@@ -37,8 +36,7 @@ _SUBJECT = re.compile(r"^subject_0*(\d+)$")
 
 def read_micc_annotations(path: str | Path) -> dict[int, dict]:
     """``annotations.json`` -> ``{subject: {"frame": path, "correspondences": {name: vertex_id}}}`` (paths
-    resolved
-    against the file's folder; ``correspondences.txt`` lines are ``name vertex_id``)."""
+    resolved against the file's folder; ``correspondences.txt`` lines are ``name vertex_id``)."""
     path = Path(path)
     base = path.parent
     out = {}

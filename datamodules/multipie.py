@@ -3,16 +3,13 @@
 Layout: ``<root>/<session>/multiview/<subject:03d>/<recording:02d>/<camera e.g. 05_1>/
 <subject>_<session:02d>_<recording>_<camera without underscore>_<flash:02d>.png``; camera ``05_1`` is frontal.
 Landmarks (68 points; ``.mat`` with ``pts``, ``.pts`` or ``.txt``) are read from ``landmarks_root`` at the
-image's
-relative path with the suffix changed, or beside the image. With landmarks the crop is the landmark box
-(MVF-Net); without them it is the central square of the frame and the sample has no ``landmarks68``.
+image's relative path with the suffix changed, or beside the image. With landmarks the crop is the landmark
+box (MVF-Net); without them it is the central square of the frame and the sample has no ``landmarks68``.
 
 Triplets: for every subject/session/recording/flash with a frontal image, all pairs of a ``left_cameras`` and
-a
-``right_cameras`` image (defaults: the +-15..45 degree cameras; ``view`` = 0 frontal, 1 left, 2 right). Splits
-are subject-disjoint: a seeded ``test_fraction`` of the subjects is ``test`` (MVF-Net: "the subjects in
-testing
-split do not appear in training split"); ``val`` = ``test``.
+a ``right_cameras`` image (defaults: the +-15..45 degree cameras; ``view`` = 0 frontal, 1 left, 2 right).
+Splits are subject-disjoint: a seeded ``test_fraction`` of the subjects is ``test`` (MVF-Net: "the subjects in
+testing split do not appear in training split"); ``val`` = ``test``.
 """
 
 from __future__ import annotations

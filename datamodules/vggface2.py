@@ -1,11 +1,11 @@
 """VGGFace2: ``<root>/{train,test}/<class>/<image>.jpg`` with identity labels.
 
 Optional files (looked up at ``<root>/identity_meta.csv`` and
-``<root>/bb_landmark/loose_{bb,landmark}_<split>.csv``,
-or given explicitly): the identity table (see :func:`facezoo.data.read_vggface2_meta` for its quirks), loose
-boxes and 5-point landmarks. Crops: Deep3DFace's 5-point alignment when landmarks are known, else a square
-around the loose box (``box_scale`` x its longer side). ``identity`` = index of the class in the sorted list
-of the split's classes (train and test identities are disjoint in VGGFace2). ``val`` = ``test``.
+``<root>/bb_landmark/loose_{bb,landmark}_<split>.csv``, or given explicitly): the identity table (see
+:func:`facezoo.data.read_vggface2_meta` for its quirks), loose boxes and 5-point landmarks. Crops:
+Deep3DFace's 5-point alignment when landmarks are known, else a square around the loose box (``box_scale`` x
+its longer side). ``identity`` = index of the class in the sorted list of the split's classes (train and test
+identities are disjoint in VGGFace2). ``val`` = ``test``.
 
 Training batches are identity-balanced (``p`` identities x ``k`` images, DDP-aware
 :class:`facezoo.data.IdentityBalancedSampler`, ``batch_size = p * k``) when ``p`` and ``k`` are given.

@@ -9,20 +9,15 @@ Layout::
 
 Samples are square landmark-box crops (``box_scale`` x the 68 landmarks' box, MVF-Net's random 0-5 % shift in
 training) with ``landmarks68``, ``params`` {``id`` [199], ``exp`` [29], ``pose`` [7] transformed into the
-crop},
-``yaw`` (degrees, ``Pose_Para[1]``), ``identity`` (= source face: ``<subset>/<source>``, the same person in
-the
-``_Flip`` folder) and ``view``.
+crop}, ``yaw`` (degrees, ``Pose_Para[1]``), ``identity`` (= source face: ``<subset>/<source>``, the same
+person in the ``_Flip`` folder) and ``view``.
 
 Triplets (``mode="triplet"``, MVF-Net pretraining): all (frontal, left, right) combinations of images of the
-same
-source face, frontal ``|yaw| <= frontal_max_yaw``, left ``yaw <= -side_min_yaw``, right ``yaw >=
-side_min_yaw``
-(signs as in ``Pose_Para``). 300W-LP's profiling only increases |yaw| on one side of each face; MVF-Net's 140k
-triplets need the mirrored ``_Flip`` images for the other side, so the ``_Flip`` copy of a face joins its
-group
-(``triplets_across_flip=True``, our reading of the paper). Views are stacked ``[3,...]`` in the order frontal,
-left, right (``view = [0, 1, 2]``). Grouping reads every ``.mat`` once at setup.
+same source face, frontal ``|yaw| <= frontal_max_yaw``, left ``yaw <= -side_min_yaw``, right ``yaw >=
+side_min_yaw`` (signs as in ``Pose_Para``). 300W-LP's profiling only increases |yaw| on one side of each face;
+MVF-Net's 140k triplets need the mirrored ``_Flip`` images for the other side, so the ``_Flip`` copy of a face
+joins its group (``triplets_across_flip=True``, our reading of the paper). Views are stacked ``[3,...]`` in
+the order frontal, left, right (``view = [0, 1, 2]``). Grouping reads every ``.mat`` once at setup.
 
 Splits: ``train`` = all faces minus ``val_fraction`` of the source faces (identity-disjoint ``val``).
 """
@@ -79,11 +74,10 @@ class W300LPDataset(FaceDataset):
 
     Args:
         root: the ``300W_LP`` folder. mode: ``"single"`` or ``"triplet"``. landmark_source: ``"mat"``
-        (``pt2d`` of
-        the image's .mat) or ``"landmarks"`` (``landmarks/<subset>/<name>_pts.mat`` ``pts_3d``; ``_Flip``
-        images,
-        which have none, are left out). box_scale: crop side / landmark-box side. max_shift: random box shift
-        (fraction of the side; 0 = none). split / val_fraction: identity-disjoint split.
+            (``pt2d`` of the image's .mat) or ``"landmarks"`` (``landmarks/<subset>/<name>_pts.mat``
+            ``pts_3d``; ``_Flip`` images, which have none, are left out). box_scale: crop side / landmark-box
+            side. max_shift: random box shift (fraction of the side; 0 = none). split / val_fraction:
+            identity-disjoint split.
     """
 
     def __init__(

@@ -1,9 +1,8 @@
 """``facezoo prepare <dataset> --root ... --out ...``: align and pack a dataset into HDF5 shards.
 
 Each split is written to ``<out>/<split>/`` (``manifest.json`` + ``<split>-NNNNN.h5``) with the deterministic
-evaluation-style crops (no random shift); point a datamodule's ``shards`` argument at ``<out>``.
-``facezoo prepare micc --root MICC --out FRAMES`` instead extracts the videos' frames (needs PyAV: ``pip
-install av``;
+evaluation-style crops (no random shift); point a datamodule's ``shards`` argument at ``<out>``. ``facezoo
+prepare micc --root MICC --out FRAMES`` instead extracts the videos' frames (needs PyAV: ``pip install av``;
 or extract them yourself with ``ffmpeg -i video.mov frame%04d.jpg``).
 """
 

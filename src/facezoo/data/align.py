@@ -8,11 +8,10 @@ facezoo pixel coordinates (origin top-left, +y down, pixel centres at +0.5). Kee
 Two croppers:
 
 * :func:`deep3d_affine` — Deep3DFace's ``align_img``: ``POS`` fits a weak-perspective projection of five 3D
-  template landmarks to the five detected points (least squares, 8 unknowns); the scale ``s`` is the mean
-  norm of
-  the two projection rows, the crop is centred on the fitted translation and scaled by ``rescale_factor / s``
-  (102) into a ``target_size`` (224) square. What we reproduce: POS, the template, 102 and 224. What we drop:
-  Deep3DFace resizes with PIL bicubic and then crops at integer-truncated offsets (sub-pixel and 1-pixel
+  template landmarks to the five detected points (least squares, 8 unknowns); the scale ``s`` is the mean norm
+  of the two projection rows, the crop is centred on the fitted translation and scaled by ``rescale_factor /
+  s`` (102) into a ``target_size`` (224) square. What we reproduce: POS, the template, 102 and 224. What we
+  drop: Deep3DFace resizes with PIL bicubic and then crops at integer-truncated offsets (sub-pixel and 1-pixel
   differences); we warp once with bilinear sampling at the exact affine, so landmarks and image stay
   consistent.
 * :func:`landmark_box_affine` — square box on the landmarks' bounding box (MVF-Net, MMFace, 3DDFA), side
@@ -288,13 +287,10 @@ def crop_pose_300wlp(
     pose parameters are modified accordingly").
 
     With the image y flip ``u = F p + (0, H + c)`` (``c = y_offset``, 3DDFA's 1) (``F = diag(1,-1)``) and a
-    similarity crop ``u' = L u + b``
-    (``L = k Q``, ``Q`` a rotation), ``p' = F L F p + F (L (0, H + c) + b) + (0, H' + c)``. ``F L F = k Q^T``
-    is again a
-    scaled rotation, so ``s' = k s``, ``R' = diag(Q^T, 1) R`` (Euler angles re-extracted), ``t'_xy = F L F
-    t_xy +
-    F (L (0,H+c) + b) + (0,H'+c)`` and ``t'_z = k t_z`` (depth keeps the pixel scale). Non-similarity affines
-    raise.
+    similarity crop ``u' = L u + b`` (``L = k Q``, ``Q`` a rotation), ``p' = F L F p + F (L (0, H + c) + b) +
+    (0, H' + c)``. ``F L F = k Q^T`` is again a scaled rotation, so ``s' = k s``, ``R' = diag(Q^T, 1) R``
+    (Euler angles re-extracted), ``t'_xy = F L F t_xy + F (L (0,H+c) + b) + (0,H'+c)`` and ``t'_z = k t_z``
+    (depth keeps the pixel scale). Non-similarity affines raise.
 
     Args:
         pose: ``[B,7]`` [pitch, yaw, roll (rad), tx, ty, tz, scale]; affine: ``[B,2,3]`` original -> crop;

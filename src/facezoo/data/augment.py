@@ -72,8 +72,8 @@ def hflip_sample(sample: dict) -> dict:
 
 class ColorJitter:
     """Per-sample colour jitter (kornia). ``image [3,H,W]`` or ``[V,3,H,W]`` in [0, 1]; all views of a
-    multi-view
-    sample get independent parameters (different cameras), like MVF-Net's independently captured views."""
+    multi-view sample get independent parameters (different cameras), like MVF-Net's independently captured
+    views."""
 
     def __init__(
         self,

@@ -2,11 +2,9 @@
 
 A bad input (corrupt or truncated image, missing or malformed label file, wrong landmark count) raises
 :class:`BadSampleError` naming the file and the problem. Datasets built on :class:`FaceDataset` either let it
-propagate (``on_bad_sample="error"``, the default) or skip the sample (``"skip"``): the next good sample
-takes its
-place, the reason travels with the batch (``batch["skipped"]``) and :class:`ReportingDataLoader` reports the
-count
-and the files at the end of the epoch. A sample is never silently wrong.
+propagate (``on_bad_sample="error"``, the default) or skip the sample (``"skip"``): the next good sample takes
+its place, the reason travels with the batch (``batch["skipped"]``) and :class:`ReportingDataLoader` reports
+the count and the files at the end of the epoch. A sample is never silently wrong.
 """
 
 from __future__ import annotations
@@ -75,9 +73,8 @@ class FaceDataset(Dataset):
     """Base of facezoo's map-style datasets: ``__getitem__`` calls :meth:`load` and applies the bad-sample
     policy.
 
-    Subclasses set ``self.items`` (one entry per sample) and implement ``load(index) -> Sample``.
-    With ``on_bad_sample="skip"``, a bad sample is replaced by the next good one (cyclically, so the epoch
-    length
+    Subclasses set ``self.items`` (one entry per sample) and implement ``load(index) -> Sample``. With
+    ``on_bad_sample="skip"``, a bad sample is replaced by the next good one (cyclically, so the epoch length
     and batch sizes do not change) and ``"_skipped"`` records ``"path: problem"`` for :func:`collate`.
     """
 

@@ -71,8 +71,7 @@ LANDMARKS5_NAMES = ("left_eye", "right_eye", "nose", "left_mouth", "right_mouth"
 
 def landmarks68_to_5(lm68: np.ndarray) -> np.ndarray:
     """iBUG-68 ``[...,68,2]`` -> 5 points ``[...,5,2]`` exactly as Deep3DFace's ``extract_5p``: eye centres =
-    mean
-    of the two eye corners (1-based 37/40 and 43/46), nose tip 31, mouth corners 49 and 55 (image-left
+    mean of the two eye corners (1-based 37/40 and 43/46), nose tip 31, mouth corners 49 and 55 (image-left
     first)."""
     lm68 = np.asarray(lm68)
     if lm68.shape[-2:] != (68, 2) and lm68.shape[-2] != 68:
@@ -189,8 +188,8 @@ def read_3ddfa_mat(path: str | Path, landmarks: int | tuple[int, ...] | None = N
     Returns:
         ``pose`` [7] = ``Pose_Para`` [pitch, yaw, roll (rad), tx, ty, tz, scale]; ``id`` [199] ``Shape_Para``;
         ``exp`` [29] ``Exp_Para``; ``tex`` [199] ``Tex_Para`` when present; ``pt2d`` [N,2] (68 in 300W-LP, 21
-        in
-        AFLW2000-3D); ``pt3d_68`` [68,3] when present (AFLW2000-3D: x, y image pixels, z depth); ``roi`` [4].
+        in AFLW2000-3D); ``pt3d_68`` [68,3] when present (AFLW2000-3D: x, y image pixels, z depth); ``roi``
+        [4].
     """
     path = Path(path)
     mat = loadmat_checked(path, ("Pose_Para", "Shape_Para", "Exp_Para", "pt2d"))
@@ -213,9 +212,8 @@ def read_3ddfa_mat(path: str | Path, landmarks: int | tuple[int, ...] | None = N
 
 
 def read_300wlp_landmarks(path: str | Path) -> dict[str, np.ndarray]:
-    """``300W_LP/landmarks/<subset>/<name>_pts.mat`` -> ``pts_2d`` and ``pts_3d`` (each ``[68,2]``;
-    ``pts_3d`` are
-    the 3D landmarks' projections, including self-occluded contour points)."""
+    """``300W_LP/landmarks/<subset>/<name>_pts.mat`` -> ``pts_2d`` and ``pts_3d`` (each ``[68,2]``; ``pts_3d``
+    are the 3D landmarks' projections, including self-occluded contour points)."""
     path = Path(path)
     mat = loadmat_checked(path, ("pts_2d", "pts_3d"))
     return {k: _check_count(path, _as_points(path, mat[k], k, 2), 68) for k in ("pts_2d", "pts_3d")}
@@ -224,13 +222,10 @@ def read_300wlp_landmarks(path: str | Path) -> dict[str, np.ndarray]:
 def read_vggface2_meta(path: str | Path) -> dict[str, dict[str, Any]]:
     """VGGFace2 ``identity_meta.csv`` -> ``{class_id: {"name", "sample_num", "flag", "gender"}}``.
 
-    Quirks of the real file handled here: spaces after commas; names quoted as a CSV field holding a space
-    and a
-    doubly-quoted name (``" ""14th_Dalai_Lama""``); and 6640 of the 9131 rows lack ``Sample_Num`` (e.g.
-    ``n000659``:
-    Flag and Gender are shifted left and the row ends with an empty field) -> ``sample_num`` is ``None``
-    there.
-    ``flag`` 1 = train, 0 = test.
+    Quirks of the real file handled here: spaces after commas; names quoted as a CSV field holding a space and
+    a doubly-quoted name (``" ""14th_Dalai_Lama""``); and 6640 of the 9131 rows lack ``Sample_Num`` (e.g.
+    ``n000659``: Flag and Gender are shifted left and the row ends with an empty field) -> ``sample_num`` is
+    ``None`` there. ``flag`` 1 = train, 0 = test.
     """
     path = Path(path)
     if not path.is_file():
@@ -284,6 +279,5 @@ def read_vggface2_boxes(path: str | Path) -> dict[str, np.ndarray]:
 
 def read_vggface2_landmarks(path: str | Path) -> dict[str, np.ndarray]:
     """``loose_landmark_{train,test}.csv`` (``NAME_ID,P1X,P1Y,...,P5Y``) -> name -> ``[5,2]`` (same 5-point
-    order
-    as :data:`LANDMARKS5_NAMES`)."""
+    order as :data:`LANDMARKS5_NAMES`)."""
     return {k: v.reshape(5, 2) for k, v in _read_named_rows(Path(path), 10, "loose landmark").items()}

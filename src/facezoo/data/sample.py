@@ -2,12 +2,10 @@
 
 A :class:`Sample` is a plain ``dict`` with fixed, optional keys; methods read only these keys. Multi-view and
 image-set samples stack a leading view axis (``image [V,3,H,W]``, ``landmarks68 [V,68,2]``...).
-:func:`collate`
-stacks samples into a :class:`Batch`; samples from different datasets (a
-:class:`~facezoo.datamodules.Mixture`)
-may carry different keys: missing entries are zero-filled and ``batch["valid"][key]`` (bool ``[B]``) says
-which
-rows are real, so a loss never reads a placeholder as a label.
+:func:`collate` stacks samples into a :class:`Batch`; samples from different datasets (a
+:class:`~facezoo.datamodules.Mixture`) may carry different keys: missing entries are zero-filled and
+``batch["valid"][key]`` (bool ``[B]``) says which rows are real, so a loss never reads a placeholder as a
+label.
 
 Example:
     >>> import torch
@@ -32,9 +30,9 @@ class Sample(TypedDict, total=False):
         image: ``[3,H,W]`` (or ``[V,3,H,W]``) float in [0, 1], RGB.
         landmarks68: ``[68,2]`` iBUG-68 landmarks in crop pixels.
         landmarks5: ``[5,2]`` left eye, right eye, nose tip, left mouth corner, right mouth corner (image
-        left/right).
+            left/right).
         landmarks68_3d: ``[68,3]`` 3D landmarks (x, y crop pixels; z in the same pixel scale, larger =
-        nearer).
+            nearer).
         params: ground-truth parameters, e.g. ``id [Kid]``, ``exp [Kexp]``, ``pose [7]`` (300W-LP convention).
         identity: identity label (int, dataset-specific contiguous index).
         view: view index (0 = frontal, 1 = left, 2 = right for triplets; camera index otherwise).
@@ -62,8 +60,8 @@ class Sample(TypedDict, total=False):
 class Batch(TypedDict, total=False):
     """A collated batch: the :class:`Sample` keys with a leading batch axis ``B`` (ints/floats become tensors,
     strings lists), plus ``valid`` (``dict[str, bool [B]]``, only for keys that some samples lack) and
-    ``skipped``
-    (list of ``"path: problem"`` strings for bad samples dropped with ``on_bad_sample="skip"``)."""
+    ``skipped`` (list of ``"path: problem"`` strings for bad samples dropped with
+    ``on_bad_sample="skip"``)."""
 
     image: Tensor
     landmarks68: Tensor
@@ -137,8 +135,7 @@ def _collate_dicts(dicts: Sequence[dict], prefix: str = "") -> tuple[dict, dict[
 
 def collate(samples: Sequence[Sample | None]) -> Batch:
     """Stack samples into a :class:`Batch`. ``None`` entries (bad samples skipped by a dataset) are dropped
-    and
-    their reasons, taken from a ``"_skipped"`` list on neighbouring samples, are gathered in
+    and their reasons, taken from a ``"_skipped"`` list on neighbouring samples, are gathered in
     ``batch["skipped"]``.
 
     Args:

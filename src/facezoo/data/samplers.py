@@ -7,10 +7,8 @@ Training samplers never duplicate a sample across ranks within an epoch: the per
 does).
 
 Evaluation loaders are plain sequential loaders: under DDP Lightning wraps them in a ``DistributedSampler``
-that
-*pads* the last batch by repeating samples, so a few samples are evaluated twice. Every sample carries
-``index``;
-metrics that need exact counts must de-duplicate by it or evaluate on one device.
+that *pads* the last batch by repeating samples, so a few samples are evaluated twice. Every sample carries
+``index``; metrics that need exact counts must de-duplicate by it or evaluate on one device.
 """
 
 from __future__ import annotations
@@ -48,9 +46,8 @@ class IdentityBalancedSampler(_Base):
     """P x K sampling: each batch holds ``p`` identities x ``k`` images (use ``DataLoader(batch_size=p*k,
     drop_last=True)``). The identities of an epoch are shuffled and split into disjoint groups of ``p``; the
     groups (global batches) are dealt round-robin to the ranks, so no image appears on two ranks. Identities
-    with
-    fewer than ``k`` images are sampled with replacement inside their slot (documented duplication within a
-    batch).
+    with fewer than ``k`` images are sampled with replacement inside their slot (documented duplication within
+    a batch).
 
     Args:
         labels: identity label per dataset index.
@@ -104,11 +101,9 @@ class IdentityBalancedSampler(_Base):
 
 class MixtureSampler(_Base):
     """Draws ``num_samples`` indices of a ``ConcatDataset`` per epoch: each draw picks member i with
-    probability
-    ``probabilities[i]``, then the next index of member i's own shuffled order (a member is re-shuffled when
-    used
-    up). One global sequence is generated with the shared seed and dealt round-robin, so ranks never share a
-    draw.
+    probability ``probabilities[i]``, then the next index of member i's own shuffled order (a member is
+    re-shuffled when used up). One global sequence is generated with the shared seed and dealt round-robin, so
+    ranks never share a draw.
 
     Args:
         sizes: length of each member dataset; probabilities: one per member (normalised here).

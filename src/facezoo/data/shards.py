@@ -11,10 +11,9 @@ Layout of a shard folder::
 
 Verification: on open, every shard listed must exist with the listed size and sample count and the same keys
 (``verify="quick"``, milliseconds); ``verify="full"`` also recomputes each file's sha256. Each image's crc32
-is
-checked when it is read, so a flipped bit on disk becomes a :class:`~facezoo.data.io.BadSampleError`, never a
-wrong sample. Files are opened lazily in each DataLoader worker on first access (an h5py handle must not cross
-a fork).
+is checked when it is read, so a flipped bit on disk becomes a :class:`~facezoo.data.io.BadSampleError`, never
+a wrong sample. Files are opened lazily in each DataLoader worker on first access (an h5py handle must not
+cross a fork).
 """
 
 from __future__ import annotations

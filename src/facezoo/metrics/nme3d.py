@@ -1,15 +1,14 @@
 """MMFace's NME3D (Eq. 11): dense 3D vertex error over the 3D box diagonal, after a z-translation.
 
-MMFace (Yi et al., CVPR 2019) Eq. 11:
-``NME3D = 1 / (|S| · d_S) Σ_i || v_i - v̂_i ||₂`` over the corresponding vertices of the ground-truth and the
-predicted mesh (same topology, e.g. a BFM crop on AFLW2000-3D), with ``d_S`` the diagonal of the 3D bounding
-box of the ground-truth face ("the diagonal size of the face region in 3D coordinate space").
-"Due to the ambiguity caused by the weak perspective projection model ... we employ a rigid translation along
-Z-axis to align each result within the ground truth range." The paper does not say which translation; we use
-the least-squares one: the prediction is shifted along z so that its mean z equals the ground truth's (the
-minimiser of the summed squared error; x and y are left as predicted). The norm is the plain Euclidean
-distance (NME convention; the paper's typesetting is ambiguous about a square) and the box is axis-aligned
-in the frame the meshes are given in.
+MMFace (Yi et al., CVPR 2019) Eq. 11: ``NME3D = 1 / (|S| · d_S) Σ_i || v_i - v̂_i ||₂`` over the corresponding
+vertices of the ground-truth and the predicted mesh (same topology, e.g. a BFM crop on AFLW2000-3D), with
+``d_S`` the diagonal of the 3D bounding box of the ground-truth face ("the diagonal size of the face region in
+3D coordinate space"). "Due to the ambiguity caused by the weak perspective projection model ... we employ a
+rigid translation along Z-axis to align each result within the ground truth range." The paper does not say
+which translation; we use the least-squares one: the prediction is shifted along z so that its mean z equals
+the ground truth's (the minimiser of the summed squared error; x and y are left as predicted). The norm is the
+plain Euclidean distance (NME convention; the paper's typesetting is ambiguous about a square) and the box is
+axis-aligned in the frame the meshes are given in.
 
 This is NOT the Florence NME3D of PRN / 3DDFA (ICP alignment, nearest-point distances to a scan): see
 :mod:`facezoo.metrics.nme3d_florence`.
