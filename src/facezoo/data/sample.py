@@ -89,6 +89,12 @@ def _stack(values: list[Any], key: str) -> Any:
         shapes = {tuple(v.shape) for v in values}
         if len(shapes) > 1:
             raise ValueError(f"collate: key {key!r} has different shapes across the batch: {sorted(shapes)}")
+        if torch.utils.data.get_worker_info() is not None:
+            # in a DataLoader worker, stack straight into shared memory (as torch's default_collate does):
+            # the batch then crosses to the main process without another copy
+            storage = first._typed_storage()._new_shared(len(values) * first.numel(), device=first.device)
+            out = first.new(storage).resize_(len(values), *first.shape)
+            return torch.stack(values, out=out)
         return torch.stack(values)
     if isinstance(first, bool | int):
         return torch.tensor(values, dtype=torch.int64)
