@@ -9,12 +9,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from facezoo.render._cache import tri_int32
 from facezoo.render._checks import check_tensor, check_tri
 from facezoo.render.antialias import antialias as _antialias
 from facezoo.render.backends import get_backend
 from facezoo.render.interpolate import covered_pixels, interpolate_packed, packed_barycentrics
 from facezoo.render.normals import vertex_normals
 from facezoo.render.rasterize import rasterize
+from facezoo.render.shade_pixels import fused_available, shade_pixels
 
 
 @dataclass
@@ -175,59 +177,28 @@ class MeshRenderer(nn.Module):
             if uv is None:
                 raise ValueError("texture needs uv [V,2]")
             uv = check_tensor("uv", uv, ndim=2, last=2, device=vertices.device)
-            albedo_attr = uv[None].expand(batch, -1, -1).to(vertices.dtype)
+            texture = check_tensor("texture", texture, ndim=4, device=vertices.device)
         elif colors is not None:
             colors = check_tensor("colors", colors, ndim=3, device=vertices.device)
-            if colors.shape[1] != n_vert:
-                raise ValueError(f"colors must be [B,{n_vert},C], got {tuple(colors.shape)}")
-            albedo_attr = colors.to(vertices.dtype).expand(batch, -1, -1)
-        else:
-            albedo_attr = vertices.new_full((batch, n_vert, 3), 0.7)
-        n_alb = albedo_attr.shape[-1]
-        normals = vertex_normals(view, tri) if lighting is not None else view[..., :0]
+            if colors.shape[1] != n_vert or colors.shape[0] not in (1, batch):
+                raise ValueError(f"colors must be [B|1,{n_vert},C], got {tuple(colors.shape)}")
         vdepth = -view[..., 2:3]
-        attrs = torch.cat((albedo_attr, normals, vdepth), -1)
-        # everything per pixel below works on the compact list of covered pixels only
-        pixels = covered_pixels(rast)
-        uv_bary = packed_barycentrics(pos, tri, rast, pixels) if packed else None
-        px = interpolate_packed(attrs, rast.to(attrs.dtype), tri, pixels, uv=uv_bary)  # [P,C]
-        n_pix = batch * height * width
-        covered = rast[..., 3] > 0
-        albedo = px[:, :n_alb]
-        if texture is not None:
-            texture = check_tensor("texture", texture, ndim=4, device=vertices.device)
-            uv_img = _scatter_rows(px.new_zeros(n_pix, n_alb), pixels.pix, albedo)
-            uv_img = uv_img.view(batch, height, width, n_alb)
-            grid = torch.stack((2 * uv_img[..., 0] - 1, 1 - 2 * uv_img[..., 1]), -1).to(texture.dtype)
-            albedo = F.grid_sample(texture, grid, mode="bilinear", padding_mode="border", align_corners=False)
-            albedo = albedo.permute(0, 2, 3, 1).reshape(n_pix, -1)[pixels.pix].to(px.dtype)
-        if lighting is not None:
-            n_px = F.normalize(px[:, n_alb : n_alb + 3], dim=-1, eps=1e-12)
-            shaded = albedo * _sh_light(n_px, lighting, pixels.bounds)
-        else:
-            shaded = albedo
-        n_ch = shaded.shape[-1]
         bg = self.background if background is None else background
-        if isinstance(bg, torch.Tensor) and bg.ndim == 4:
-            base = bg.permute(0, 2, 3, 1).to(shaded.dtype).expand(batch, height, width, n_ch)
-            base = base.reshape(n_pix, n_ch)
+        n_alb = 3 if colors is None else colors.shape[-1]
+        fused = texture is None and packed and fused_available(vertices.dtype)
+        if fused and (lighting is None or n_alb == 3):
+            albedo = colors if colors is not None else vertices.new_full((1, n_vert, 3), 0.7)
+            normals = vertex_normals(view, tri) if lighting is not None else None
+            base = self._base(bg, albedo.shape[-1], batch, vertices)
+            both, depth = shade_pixels(pos, rast, tri_int32(tri), albedo, normals, vdepth, lighting, base)
         else:
-            bg = torch.as_tensor(bg, dtype=shaded.dtype, device=shaded.device)
-            base = bg.expand(n_pix, n_ch)
-        # image and coverage mask side by side (C + 1 channels), background where nothing is covered
-        if base.requires_grad:
-            base = torch.cat((base, shaded.new_zeros(n_pix, 1)), -1)
-        else:  # one pass over the image instead of cat + clone
-            buf = shaded.new_empty(n_pix, n_ch + 1)
-            buf[:, :n_ch] = base
-            buf[:, n_ch] = 0
-            base = buf
-        fg = torch.cat((shaded, shaded.new_ones(shaded.shape[0], 1)), -1)
-        both = _scatter_rows(base, pixels.pix, fg).view(batch, height, width, n_ch + 1)
+            both, depth = self._unfused(view, pos, tri, rast, colors, texture, uv, lighting, bg, packed)
+        both = both.view(batch, height, width, -1)
         if antialias:
             both = _antialias(both, rast, pos, tri)
-        image, mask = both.split((n_ch, 1), dim=-1)  # its backward is one cat, not two zero-fills
-        depth = _scatter_rows(px.new_zeros(n_pix, 1), pixels.pix, px[:, -1:]).view(batch, height, width)
+        image, mask = both.split((both.shape[-1] - 1, 1), dim=-1)  # backward: one cat
+        depth = depth.view(batch, height, width)
+        covered = rast[..., 3] > 0
         extent = (vdepth.amax(dim=(1, 2)) - vdepth.amin(dim=(1, 2))).detach()
         visible = vertex_visibility(
             pos.detach(), vdepth[..., 0].detach(), depth.detach(), covered, self.visibility_tolerance * extent
@@ -240,3 +211,58 @@ class MeshRenderer(nn.Module):
             triangle_id=rast[..., 3].long() - 1,
             rast=rast,
         )
+
+    def _base(self, bg, n_ch: int, batch: int, like: torch.Tensor) -> torch.Tensor:
+        """The background as ``[B*H*W,C]`` (an expanded view where it is a constant)."""
+        height, width = self.image_size
+        n_pix = batch * height * width
+        if isinstance(bg, torch.Tensor) and bg.ndim == 4:
+            base = bg.permute(0, 2, 3, 1).to(like.dtype).expand(batch, height, width, n_ch)
+            return base.reshape(n_pix, n_ch)
+        return torch.as_tensor(bg, dtype=like.dtype, device=like.device).expand(n_pix, n_ch)
+
+    def _unfused(self, view, pos, tri, rast, colors, texture, uv, lighting, bg, packed):
+        """The per-pixel stage as separate ops on the packed pixel list (texture lookup, backends other than
+        builtin, no Warp): ``([B*H*W,C+1] colour + coverage, [B*H*W] depth)``."""
+        batch, n_vert = view.shape[:2]
+        height, width = self.image_size
+        if texture is not None:
+            albedo_attr = uv[None].expand(batch, -1, -1).to(view.dtype)
+        elif colors is not None:
+            albedo_attr = colors.to(view.dtype).expand(batch, -1, -1)
+        else:
+            albedo_attr = view.new_full((batch, n_vert, 3), 0.7)
+        n_alb = albedo_attr.shape[-1]
+        normals = vertex_normals(view, tri) if lighting is not None else view[..., :0]
+        attrs = torch.cat((albedo_attr, normals, -view[..., 2:3]), -1)
+        # everything per pixel below works on the compact list of covered pixels only
+        pixels = covered_pixels(rast)
+        uv_bary = packed_barycentrics(pos, tri, rast, pixels) if packed else None
+        px = interpolate_packed(attrs, rast.to(attrs.dtype), tri, pixels, uv=uv_bary)  # [P,C]
+        n_pix = batch * height * width
+        albedo = px[:, :n_alb]
+        if texture is not None:
+            uv_img = _scatter_rows(px.new_zeros(n_pix, n_alb), pixels.pix, albedo)
+            uv_img = uv_img.view(batch, height, width, n_alb)
+            grid = torch.stack((2 * uv_img[..., 0] - 1, 1 - 2 * uv_img[..., 1]), -1).to(texture.dtype)
+            albedo = F.grid_sample(texture, grid, mode="bilinear", padding_mode="border", align_corners=False)
+            albedo = albedo.permute(0, 2, 3, 1).reshape(n_pix, -1)[pixels.pix].to(px.dtype)
+        if lighting is not None:
+            n_px = F.normalize(px[:, n_alb : n_alb + 3], dim=-1, eps=1e-12)
+            shaded = albedo * _sh_light(n_px, lighting, pixels.bounds)
+        else:
+            shaded = albedo
+        n_ch = shaded.shape[-1]
+        base = self._base(bg, n_ch, batch, shaded)
+        # image and coverage mask side by side (C + 1 channels), background where nothing is covered
+        if base.requires_grad:
+            base = torch.cat((base, shaded.new_zeros(n_pix, 1)), -1)
+        else:  # one pass over the image instead of cat + clone
+            buf = shaded.new_empty(n_pix, n_ch + 1)
+            buf[:, :n_ch] = base
+            buf[:, n_ch] = 0
+            base = buf
+        fg = torch.cat((shaded, shaded.new_ones(shaded.shape[0], 1)), -1)
+        both = _scatter_rows(base, pixels.pix, fg)
+        depth = _scatter_rows(px.new_zeros(n_pix, 1), pixels.pix, px[:, -1:])
+        return both, depth

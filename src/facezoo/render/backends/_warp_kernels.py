@@ -28,6 +28,8 @@ import warp as wp
 wp.config.quiet = True
 if hasattr(wp, "LOG_ERROR"):  # Warp >= 1.10: no greeting, no CPU-only CUDA warning
     wp.config.log_level = wp.LOG_ERROR
+# every backward here is written by hand: no adjoint code (faster compiles; some local-matrix code has none)
+wp.set_module_options({"enable_backward": False})
 
 EMPTY_KEY = 9223372036854775807  # int64 max: no triangle
 DEPTH_SCALE = 2147483648.0  # 2^31 depth levels over z/w in [-1, 1]
@@ -683,3 +685,288 @@ def face_normal_sum_bwd_kernel(
 
 _overload(face_normal_sum_kernel, verts=(3, 0), out=(3, 0))
 _overload(face_normal_sum_bwd_kernel, verts=(3, 0), grad=(3, 0), gverts=(3, 0))
+
+
+# ---------------------------------------------------------------------------------------------------------
+# MeshRenderer's per-pixel stage in one pass: interpolate albedo, normal and depth at a covered pixel,
+# normalise the normal, SH-shade, write colour + coverage + depth (and the matching backward).
+
+vec9d = wp.types.vector(length=9, dtype=wp.float64)
+mat39d = wp.types.matrix(shape=(3, 9), dtype=wp.float64)
+
+
+@wp.func
+def _sh9(n: wp.vec3d) -> vec9d:
+    """The SH basis of a unit normal without its constants (``shade_pixels`` folds them into gamma)."""
+    x = n[0]
+    y = n[1]
+    z = n[2]
+    return vec9d(
+        wp.float64(1.0),
+        -y,
+        z,
+        -x,
+        x * y,
+        -y * z,
+        wp.float64(3.0) * z * z - wp.float64(1.0),
+        -x * z,
+        x * x - y * y,
+    )
+
+
+@wp.func
+def _lerp3(a0: wp.float64, a1: wp.float64, a2: wp.float64, u: wp.float64, v: wp.float64) -> wp.float64:
+    # the same expression as interp_fwd_kernel: a2 + u (a0 - a2) + v (a1 - a2)
+    return a2 + u * (a0 - a2) + v * (a1 - a2)
+
+
+@wp.func
+def _normal_at(normals: wp.array2d(dtype=Any), r0: int, r1: int, r2: int, u: wp.float64, v: wp.float64):
+    return wp.vec3d(
+        _lerp3(wp.float64(normals[r0, 0]), wp.float64(normals[r1, 0]), wp.float64(normals[r2, 0]), u, v),
+        _lerp3(wp.float64(normals[r0, 1]), wp.float64(normals[r1, 1]), wp.float64(normals[r2, 1]), u, v),
+        _lerp3(wp.float64(normals[r0, 2]), wp.float64(normals[r1, 2]), wp.float64(normals[r2, 2]), u, v),
+    )
+
+
+@wp.func
+def _gamma_row(gamma: wp.array3d(dtype=Any), b: int, k: int) -> vec9d:
+    return vec9d(
+        wp.float64(gamma[b, k, 0]),
+        wp.float64(gamma[b, k, 1]),
+        wp.float64(gamma[b, k, 2]),
+        wp.float64(gamma[b, k, 3]),
+        wp.float64(gamma[b, k, 4]),
+        wp.float64(gamma[b, k, 5]),
+        wp.float64(gamma[b, k, 6]),
+        wp.float64(gamma[b, k, 7]),
+        wp.float64(gamma[b, k, 8]),
+    )
+
+
+@wp.func
+def _row3(a: wp.array2d(dtype=Any), i: int) -> wp.vec3d:
+    return wp.vec3d(wp.float64(a[i, 0]), wp.float64(a[i, 1]), wp.float64(a[i, 2]))
+
+
+@wp.func
+def _albedo3(albedo: wp.array2d(dtype=Any), ra: wp.vec3i, u: wp.float64, v: wp.float64) -> wp.vec3d:
+    a2 = _row3(albedo, ra[2])
+    return a2 + u * (_row3(albedo, ra[0]) - a2) + v * (_row3(albedo, ra[1]) - a2)
+
+
+@wp.kernel
+def shade_fwd_kernel(
+    rast: wp.array2d(dtype=Any),
+    tri: wp.array(dtype=wp.vec3i),
+    albedo: wp.array2d(dtype=Any),
+    alb_off: int,
+    normals: wp.array2d(dtype=Any),
+    vdepth: wp.array(dtype=Any),
+    gamma: wp.array3d(dtype=Any),
+    lit: int,
+    n_vert: int,
+    hw: int,
+    span: int,
+    b: int,
+    out: wp.array2d(dtype=Any),
+    depth: wp.array(dtype=Any),
+):
+    """Pixels ``[i * span, (i + 1) * span)`` of batch item b (flat rows of ``rast [B*H*W,4]``): on a covered
+    pixel, ``out[q, :C] = albedo * (gamma_c . Y(n))`` (``albedo`` when ``lit`` is 0), ``out[q, C] = 1`` and
+    ``depth[q]`` the interpolated ``vdepth``; an empty pixel keeps ``out`` (the background) and gets depth 0.
+    ``n`` is the interpolated vertex normal renormalised (``x / max(|x|, 1e-12)``, as ``F.normalize``).
+    Rows: albedo ``idx + b * alb_off`` (0: shared by the batch), normals and depth ``idx + b * n_vert``."""
+    i = wp.tid()
+    q0 = b * hw + i * span
+    q1 = wp.min(q0 + span, (b + 1) * hw)
+    n_ch = albedo.shape[1]
+    for q in range(q0, q1):
+        tf = rast[q, 3]
+        if tf <= rast.dtype(0.0):
+            depth[q] = depth.dtype(0.0)
+            continue
+        u = wp.float64(rast[q, 0])
+        v = wp.float64(rast[q, 1])
+        idx = tri[int(tf) - 1]
+        ra = wp.vec3i(idx[0] + b * alb_off, idx[1] + b * alb_off, idx[2] + b * alb_off)
+        rn = wp.vec3i(idx[0] + b * n_vert, idx[1] + b * n_vert, idx[2] + b * n_vert)
+        if lit != 0:  # C = 3: whole-vector maths (no per-element writes to local vectors)
+            m = _normal_at(normals, rn[0], rn[1], rn[2], u, v)
+            y = _sh9(m / wp.max(wp.length(m), wp.float64(1e-12)))
+            a = _albedo3(albedo, ra, u, v)
+            out[q, 0] = out.dtype(a[0] * wp.dot(_gamma_row(gamma, b, 0), y))
+            out[q, 1] = out.dtype(a[1] * wp.dot(_gamma_row(gamma, b, 1), y))
+            out[q, 2] = out.dtype(a[2] * wp.dot(_gamma_row(gamma, b, 2), y))
+        else:
+            for k in range(n_ch):
+                a0 = wp.float64(albedo[ra[0], k])
+                a1 = wp.float64(albedo[ra[1], k])
+                out[q, k] = out.dtype(_lerp3(a0, a1, wp.float64(albedo[ra[2], k]), u, v))
+        out[q, n_ch] = out.dtype(1.0)
+        d = _lerp3(wp.float64(vdepth[rn[0]]), wp.float64(vdepth[rn[1]]), wp.float64(vdepth[rn[2]]), u, v)
+        depth[q] = depth.dtype(d)
+
+
+@wp.func
+def _add_row3(a: wp.array2d(dtype=Any), i: int, x: wp.vec3d):
+    wp.atomic_add(a, i, 0, a.dtype(x[0]))
+    wp.atomic_add(a, i, 1, a.dtype(x[1]))
+    wp.atomic_add(a, i, 2, a.dtype(x[2]))
+
+
+@wp.kernel
+def shade_bwd_kernel(
+    pos: wp.array3d(dtype=Any),
+    tri: wp.array(dtype=wp.vec3i),
+    rast: wp.array2d(dtype=Any),
+    albedo: wp.array2d(dtype=Any),
+    alb_off: int,
+    normals: wp.array2d(dtype=Any),
+    vdepth: wp.array(dtype=Any),
+    gamma: wp.array3d(dtype=Any),
+    lit: int,
+    n_vert: int,
+    height: int,
+    width: int,
+    span: int,
+    b: int,
+    gout: wp.array2d(dtype=Any),
+    gdepth: wp.array(dtype=Any),
+    want_albedo: int,
+    want_pos: int,
+    g_albedo: wp.array2d(dtype=Any),
+    g_normals: wp.array2d(dtype=Any),
+    g_vdepth: wp.array(dtype=Any),
+    g_gamma: wp.array3d(dtype=wp.float64),
+    gpos: wp.array3d(dtype=wp.float64),
+):
+    """Backward of ``shade_fwd_kernel`` over the same pixels: adds into the per-vertex gradients of albedo,
+    normals and depth (barycentric weights), into ``g_gamma [B,3,9]`` (summed over the span first) and,
+    through d(out)/d(u, v), into the clip-space positions (``_bary_grad_pixel``). The coverage channel is
+    constant on covered pixels: its gradient goes nowhere here (antialias carries silhouette gradients)."""
+    i = wp.tid()
+    hw = height * width
+    q0 = b * hw + i * span
+    q1 = wp.min(q0 + span, (b + 1) * hw)
+    n_ch = albedo.shape[1]
+    acc = mat39d()
+    eps = wp.float64(1e-12)
+    gam0 = vec9d()
+    gam1 = vec9d()
+    gam2 = vec9d()
+    if lit != 0:
+        gam0 = _gamma_row(gamma, b, 0)
+        gam1 = _gamma_row(gamma, b, 1)
+        gam2 = _gamma_row(gamma, b, 2)
+    for q in range(q0, q1):
+        tf = rast[q, 3]
+        if tf <= rast.dtype(0.0):
+            continue
+        u = wp.float64(rast[q, 0])
+        v = wp.float64(rast[q, 1])
+        w = wp.float64(1.0) - u - v
+        t = int(tf) - 1
+        idx = tri[t]
+        ra = wp.vec3i(idx[0] + b * alb_off, idx[1] + b * alb_off, idx[2] + b * alb_off)
+        rn = wp.vec3i(idx[0] + b * n_vert, idx[1] + b * n_vert, idx[2] + b * n_vert)
+        gu = wp.float64(0.0)
+        gv = wp.float64(0.0)
+        if lit != 0:  # C = 3, whole-vector maths
+            m = _normal_at(normals, rn[0], rn[1], rn[2], u, v)
+            len_m = wp.length(m)
+            nrm = wp.max(len_m, eps)
+            n = m / nrm
+            y = _sh9(n)
+            a0 = _row3(albedo, ra[0])
+            a1 = _row3(albedo, ra[1])
+            a2 = _row3(albedo, ra[2])
+            a = a2 + u * (a0 - a2) + v * (a1 - a2)
+            g = wp.vec3d(wp.float64(gout[q, 0]), wp.float64(gout[q, 1]), wp.float64(gout[q, 2]))
+            light = wp.vec3d(wp.dot(gam0, y), wp.dot(gam1, y), wp.dot(gam2, y))
+            gl = wp.cw_mul(g, a)  # d loss / d light
+            acc += wp.outer(gl, y)
+            gy = gl[0] * gam0 + gl[1] * gam1 + gl[2] * gam2  # d loss / d Y
+            ga = wp.cw_mul(g, light)  # d loss / d albedo at the pixel
+            if want_albedo != 0:
+                _add_row3(g_albedo, ra[0], u * ga)
+                _add_row3(g_albedo, ra[1], v * ga)
+                _add_row3(g_albedo, ra[2], w * ga)
+            gu += wp.dot(ga, a0 - a2)
+            gv += wp.dot(ga, a1 - a2)
+            # d Y / d n of the bare basis (1, -y, z, -x, xy, -yz, 3z^2 - 1, -xz, x^2 - y^2)
+            gn = wp.vec3d(
+                -gy[3] + gy[4] * n[1] - gy[7] * n[2] + wp.float64(2.0) * n[0] * gy[8],
+                -gy[1] + gy[4] * n[0] - gy[5] * n[2] - wp.float64(2.0) * n[1] * gy[8],
+                gy[2] - gy[5] * n[1] + wp.float64(6.0) * n[2] * gy[6] - gy[7] * n[0],
+            )
+            # through n = m / max(|m|, eps)
+            gm = gn / nrm
+            if len_m > eps:
+                gm = (gn - n * wp.dot(n, gn)) / nrm
+            _add_row3(g_normals, rn[0], u * gm)
+            _add_row3(g_normals, rn[1], v * gm)
+            _add_row3(g_normals, rn[2], w * gm)
+            n2 = _row3(normals, rn[2])
+            gu += wp.dot(gm, _row3(normals, rn[0]) - n2)
+            gv += wp.dot(gm, _row3(normals, rn[1]) - n2)
+        else:
+            for k in range(n_ch):
+                a0s = wp.float64(albedo[ra[0], k])
+                a1s = wp.float64(albedo[ra[1], k])
+                a2s = wp.float64(albedo[ra[2], k])
+                gs = wp.float64(gout[q, k])
+                if want_albedo != 0:
+                    wp.atomic_add(g_albedo, ra[0], k, g_albedo.dtype(u * gs))
+                    wp.atomic_add(g_albedo, ra[1], k, g_albedo.dtype(v * gs))
+                    wp.atomic_add(g_albedo, ra[2], k, g_albedo.dtype(w * gs))
+                gu += gs * (a0s - a2s)
+                gv += gs * (a1s - a2s)
+        gd = wp.float64(gdepth[q])
+        wp.atomic_add(g_vdepth, rn[0], g_vdepth.dtype(u * gd))
+        wp.atomic_add(g_vdepth, rn[1], g_vdepth.dtype(v * gd))
+        wp.atomic_add(g_vdepth, rn[2], g_vdepth.dtype(w * gd))
+        d2 = wp.float64(vdepth[rn[2]])
+        gu += gd * (wp.float64(vdepth[rn[0]]) - d2)
+        gv += gd * (wp.float64(vdepth[rn[1]]) - d2)
+        if want_pos != 0:
+            rc = q - b * hw
+            r = rc // width
+            _bary_grad_pixel(pos, tri, b, r, rc - r * width, t, gu, gv, wp.float64(0.0), height, width, gpos)
+    if lit != 0:
+        for k in range(3):
+            for j in range(9):
+                wp.atomic_add(g_gamma, b, k, j, acc[k, j])
+
+
+for _s in _F:
+    _a2 = wp.array2d(dtype=_s)
+    _a1 = wp.array(dtype=_s)
+    wp.overload(
+        shade_fwd_kernel,
+        {
+            "rast": _a2,
+            "albedo": _a2,
+            "normals": _a2,
+            "vdepth": _a1,
+            "gamma": wp.array3d(dtype=_s),
+            "out": _a2,
+            "depth": _a1,
+        },
+    )
+    wp.overload(
+        shade_bwd_kernel,
+        {
+            "pos": wp.array3d(dtype=_s),
+            "rast": _a2,
+            "albedo": _a2,
+            "normals": _a2,
+            "vdepth": _a1,
+            "gamma": wp.array3d(dtype=_s),
+            "gout": _a2,
+            "gdepth": _a1,
+            "g_albedo": _a2,
+            "g_normals": _a2,
+            "g_vdepth": _a1,
+        },
+    )

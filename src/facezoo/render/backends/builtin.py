@@ -510,3 +510,134 @@ def face_normal_sum_warp(verts: torch.Tensor, tri: torch.Tensor, grad: torch.Ten
     else:
         _parallel(run, _chunks(batch, torch.get_num_threads()), batch * tri.shape[0])
     return out
+
+
+def _item_spans(device: torch.device, height: int, width: int) -> tuple[int, int]:
+    """(pixels per thread, threads per batch item) of the per-pixel kernels."""
+    span = _span(device, width)
+    return span, -(-height * width // span)
+
+
+def shade_fwd_warp(
+    rast: torch.Tensor,
+    tri: torch.Tensor,
+    albedo: torch.Tensor,
+    alb_off: int,
+    normals: torch.Tensor | None,
+    vdepth: torch.Tensor,
+    gamma: torch.Tensor | None,
+    out: torch.Tensor,
+    depth: torch.Tensor,
+) -> None:
+    """Runs ``_warp_kernels.shade_fwd_kernel`` over ``rast [B,H,W,4]`` (all arrays of one float dtype,
+    contiguous; ``normals [B*V,3]``/``gamma [B,3,9]`` None when unlit), writing ``out [B*H*W,C+1]`` (holds
+    the background) and ``depth [B*H*W]``. CPU threads own whole batch items."""
+    wp, k = _warp()
+    batch, height, width = rast.shape[:3]
+    n_vert = vdepth.shape[0] // batch
+    lit = normals is not None
+    if not lit:
+        normals = vdepth.new_zeros(1, 3)
+        gamma = vdepth.new_zeros(1, 3, 9)
+    head = [
+        wp.from_torch(rast.reshape(-1, 4)),
+        wp.from_torch(tri, dtype=wp.vec3i),
+        wp.from_torch(albedo),
+        alb_off,
+        wp.from_torch(normals),
+        wp.from_torch(vdepth),
+        wp.from_torch(gamma),
+        int(lit),
+        n_vert,
+        height * width,
+    ]
+    tail = [wp.from_torch(out), wp.from_torch(depth)]
+    device, ctx = _launch_ctx(rast.device)
+    span, n_span = _item_spans(rast.device, height, width)
+
+    def run(items: tuple[int, int]) -> None:
+        with ctx:
+            for b in range(*items):
+                wp.launch(k.shade_fwd_kernel, dim=n_span, inputs=[*head, span, b, *tail], device=device)
+
+    if rast.device.type == "cuda":  # pragma: no cover - needs CUDA
+        run((0, batch))
+    else:
+        _parallel(run, _chunks(batch, torch.get_num_threads()), batch * height * width)
+
+
+def shade_bwd_warp(
+    pos: torch.Tensor,
+    rast: torch.Tensor,
+    tri: torch.Tensor,
+    albedo: torch.Tensor,
+    alb_off: int,
+    normals: torch.Tensor | None,
+    vdepth: torch.Tensor,
+    gamma: torch.Tensor | None,
+    gout: torch.Tensor,
+    gdepth: torch.Tensor,
+    want_albedo: bool,
+    want_pos: bool,
+):
+    """Gradients ``(g_albedo, g_normals, g_vdepth, g_gamma, g_pos)`` of :func:`shade_fwd_warp` given those of
+    ``out`` and ``depth`` (None for unlit normals/gamma; g_albedo None unless wanted; g_gamma and g_pos
+    float64). Shared albedo (``alb_off`` 0) gets one gradient buffer per CPU thread, summed afterwards."""
+    wp, k = _warp()
+    batch, height, width = rast.shape[:3]
+    n_vert = vdepth.shape[0] // batch
+    lit = normals is not None
+    if not lit:
+        normals = vdepth.new_zeros(1, 3)
+        gamma = vdepth.new_zeros(1, 3, 9)
+    g_normals = torch.zeros_like(normals)
+    g_vdepth = torch.zeros_like(vdepth)
+    g_gamma = torch.zeros(gamma.shape, dtype=torch.float64, device=gamma.device)
+    gpos = torch.zeros(pos.shape if want_pos else (1, 1, 4), dtype=torch.float64, device=pos.device)
+    cpu = rast.device.type != "cuda"
+    jobs = _chunks(batch, torch.get_num_threads() if cpu else 1)
+    if not want_albedo:
+        buffers = [albedo.new_zeros(1, albedo.shape[1])] * len(jobs)
+    elif alb_off > 0 or len(jobs) == 1:
+        buffers = [torch.zeros_like(albedo)] * len(jobs)
+    else:
+        buffers = [torch.zeros_like(albedo) for _ in jobs]
+    head = [
+        wp.from_torch(pos),
+        wp.from_torch(tri, dtype=wp.vec3i),
+        wp.from_torch(rast.reshape(-1, 4)),
+        wp.from_torch(albedo),
+        alb_off,
+        wp.from_torch(normals),
+        wp.from_torch(vdepth),
+        wp.from_torch(gamma),
+        int(lit),
+        n_vert,
+        height,
+        width,
+    ]
+    grads = [wp.from_torch(gout), wp.from_torch(gdepth), int(want_albedo), int(want_pos)]
+    tail = [wp.from_torch(g_normals), wp.from_torch(g_vdepth), wp.from_torch(g_gamma), wp.from_torch(gpos)]
+    device, ctx = _launch_ctx(rast.device)
+    span, n_span = _item_spans(rast.device, height, width)
+
+    def run(job: tuple[int, tuple[int, int]]) -> None:
+        j, items = job
+        wa = wp.from_torch(buffers[j])
+        with ctx:
+            for b in range(*items):
+                wp.launch(
+                    k.shade_bwd_kernel, dim=n_span, inputs=[*head, span, b, *grads, wa, *tail], device=device
+                )
+
+    if not cpu:  # pragma: no cover - needs CUDA
+        run((0, (0, batch)))
+    else:
+        _parallel(run, list(enumerate(jobs)), batch * height * width)
+    g_albedo = None
+    if want_albedo:
+        g_albedo = buffers[0]
+        for extra in buffers[1:]:
+            if extra is not buffers[0]:
+                g_albedo = g_albedo + extra
+    return g_albedo, (g_normals if lit else None), g_vdepth, (g_gamma if lit else None), gpos
