@@ -172,3 +172,67 @@ def test_gradcheck_antialias_colour_and_positions():
     f = lambda c, p: antialias(c, rast, p, tri)  # noqa: E731
     assert not torch.equal(f(color, pos), color)  # there are silhouette pairs to blend
     assert torch.autograd.gradcheck(f, (color, pos), eps=1e-7, atol=1e-5)
+
+
+def _face_scene(batch=2, size=48):
+    pos, tri = grid_surface(1600)
+    v = pos[0, :, :2] / pos[0, :, 3:] * 60
+    verts = torch.cat((v, -pos[0, :, 3:] * 30), -1)[None].repeat(batch, 1, 1)
+    verts[1:, :, 0] += 5.0
+    rot = torch.eye(3)[None].repeat(batch, 1, 1)
+    rot[1:] = torch.tensor([[0.96, 0.0, 0.28], [0.0, 1.0, 0.0], [-0.28, 0.0, 0.96]])
+    cam = WeakPerspective(torch.full((batch,), 0.5), rot, torch.full((batch, 2), size / 2))
+    return verts, tri, cam
+
+
+@needs_warp
+@pytest.mark.parametrize("case", ["lit_shared", "lit_per_item", "unlit_4ch", "image_background"])
+def test_fused_pixel_stage_matches_the_unfused_ops(monkeypatch, case):
+    """shade_pixels (one Warp pass) = interpolate -> normalise -> SH -> composite, values and gradients."""
+    shade_module = importlib.import_module("facezoo.render.shade_pixels")
+    verts, tri, cam = _face_scene()
+    n_ch = 4 if case == "unlit_4ch" else 3
+    colors = torch.rand(2 if case == "lit_per_item" else 1, verts.shape[1], n_ch)
+    light = None if case == "unlit_4ch" else torch.randn(2, 27) * 0.3 + torch.eye(27)[[0, 9, 18]].sum(0)
+    bg = torch.rand(2, n_ch, 48, 48) if case == "image_background" else 0.3
+    weight = torch.rand(2, n_ch, 48, 48)
+
+    def run(fused):
+        monkeypatch.setattr(shade_module, "USE_FUSED", fused)
+        x = verts.clone().requires_grad_(True)
+        c = colors.clone().requires_grad_(True)
+        g = None if light is None else light.clone().requires_grad_(True)
+        b = bg.clone().requires_grad_(True) if isinstance(bg, torch.Tensor) else bg
+        out = MeshRenderer((48, 48))(x, tri, cam, colors=c, lighting=g, background=b)
+        ((out.image * weight).sum() + (out.depth * 0.01).sum() + out.mask.sum()).backward()
+        grads = (
+            [x.grad, c.grad]
+            + ([] if g is None else [g.grad])
+            + ([b.grad] if isinstance(b, torch.Tensor) else [])
+        )
+        return [out.image, out.mask, out.depth, out.visible] + grads
+
+    fast, slow = run(True), run(False)
+    assert fast[1].gt(0).float().mean() > 0.3  # the face covers the image: the test is not vacuous
+    for a, b in zip(fast, slow):
+        if a.dtype == torch.bool:
+            assert torch.equal(a, b)
+        else:
+            torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4 * float(b.detach().abs().max()))
+
+
+@needs_warp
+def test_vertex_visibility_warp_matches_pytorch():
+    from facezoo.render.backends.builtin import visibility_warp
+    from facezoo.render.renderer import vertex_visibility
+
+    verts, tri, cam = _face_scene()
+    view = cam.view(verts)
+    pos = cam.view_to_clip(view, (48, 48)).contiguous()
+    rast = rasterize(pos, tri, (48, 48))
+    vd = -view[..., 2].contiguous()
+    depth = interpolate(vd[..., None], rast, tri)[..., 0].contiguous()
+    tol = torch.tensor([0.5, 2.0])
+    ref = vertex_visibility(pos, vd, depth, rast[..., 3] > 0, tol)
+    assert 0 < ref.float().mean() < 1
+    assert torch.equal(visibility_warp(pos, vd, depth, rast, tol), ref)

@@ -198,11 +198,22 @@ class MeshRenderer(nn.Module):
             both = _antialias(both, rast, pos, tri)
         image, mask = both.split((both.shape[-1] - 1, 1), dim=-1)  # backward: one cat
         depth = depth.view(batch, height, width)
-        covered = rast[..., 3] > 0
         extent = (vdepth.amax(dim=(1, 2)) - vdepth.amin(dim=(1, 2))).detach()
-        visible = vertex_visibility(
-            pos.detach(), vdepth[..., 0].detach(), depth.detach(), covered, self.visibility_tolerance * extent
-        )
+        tol = self.visibility_tolerance * extent
+        if fused:  # the same rule in one Warp pass
+            from facezoo.render.backends.builtin import visibility_warp
+
+            d = vertices.dtype
+            visible = visibility_warp(
+                pos.detach().contiguous(),
+                vdepth[..., 0].detach().contiguous(),
+                depth.detach().to(d).contiguous(),
+                rast.to(d).contiguous(),
+                tol.to(d).contiguous(),
+            )
+        else:
+            covered = rast[..., 3] > 0
+            visible = vertex_visibility(pos.detach(), vdepth[..., 0].detach(), depth.detach(), covered, tol)
         return RenderOutput(
             image=image.permute(0, 3, 1, 2),
             mask=mask.permute(0, 3, 1, 2),

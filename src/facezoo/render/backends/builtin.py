@@ -641,3 +641,20 @@ def shade_bwd_warp(
             if extra is not buffers[0]:
                 g_albedo = g_albedo + extra
     return g_albedo, (g_normals if lit else None), g_vdepth, (g_gamma if lit else None), gpos
+
+
+def visibility_warp(
+    pos: torch.Tensor, vdepth: torch.Tensor, depth: torch.Tensor, rast: torch.Tensor, tol: torch.Tensor
+) -> torch.Tensor:
+    """``[B,V]`` bool: ``renderer.vertex_visibility``'s rule in one Warp pass (``pos [B,V,4]``, ``vdepth
+    [B,V]``, ``depth [B,H,W]``, ``rast [B,H,W,4]``, ``tol [B]``, all of pos's dtype, contiguous)."""
+    wp, k = _warp()
+    batch, n_vert = pos.shape[:2]
+    out = torch.empty((batch, n_vert), dtype=torch.bool, device=pos.device)
+    args = [wp.from_torch(x) for x in (pos, vdepth, depth, rast, tol)]
+    wo = wp.from_torch(out, dtype=wp.bool)
+    device, ctx = _launch_ctx(pos.device)
+    with ctx:
+        for b in range(batch):
+            wp.launch(k.visibility_kernel, dim=n_vert, inputs=[*args, b, wo], device=device)
+    return out
