@@ -136,7 +136,11 @@ def main() -> None:
     for r in rows:
         print(f"{r['image_size']:>5} {r['backbone']:>9} {r['vertices']:>8} {r['batch']:>5} "
               f"{r['train_img_per_s']:>12.1f} {r['data_samples_per_s']:>15.1f}")  # fmt: skip
-    result = {"device": "cpu", "threads": torch.get_num_threads(), "throughput": rows}
+    # merge into earlier results so that a --skip-throughput or a throughput-only run keeps the other part
+    result = json.loads(OUT.read_text()) if OUT.is_file() else {}
+    result.update({"device": "cpu", "threads": torch.get_num_threads()})
+    if rows:
+        result["throughput"] = rows
     if args.cnet:
         import tempfile
 
