@@ -5,27 +5,30 @@ from __future__ import annotations
 
 import torch
 from torch.autograd.function import once_differentiable
-from torch.nn import functional as F
 
 from facezoo.render._cache import tri_int32
 
 
-class _FaceNormalSum(torch.autograd.Function):
+class _VertexNormals(torch.autograd.Function):
+    """Sum of the incident triangles' ``(v1 - v0) x (v2 - v0)`` per vertex, then ``F.normalize``'s rule, both
+    in Warp (forward and backward: a pass over the triangles and one over the vertices per batch item)."""
+
     @staticmethod
     def forward(ctx, verts, tri32):
-        from facezoo.render.backends.builtin import face_normal_sum_warp
+        from facezoo.render.backends.builtin import vertex_normals_warp
 
         verts = verts.detach().contiguous()
-        ctx.save_for_backward(verts, tri32)
-        return face_normal_sum_warp(verts, tri32)
+        unit, summed = vertex_normals_warp(verts, tri32)
+        ctx.save_for_backward(verts, tri32, summed)
+        return unit
 
     @staticmethod
     @once_differentiable
     def backward(ctx, grad):
-        from facezoo.render.backends.builtin import face_normal_sum_warp
+        from facezoo.render.backends.builtin import vertex_normals_bwd_warp
 
-        verts, tri32 = ctx.saved_tensors
-        return face_normal_sum_warp(verts, tri32, grad), None
+        verts, tri32, summed = ctx.saved_tensors
+        return vertex_normals_bwd_warp(verts, tri32, summed, grad), None
 
 
 def vertex_normals(vertices: torch.Tensor, triangles: torch.Tensor) -> torch.Tensor:
@@ -44,5 +47,4 @@ def vertex_normals(vertices: torch.Tensor, triangles: torch.Tensor) -> torch.Ten
         from facezoo.geometry.mesh import vertex_normals as reference
 
         return reference(vertices, triangles)
-    summed = _FaceNormalSum.apply(vertices, tri_int32(triangles))
-    return F.normalize(summed, dim=-1, eps=1e-12)
+    return _VertexNormals.apply(vertices, tri_int32(triangles))

@@ -258,7 +258,7 @@ def _bary_grad_pixel(
     gz: wp.float64,
     height: int,
     width: int,
-    gpos: wp.array3d(dtype=wp.float64),
+    gpos: wp.array3d(dtype=Any),
 ):
     """Adds d loss / d pos of pixel (r, c) covered by triangle t, given d loss / d (u, v, z/w)."""
     idx = tri[t]
@@ -353,11 +353,11 @@ def bary_grad_packed_kernel(
 
 
 @wp.func
-def _add4(gpos: wp.array3d(dtype=wp.float64), b: int, i: int, gxyw: wp.vec3d, gz: wp.float64):
-    wp.atomic_add(gpos, b, i, 0, gxyw[0])
-    wp.atomic_add(gpos, b, i, 1, gxyw[1])
-    wp.atomic_add(gpos, b, i, 2, gz)
-    wp.atomic_add(gpos, b, i, 3, gxyw[2])
+def _add4(gpos: wp.array3d(dtype=Any), b: int, i: int, gxyw: wp.vec3d, gz: wp.float64):
+    wp.atomic_add(gpos, b, i, 0, gpos.dtype(gxyw[0]))
+    wp.atomic_add(gpos, b, i, 1, gpos.dtype(gxyw[1]))
+    wp.atomic_add(gpos, b, i, 2, gpos.dtype(gz))
+    wp.atomic_add(gpos, b, i, 3, gpos.dtype(gxyw[2]))
 
 
 for _s in _F:
@@ -839,7 +839,7 @@ def shade_bwd_kernel(
     g_normals: wp.array2d(dtype=Any),
     g_vdepth: wp.array(dtype=Any),
     g_gamma: wp.array3d(dtype=wp.float64),
-    gpos: wp.array3d(dtype=wp.float64),
+    gpos: wp.array3d(dtype=Any),
 ):
     """Backward of ``shade_fwd_kernel`` over the same pixels: adds into the per-vertex gradients of albedo,
     normals and depth (barycentric weights), into ``g_gamma [B,3,9]`` (summed over the span first) and,
@@ -968,6 +968,7 @@ for _s in _F:
             "g_albedo": _a2,
             "g_normals": _a2,
             "g_vdepth": _a1,
+            "gpos": wp.array3d(dtype=_s),
         },
     )
 
@@ -1014,3 +1015,47 @@ for _s in _F:
             "tol": wp.array(dtype=_s),
         },
     )
+
+
+@wp.kernel
+def normalize_rows_kernel(m: wp.array3d(dtype=Any), b: int, out: wp.array3d(dtype=Any)):
+    """``out[b, i] = m[b, i] / max(|m[b, i]|, 1e-12)`` (``F.normalize``'s rule)."""
+    i = wp.tid()
+    x = m[b, i, 0]
+    y = m[b, i, 1]
+    z = m[b, i, 2]
+    inv = m.dtype(1.0) / wp.max(wp.sqrt(x * x + y * y + z * z), m.dtype(1e-12))
+    out[b, i, 0] = x * inv
+    out[b, i, 1] = y * inv
+    out[b, i, 2] = z * inv
+
+
+@wp.kernel
+def normalize_rows_bwd_kernel(
+    m: wp.array3d(dtype=Any), grad: wp.array3d(dtype=Any), b: int, out: wp.array3d(dtype=Any)
+):
+    """Backward of ``normalize_rows_kernel``: ``(g - n (n . g)) / |m|``, or ``g / eps`` where ``|m| <= eps``
+    (the clamp passes no gradient), written into ``out``."""
+    i = wp.tid()
+    x = m[b, i, 0]
+    y = m[b, i, 1]
+    z = m[b, i, 2]
+    gx = grad[b, i, 0]
+    gy = grad[b, i, 1]
+    gz = grad[b, i, 2]
+    length = wp.sqrt(x * x + y * y + z * z)
+    eps = m.dtype(1e-12)
+    if length > eps:
+        inv = m.dtype(1.0) / length
+        d = (x * gx + y * gy + z * gz) * inv * inv
+        out[b, i, 0] = (gx - x * d) * inv
+        out[b, i, 1] = (gy - y * d) * inv
+        out[b, i, 2] = (gz - z * d) * inv
+    else:
+        out[b, i, 0] = gx / eps
+        out[b, i, 1] = gy / eps
+        out[b, i, 2] = gz / eps
+
+
+_overload(normalize_rows_kernel, m=(3, 0), out=(3, 0))
+_overload(normalize_rows_bwd_kernel, m=(3, 0), grad=(3, 0), out=(3, 0))

@@ -479,31 +479,50 @@ def interpolate_bwd_warp(
     return grad_attr, grad_rast
 
 
-def face_normal_sum_warp(verts: torch.Tensor, tri: torch.Tensor, grad: torch.Tensor | None = None):
-    """``[B,V,3]``: per vertex, the sum of its triangles' unnormalised normals (``grad`` None), or the
-    gradient w.r.t. ``verts`` of that sum given its gradient ``grad [B,V,3]``. ``verts`` contiguous
-    float32/float64, ``tri [T,3]`` int32 contiguous. CPU threads own whole batch items."""
+def vertex_normals_warp(verts: torch.Tensor, tri: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(unit normals, summed normals)``, both ``[B,V,3]``: per vertex the sum m of its triangles'
+    unnormalised normals and ``m / max(|m|, 1e-12)``. ``verts`` contiguous float32/float64, ``tri [T,3]``
+    int32 contiguous. CPU threads own whole batch items (the atomic adds never race)."""
     wp, k = _warp()
-    batch = verts.shape[0]
-    out = torch.zeros_like(verts)
-    wv, wt, wo = wp.from_torch(verts), wp.from_torch(tri, dtype=wp.vec3i), wp.from_torch(out)
-    wg = None if grad is None else wp.from_torch(grad.to(verts.dtype).contiguous())
+    batch, n_vert = verts.shape[:2]
+    summed = torch.zeros_like(verts)
+    unit = torch.empty_like(verts)
+    wv, wt = wp.from_torch(verts), wp.from_torch(tri, dtype=wp.vec3i)
+    ws, wu = wp.from_torch(summed), wp.from_torch(unit)
     device, ctx = _launch_ctx(verts.device)
 
     def run(items: tuple[int, int]) -> None:
         with ctx:
             for b in range(*items):
-                if wg is None:
-                    wp.launch(
-                        k.face_normal_sum_kernel, dim=tri.shape[0], inputs=[wv, wt, b, wo], device=device
-                    )
-                else:
-                    wp.launch(
-                        k.face_normal_sum_bwd_kernel,
-                        dim=tri.shape[0],
-                        inputs=[wv, wt, wg, b, wo],
-                        device=device,
-                    )
+                wp.launch(k.face_normal_sum_kernel, dim=tri.shape[0], inputs=[wv, wt, b, ws], device=device)
+                wp.launch(k.normalize_rows_kernel, dim=n_vert, inputs=[ws, b, wu], device=device)
+
+    if verts.device.type == "cuda":  # pragma: no cover - needs CUDA
+        run((0, batch))
+    else:
+        _parallel(run, _chunks(batch, torch.get_num_threads()), batch * tri.shape[0])
+    return unit, summed
+
+
+def vertex_normals_bwd_warp(
+    verts: torch.Tensor, tri: torch.Tensor, summed: torch.Tensor, grad: torch.Tensor
+) -> torch.Tensor:
+    """Gradient w.r.t. ``verts [B,V,3]`` of :func:`vertex_normals_warp`'s unit normals given theirs."""
+    wp, k = _warp()
+    batch, n_vert = verts.shape[:2]
+    g_sum = torch.empty_like(verts)
+    out = torch.zeros_like(verts)
+    wv, wt, ws = wp.from_torch(verts), wp.from_torch(tri, dtype=wp.vec3i), wp.from_torch(summed)
+    wg, wgs, wo = wp.from_torch(grad.to(verts.dtype).contiguous()), wp.from_torch(g_sum), wp.from_torch(out)
+    device, ctx = _launch_ctx(verts.device)
+
+    def run(items: tuple[int, int]) -> None:
+        with ctx:
+            for b in range(*items):
+                wp.launch(k.normalize_rows_bwd_kernel, dim=n_vert, inputs=[ws, wg, b, wgs], device=device)
+                wp.launch(
+                    k.face_normal_sum_bwd_kernel, dim=tri.shape[0], inputs=[wv, wt, wgs, b, wo], device=device
+                )
 
     if verts.device.type == "cuda":  # pragma: no cover - needs CUDA
         run((0, batch))
@@ -581,8 +600,9 @@ def shade_bwd_warp(
     want_pos: bool,
 ):
     """Gradients ``(g_albedo, g_normals, g_vdepth, g_gamma, g_pos)`` of :func:`shade_fwd_warp` given those of
-    ``out`` and ``depth`` (None for unlit normals/gamma; g_albedo None unless wanted; g_gamma and g_pos
-    float64). Shared albedo (``alb_off`` 0) gets one gradient buffer per CPU thread, summed afterwards."""
+    ``out`` and ``depth`` (None for unlit normals/gamma; g_albedo None unless wanted; g_gamma float64,
+    g_pos in pos's dtype). Shared albedo (``alb_off`` 0) gets one gradient buffer per CPU thread, summed
+    afterwards."""
     wp, k = _warp()
     batch, height, width = rast.shape[:3]
     n_vert = vdepth.shape[0] // batch
@@ -593,7 +613,9 @@ def shade_bwd_warp(
     g_normals = torch.zeros_like(normals)
     g_vdepth = torch.zeros_like(vdepth)
     g_gamma = torch.zeros(gamma.shape, dtype=torch.float64, device=gamma.device)
-    gpos = torch.zeros(pos.shape if want_pos else (1, 1, 4), dtype=torch.float64, device=pos.device)
+    # position gradients accumulate in pos's dtype (float32 like nvdiffrast's; each vertex sums a few dozen
+    # pixels' terms, each computed in float64)
+    gpos = torch.zeros(pos.shape if want_pos else (1, 1, 4), dtype=pos.dtype, device=pos.device)
     cpu = rast.device.type != "cuda"
     jobs = _chunks(batch, torch.get_num_threads() if cpu else 1)
     if not want_albedo:
