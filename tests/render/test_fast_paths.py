@@ -236,3 +236,23 @@ def test_vertex_visibility_warp_matches_pytorch():
     ref = vertex_visibility(pos, vd, depth, rast[..., 3] > 0, tol)
     assert 0 < ref.float().mean() < 1
     assert torch.equal(visibility_warp(pos, vd, depth, rast, tol), ref)
+
+
+@needs_warp
+def test_antialias_reuses_the_rasterizers_orientations_only_for_the_same_positions():
+    from facezoo.render._cache import tri_int32
+    from facezoo.render.backends.builtin import raster_aux, silhouette_codes_warp
+
+    pos, tri = _two_poses(900)
+    tri32 = tri_int32(tri)
+    rast = rasterize(pos, tri, (40, 40))
+    assert raster_aux(rast, pos, tri32) is not None
+    adj = antialias_module.edge_neighbours(tri).to(torch.int32).contiguous()
+    # a copy of rast carries no stash: the codes are recomputed from scratch and must agree
+    assert torch.equal(
+        silhouette_codes_warp(pos, tri32, adj, rast), silhouette_codes_warp(pos, tri32, adj, rast.clone())
+    )
+    moved = pos.clone()
+    assert raster_aux(rast, moved, tri32) is None  # other storage
+    pos[:, :, 0] += 0.1
+    assert raster_aux(rast, pos, tri32) is None  # modified in place

@@ -85,6 +85,7 @@ def zbuffer_kernel(
     cull: int,
     b: int,
     zbuf: wp.array3d(dtype=wp.int64),
+    orient: wp.array2d(dtype=wp.int8),
 ):
     t = wp.tid()
     idx = tri[t]
@@ -93,6 +94,15 @@ def zbuffer_kernel(
     sc = scr[b, idx[2]]
     zero = wp.float64(0.0)
     if sa[3] > zero and sb[3] > zero and sc[3] > zero:
+        # e_a(p) = (c - b) x (p - b), etc.; e_a + e_b + e_c = area (= (b - a) x (c - a)) everywhere
+        area = (sb[0] - sa[0]) * (sc[1] - sa[1]) - (sb[1] - sa[1]) * (sc[0] - sa[0])
+        # tri_orientation_kernel's value, for antialias (saves it a pass over the triangles)
+        sgn = wp.int8(0)
+        if area > zero:
+            sgn = wp.int8(1)
+        elif area < zero:
+            sgn = wp.int8(-1)
+        orient[b, t] = sgn
         # screen space: bounding box of pixel-index coordinates, then 2D edge functions
         # clamp in floating point first: far off-screen vertices would overflow int
         c0f = wp.max(zero, wp.ceil(wp.min(sa[0], wp.min(sb[0], sc[0]))))
@@ -107,8 +117,6 @@ def zbuffer_kernel(
         c1 = int(c1f)
         r0 = int(r0f)
         r1 = int(r1f)
-        # e_a(p) = (c - b) x (p - b), etc.; e_a + e_b + e_c = area (= (b - a) x (c - a)) everywhere
-        area = (sb[0] - sa[0]) * (sc[1] - sa[1]) - (sb[1] - sa[1]) * (sc[0] - sa[0])
         if area == zero:
             return
         # pixel rows point down: counter-clockwise in NDC (front facing) is area < 0 here
@@ -137,6 +145,7 @@ def zbuffer_kernel(
                     if zw >= wp.float64(-1.0) and zw <= wp.float64(1.0):
                         wp.atomic_min(zbuf, b, r, c, _key(zw, t))
         return
+    orient[b, t] = wp.int8(2)
     if sa[3] <= zero and sb[3] <= zero and sc[3] <= zero:
         return
     # crossing the near plane: homogeneous edge functions over the whole screen

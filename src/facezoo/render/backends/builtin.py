@@ -105,6 +105,8 @@ def rasterize_warp(pos: torch.Tensor, tri: torch.Tensor, height: int, width: int
     wtri = wp.from_torch(tri, dtype=wp.vec3i)
     wz = wp.from_torch(zbuf)
     wout = wp.from_torch(out)
+    orient = torch.empty((batch, n_tri), dtype=torch.int8, device=pos.device)
+    wori = wp.from_torch(orient)
     device, ctx = _launch_ctx(pos.device)
     span = _span(pos.device, width)
     n_span = -(-height * width // span)
@@ -116,7 +118,7 @@ def rasterize_warp(pos: torch.Tensor, tri: torch.Tensor, height: int, width: int
                 wp.launch(
                     k.zbuffer_kernel,
                     dim=n_tri,
-                    inputs=[wpos, wscr, wtri, height, width, int(cull), b, wz],
+                    inputs=[wpos, wscr, wtri, height, width, int(cull), b, wz, wori],
                     device=device,
                 )
                 wp.launch(
@@ -130,7 +132,30 @@ def rasterize_warp(pos: torch.Tensor, tri: torch.Tensor, height: int, width: int
         run((0, batch))
     else:
         _parallel(run, _chunks(batch, torch.get_num_threads()), batch * n_tri)
+    # antialias needs the projected vertices and triangle orientations of the same positions again
+    out._facezoo_raster_aux = (pos, pos._version, tri, tri._version, scr, orient)
     return out
+
+
+def raster_aux(rast: torch.Tensor, pos: torch.Tensor, tri: torch.Tensor):
+    """``(scr [B,V,4] float64, orient [B,T] int8)`` that :func:`rasterize_warp` computed for ``rast`` when
+    ``pos`` and ``tri`` hold the very data it rasterized (same storage, shape, strides and unmodified: the
+    stash keeps that pos alive, so its memory cannot have been reused), else None."""
+    aux = getattr(rast, "_facezoo_raster_aux", None)
+    if aux is None:
+        return None
+    p, p_version, t, t_version, scr, orient = aux
+    same = (
+        p.data_ptr() == pos.data_ptr()
+        and p.shape == pos.shape
+        and p.stride() == pos.stride()
+        and p.dtype == pos.dtype
+        and pos._version == p_version
+        and t.data_ptr() == tri.data_ptr()
+        and t.shape == tri.shape
+        and tri._version == t_version
+    )
+    return (scr, orient) if same else None
 
 
 def _pixel_ndc(height: int, width: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
@@ -344,12 +369,20 @@ def silhouette_codes_warp(
     device, ctx = _launch_ctx(pos.device)
     span = _span(pos.device, width)
     n_span = -(-height * width // span)
+    known = raster_aux(rast, pos, tri)
+    if known is not None:
+        wscr, wori = wp.from_torch(known[0], dtype=wp.vec4d), wp.from_torch(known[1])
 
     def run(items: tuple[int, int]) -> None:
         with ctx:
             for b in range(*items):
-                wp.launch(k.project_kernel, dim=n_vert, inputs=[wpos, height, width, b, wscr], device=device)
-                wp.launch(k.tri_orientation_kernel, dim=n_tri, inputs=[wscr, wtri, b, wori], device=device)
+                if known is None:
+                    wp.launch(
+                        k.project_kernel, dim=n_vert, inputs=[wpos, height, width, b, wscr], device=device
+                    )
+                    wp.launch(
+                        k.tri_orientation_kernel, dim=n_tri, inputs=[wscr, wtri, b, wori], device=device
+                    )
                 wp.launch(k.silhouette_flag_kernel, dim=n_tri, inputs=[wadj, wori, b, wflag], device=device)
                 wp.launch(
                     k.silhouette_kernel,
