@@ -14,6 +14,7 @@ from facezoo.datamodules.image_folder import ImageFolder, ImageFolderDataset
 from facezoo.datamodules.micc import MICC, MICCDataset, read_micc_annotations
 from facezoo.datamodules.mixture import Mixture
 from facezoo.datamodules.multipie import MultiPIE, MultiPIEDataset
+from facezoo.datamodules.synthetic import SyntheticFaces
 from facezoo.datamodules.vggface2 import VGGFace2, VGGFace2Dataset
 from facezoo.datamodules.w300lp import W300LP, W300LPDataset
 
@@ -28,6 +29,7 @@ __all__ = [
     "Mixture",
     "MultiPIE",
     "MultiPIEDataset",
+    "SyntheticFaces",
     "VGGFace2",
     "VGGFace2Dataset",
     "W300LP",
