@@ -11,6 +11,7 @@ from facezoo.cli import main
 
 REPO = Path(__file__).resolve().parents[1]
 ZOO_CONFIGS = sorted(p for p in (REPO / "zoo").glob("*.yaml") if p.name != "index.yaml")
+DATA_OVERLAYS = sorted((REPO / "zoo" / "data").glob("*.yaml"))
 
 
 @pytest.mark.parametrize(
@@ -51,3 +52,13 @@ def test_zoo_config_parses(config, capsys):
     assert exit_info.value.code == 0
     printed = capsys.readouterr().out
     assert "class_path" in printed and "trainer:" in printed
+
+
+@pytest.mark.parametrize("overlay", DATA_OVERLAYS, ids=[p.stem for p in DATA_OVERLAYS])
+def test_data_overlay_parses_with_a_method_config(overlay, capsys):
+    """Every zoo/data/*.yaml overlay composes with a method config and names a real datamodule class."""
+    with pytest.raises(SystemExit) as exit_info:
+        main(["fit", "--config", str(ZOO_CONFIGS[0]), "--config", str(overlay), "--print_config"])
+    assert exit_info.value.code == 0
+    printed = capsys.readouterr().out
+    assert "facezoo.datamodules." in printed
