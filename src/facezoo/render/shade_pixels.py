@@ -52,6 +52,7 @@ class _ShadePixels(torch.autograd.Function):
         shade_fwd_warp(rast, tri32, albedo, alb_off, normals, vdepth, gamma, out, depth)
         ctx.save_for_backward(pos, albedo, normals, vdepth, gamma, rast, tri32)
         ctx.alb_off = alb_off
+        ctx.set_materialize_grads(False)  # an unused depth map costs the backward nothing
         return out, depth
 
     @staticmethod
@@ -65,7 +66,6 @@ class _ShadePixels(torch.autograd.Function):
         n_ch = albedo.shape[1]
         n_pix = rast.shape[:3].numel()
         gout = albedo.new_zeros(n_pix, n_ch + 1) if gout is None else gout
-        gdepth = albedo.new_zeros(n_pix) if gdepth is None else gdepth
         g_alb, g_n, g_d, g_g, g_pos = shade_bwd_warp(
             pos.detach().contiguous(),
             rast,
@@ -76,7 +76,7 @@ class _ShadePixels(torch.autograd.Function):
             vdepth,
             gamma,
             gout.to(dtype).contiguous(),
-            gdepth.to(dtype).contiguous(),
+            None if gdepth is None else gdepth.to(dtype).contiguous(),
             need[1],
             need[0],
         )

@@ -305,6 +305,50 @@ def _bary_grad_pixel(
     _add4(gpos, b, idx[2], gc, gzd * e2)
 
 
+@wp.func
+def _bary_uv_grad_pixel(
+    pos: wp.array3d(dtype=Any),
+    tri: wp.array(dtype=wp.vec3i),
+    b: int,
+    r: int,
+    c: int,
+    t: int,
+    g0: wp.float64,
+    g1: wp.float64,
+    height: int,
+    width: int,
+    gpos: wp.array3d(dtype=Any),
+):
+    """``_bary_grad_pixel`` without a z/w gradient (u and v do not depend on z: nothing goes to channel 2)."""
+    idx = tri[t]
+    va = _vert(pos, b, idx[0])
+    vb = _vert(pos, b, idx[1])
+    vc = _vert(pos, b, idx[2])
+    p = wp.vec3d(
+        wp.float64(2 * c + 1) / wp.float64(width) - wp.float64(1.0),
+        wp.float64(1.0) - wp.float64(2 * r + 1) / wp.float64(height),
+        wp.float64(1.0),
+    )
+    e0 = wp.dot(wp.cross(vb, vc), p)
+    e1 = wp.dot(wp.cross(vc, va), p)
+    e2 = wp.dot(wp.cross(va, vb), p)
+    inv_s = wp.float64(1.0) / (e0 + e1 + e2)
+    dot = (g0 * e0 + g1 * e1) * inv_s
+    ge0 = (g0 - dot) * inv_s
+    ge1 = (g1 - dot) * inv_s
+    ge2 = -dot * inv_s
+    _add3(gpos, b, idx[0], ge1 * wp.cross(p, vc) + ge2 * wp.cross(vb, p))
+    _add3(gpos, b, idx[1], ge0 * wp.cross(vc, p) + ge2 * wp.cross(p, va))
+    _add3(gpos, b, idx[2], ge0 * wp.cross(p, vb) + ge1 * wp.cross(va, p))
+
+
+@wp.func
+def _add3(gpos: wp.array3d(dtype=Any), b: int, i: int, gxyw: wp.vec3d):
+    wp.atomic_add(gpos, b, i, 0, gpos.dtype(gxyw[0]))
+    wp.atomic_add(gpos, b, i, 1, gpos.dtype(gxyw[1]))
+    wp.atomic_add(gpos, b, i, 3, gpos.dtype(gxyw[2]))
+
+
 @wp.kernel
 def bary_grad_kernel(
     pos: wp.array3d(dtype=Any),
@@ -842,6 +886,7 @@ def shade_bwd_kernel(
     b: int,
     gout: wp.array2d(dtype=Any),
     gdepth: wp.array(dtype=Any),
+    want_depth: int,
     want_albedo: int,
     want_pos: int,
     g_albedo: wp.array2d(dtype=Any),
@@ -931,17 +976,18 @@ def shade_bwd_kernel(
                     wp.atomic_add(g_albedo, ra[2], k, g_albedo.dtype(w * gs))
                 gu += gs * (a0s - a2s)
                 gv += gs * (a1s - a2s)
-        gd = wp.float64(gdepth[q])
-        wp.atomic_add(g_vdepth, rn[0], g_vdepth.dtype(u * gd))
-        wp.atomic_add(g_vdepth, rn[1], g_vdepth.dtype(v * gd))
-        wp.atomic_add(g_vdepth, rn[2], g_vdepth.dtype(w * gd))
-        d2 = wp.float64(vdepth[rn[2]])
-        gu += gd * (wp.float64(vdepth[rn[0]]) - d2)
-        gv += gd * (wp.float64(vdepth[rn[1]]) - d2)
+        if want_depth != 0:
+            gd = wp.float64(gdepth[q])
+            wp.atomic_add(g_vdepth, rn[0], g_vdepth.dtype(u * gd))
+            wp.atomic_add(g_vdepth, rn[1], g_vdepth.dtype(v * gd))
+            wp.atomic_add(g_vdepth, rn[2], g_vdepth.dtype(w * gd))
+            d2 = wp.float64(vdepth[rn[2]])
+            gu += gd * (wp.float64(vdepth[rn[0]]) - d2)
+            gv += gd * (wp.float64(vdepth[rn[1]]) - d2)
         if want_pos != 0:
             rc = q - b * hw
             r = rc // width
-            _bary_grad_pixel(pos, tri, b, r, rc - r * width, t, gu, gv, wp.float64(0.0), height, width, gpos)
+            _bary_uv_grad_pixel(pos, tri, b, r, rc - r * width, t, gu, gv, height, width, gpos)
     if lit != 0:
         for k in range(3):
             for j in range(9):

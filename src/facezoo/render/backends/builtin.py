@@ -628,14 +628,14 @@ def shade_bwd_warp(
     vdepth: torch.Tensor,
     gamma: torch.Tensor | None,
     gout: torch.Tensor,
-    gdepth: torch.Tensor,
+    gdepth: torch.Tensor | None,
     want_albedo: bool,
     want_pos: bool,
 ):
     """Gradients ``(g_albedo, g_normals, g_vdepth, g_gamma, g_pos)`` of :func:`shade_fwd_warp` given those of
-    ``out`` and ``depth`` (None for unlit normals/gamma; g_albedo None unless wanted; g_gamma float64,
-    g_pos in pos's dtype). Shared albedo (``alb_off`` 0) gets one gradient buffer per CPU thread, summed
-    afterwards."""
+    ``out`` and ``depth`` (``gdepth`` None: the depth map is unused). None for unlit normals/gamma; g_albedo
+    None unless wanted; g_gamma float64, g_pos in pos's dtype. Shared albedo (``alb_off`` 0) gets one
+    gradient buffer per CPU thread, summed afterwards."""
     wp, k = _warp()
     batch, height, width = rast.shape[:3]
     n_vert = vdepth.shape[0] // batch
@@ -671,7 +671,9 @@ def shade_bwd_warp(
         height,
         width,
     ]
-    grads = [wp.from_torch(gout), wp.from_torch(gdepth), int(want_albedo), int(want_pos)]
+    want_depth = gdepth is not None
+    gdepth = gdepth if want_depth else vdepth.new_zeros(1)
+    grads = [wp.from_torch(gout), wp.from_torch(gdepth), int(want_depth), int(want_albedo), int(want_pos)]
     tail = [wp.from_torch(g_normals), wp.from_torch(g_vdepth), wp.from_torch(g_gamma), wp.from_torch(gpos)]
     device, ctx = _launch_ctx(rast.device)
     span, n_span = _item_spans(rast.device, height, width)
