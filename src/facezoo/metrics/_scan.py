@@ -63,8 +63,8 @@ def align_prediction(
     pred: np.ndarray,
     scan: np.ndarray,
     *,
-    pred_landmarks: np.ndarray | None,
-    scan_landmarks: np.ndarray | None,
+    pred_landmarks,
+    scan_landmarks,
     stages: tuple[str, ...],
     max_correspondence_distance: float,
     max_iterations: int,
@@ -84,6 +84,8 @@ def align_prediction(
     if (pred_landmarks is None) != (scan_landmarks is None):
         raise ValueError("pred_landmarks/target_landmarks: give both or neither")
     if pred_landmarks is not None:
+        pred_landmarks = to_numpy64("pred_landmarks", pred_landmarks)
+        scan_landmarks = to_numpy64("target_landmarks", scan_landmarks)
         if pred_landmarks.shape != scan_landmarks.shape or len(pred_landmarks) < 3:
             raise ValueError(
                 "pred_landmarks/target_landmarks: expected matching [K,3] with K >= 3, got "

@@ -135,13 +135,11 @@ def mesh_rmse(
     P = crop_scan(P_full, nose, crop_radius, forehead_cut)
     normals = vertex_normals(V, tri)
     if align:
-        lm_p = None if pred_landmarks is None else to_numpy64("pred_landmarks", pred_landmarks)
-        lm_t = None if target_landmarks is None else to_numpy64("target_landmarks", target_landmarks)
         V, _ = align_prediction(
             V,
             P,
-            pred_landmarks=lm_p,
-            scan_landmarks=lm_t,
+            pred_landmarks=pred_landmarks,
+            scan_landmarks=target_landmarks,
             scan_full=P_full,
             stages=("point", "plane"),
             max_correspondence_distance=max_correspondence_distance,

@@ -62,13 +62,11 @@ def nme3d_florence(
     nose = None if nose_tip is None else to_numpy64("nose_tip", nose_tip, (3,), ndim=1)
     P = crop_scan(P_full, nose, crop_radius)
     if align:
-        lm_p = None if pred_landmarks is None else to_numpy64("pred_landmarks", pred_landmarks)
-        lm_t = None if target_landmarks is None else to_numpy64("target_landmarks", target_landmarks)
         V, _ = align_prediction(
             V,
             P,
-            pred_landmarks=lm_p,
-            scan_landmarks=lm_t,
+            pred_landmarks=pred_landmarks,
+            scan_landmarks=target_landmarks,
             scan_full=P_full,
             stages=("point",),
             max_correspondence_distance=max_correspondence_distance,
