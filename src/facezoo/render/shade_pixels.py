@@ -42,14 +42,15 @@ class _ShadePixels(torch.autograd.Function):
 
         n_pix, n_ch = base.shape
         out = base.new_empty(n_pix, n_ch + 1)
-        out[:, :n_ch] = base
-        out[:, n_ch] = 0
         depth = base.new_empty(n_pix)
+        # a constant background (an expanded row) goes to the kernel as that one row
+        bg = base.detach()
+        bg = bg[:1].contiguous() if bg.stride(0) == 0 else bg.contiguous()
         albedo = albedo.detach().contiguous()
         normals = None if normals is None else normals.detach().contiguous()
         vdepth = vdepth.detach().contiguous()
         gamma = None if gamma is None else gamma.detach().contiguous()
-        shade_fwd_warp(rast, tri32, albedo, alb_off, normals, vdepth, gamma, out, depth)
+        shade_fwd_warp(rast, tri32, albedo, alb_off, normals, vdepth, gamma, bg, out, depth)
         ctx.save_for_backward(pos, albedo, normals, vdepth, gamma, rast, tri32)
         ctx.alb_off = alb_off
         ctx.set_materialize_grads(False)  # an unused depth map costs the backward nothing

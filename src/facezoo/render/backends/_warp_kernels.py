@@ -822,12 +822,14 @@ def shade_fwd_kernel(
     hw: int,
     span: int,
     b: int,
+    bg: wp.array2d(dtype=Any),
     out: wp.array2d(dtype=Any),
     depth: wp.array(dtype=Any),
 ):
     """Pixels ``[i * span, (i + 1) * span)`` of batch item b (flat rows of ``rast [B*H*W,4]``): on a covered
     pixel, ``out[q, :C] = albedo * (gamma_c . Y(n))`` (``albedo`` when ``lit`` is 0), ``out[q, C] = 1`` and
-    ``depth[q]`` the interpolated ``vdepth``; an empty pixel keeps ``out`` (the background) and gets depth 0.
+    ``depth[q]`` the interpolated ``vdepth``; an empty pixel gets the background ``bg`` (``[1,C]`` or
+    ``[B*H*W,C]``), coverage 0 and depth 0.
     ``n`` is the interpolated vertex normal renormalised (``x / max(|x|, 1e-12)``, as ``F.normalize``).
     Rows: albedo ``idx + b * alb_off`` (0: shared by the batch), normals and depth ``idx + b * n_vert``."""
     i = wp.tid()
@@ -837,6 +839,12 @@ def shade_fwd_kernel(
     for q in range(q0, q1):
         tf = rast[q, 3]
         if tf <= rast.dtype(0.0):
+            qb = 0  # the background: one row for all pixels, or one per pixel
+            if bg.shape[0] > 1:
+                qb = q
+            for k in range(n_ch):
+                out[q, k] = bg[qb, k]
+            out[q, n_ch] = out.dtype(0.0)
             depth[q] = depth.dtype(0.0)
             continue
         u = wp.float64(rast[q, 0])
@@ -1005,6 +1013,7 @@ for _s in _F:
             "normals": _a2,
             "vdepth": _a1,
             "gamma": wp.array3d(dtype=_s),
+            "bg": _a2,
             "out": _a2,
             "depth": _a1,
         },

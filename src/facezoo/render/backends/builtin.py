@@ -578,12 +578,13 @@ def shade_fwd_warp(
     normals: torch.Tensor | None,
     vdepth: torch.Tensor,
     gamma: torch.Tensor | None,
+    bg: torch.Tensor,
     out: torch.Tensor,
     depth: torch.Tensor,
 ) -> None:
     """Runs ``_warp_kernels.shade_fwd_kernel`` over ``rast [B,H,W,4]`` (all arrays of one float dtype,
-    contiguous; ``normals [B*V,3]``/``gamma [B,3,9]`` None when unlit), writing ``out [B*H*W,C+1]`` (holds
-    the background) and ``depth [B*H*W]``. CPU threads own whole batch items."""
+    contiguous; ``normals [B*V,3]``/``gamma [B,3,9]`` None when unlit; background ``bg [1,C]`` or
+    ``[B*H*W,C]``), writing ``out [B*H*W,C+1]`` and ``depth [B*H*W]``. CPU threads own whole items."""
     wp, k = _warp()
     batch, height, width = rast.shape[:3]
     n_vert = vdepth.shape[0] // batch
@@ -603,7 +604,7 @@ def shade_fwd_warp(
         n_vert,
         height * width,
     ]
-    tail = [wp.from_torch(out), wp.from_torch(depth)]
+    tail = [wp.from_torch(bg), wp.from_torch(out), wp.from_torch(depth)]
     device, ctx = _launch_ctx(rast.device)
     span, n_span = _item_spans(rast.device, height, width)
 
