@@ -836,6 +836,13 @@ def shade_fwd_kernel(
     q0 = b * hw + i * span
     q1 = wp.min(q0 + span, (b + 1) * hw)
     n_ch = albedo.shape[1]
+    gam0 = vec9d()
+    gam1 = vec9d()
+    gam2 = vec9d()
+    if lit != 0:  # this item's coefficients, loaded once per thread
+        gam0 = _gamma_row(gamma, b, 0)
+        gam1 = _gamma_row(gamma, b, 1)
+        gam2 = _gamma_row(gamma, b, 2)
     for q in range(q0, q1):
         tf = rast[q, 3]
         if tf <= rast.dtype(0.0):
@@ -856,9 +863,9 @@ def shade_fwd_kernel(
             m = _normal_at(normals, rn[0], rn[1], rn[2], u, v)
             y = _sh9(m / wp.max(wp.length(m), wp.float64(1e-12)))
             a = _albedo3(albedo, ra, u, v)
-            out[q, 0] = out.dtype(a[0] * wp.dot(_gamma_row(gamma, b, 0), y))
-            out[q, 1] = out.dtype(a[1] * wp.dot(_gamma_row(gamma, b, 1), y))
-            out[q, 2] = out.dtype(a[2] * wp.dot(_gamma_row(gamma, b, 2), y))
+            out[q, 0] = out.dtype(a[0] * wp.dot(gam0, y))
+            out[q, 1] = out.dtype(a[1] * wp.dot(gam1, y))
+            out[q, 2] = out.dtype(a[2] * wp.dot(gam2, y))
         else:
             for k in range(n_ch):
                 a0 = wp.float64(albedo[ra[0], k])
