@@ -6,7 +6,9 @@ benchmarks/results/render.json.
 
 Times are the minimum over ``--repeat`` runs after a warm-up (the least noisy statistic on a shared machine;
 the median is in the JSON too). On an oversubscribed machine, OpenMP's spin-waiting makes PyTorch's
-multi-threaded ops erratic: run with ``OMP_WAIT_POLICY=PASSIVE`` there.
+multi-threaded ops erratic, so this script sets ``OMP_WAIT_POLICY=PASSIVE`` unless the environment says
+otherwise; the load average at the start is printed with the table (a 2-thread time only means something
+when two cores are free).
 """
 
 # ruff: noqa: B023  (the timed closures run inside the loop iteration that defines them)
@@ -15,16 +17,19 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import platform
 import time
 from pathlib import Path
 
-import torch
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch starts its OpenMP runtime
 
-from facezoo.geometry.cameras import WeakPerspective
-from facezoo.render import MeshRenderer, antialias, interpolate, rasterize
-from facezoo.render.backends import BACKENDS, builtin_backend
-from facezoo.render.backends.builtin import warp_available
+import torch  # noqa: E402
+
+from facezoo.geometry.cameras import WeakPerspective  # noqa: E402
+from facezoo.render import MeshRenderer, antialias, interpolate, rasterize  # noqa: E402
+from facezoo.render.backends import BACKENDS, builtin_backend  # noqa: E402
+from facezoo.render.backends.builtin import warp_available  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -145,11 +150,12 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--batch", type=int, nargs="+", default=[8, 64])
     ap.add_argument("--size", type=int, default=224)
-    ap.add_argument("--threads", type=int, nargs="+", default=[2])
+    ap.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     ap.add_argument("--repeat", type=int, default=REPEAT)
     ap.add_argument("--save", action="store_true", help="write PNGs of the shaded face")
     args = ap.parse_args()
     REPEAT = args.repeat
+    load = os.getloadavg()
     verts, tri, colors, uv, desc = scene()
     devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
     rows = []
@@ -204,6 +210,7 @@ def main() -> None:
         )
     header = f"scene: {desc}, {verts.shape[0]} vertices, {tri.shape[0]} triangles, {args.size}^2"
     header += f", {100 * coverage:.0f}% of pixels covered; min of {REPEAT} runs, ms"
+    header += f"; load average {load[0]:.1f} at the start, {os.getloadavg()[0]:.1f} at the end"
     print(header)
     cols = [
         ("rasterize_ms", "raster"),
@@ -227,6 +234,9 @@ def main() -> None:
         "repeat": REPEAT,
         "torch": torch.__version__,
         "machine": platform.processor(),
+        "cpus": os.cpu_count(),
+        "load_average_start": load[0],
+        "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
     }
     (RESULTS / "render.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=2))
     if args.save:

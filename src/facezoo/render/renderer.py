@@ -117,10 +117,12 @@ class MeshRenderer(nn.Module):
     Normals are area-weighted vertex normals of the view-space mesh, renormalised per pixel. The background
     is composited before antialiasing so silhouettes blend into it.
 
-    Speed: everything per pixel runs on the compact list of covered pixels (interpolation, normalisation,
-    shading); with the builtin backend rast is made without a graph and the covered pixels' barycentrics
-    get an analytic one of their own (:func:`~facezoo.render.interpolate.packed_barycentrics`), so no
-    full-image gradient of rast is ever formed. The result equals the dense pipeline (tested).
+    Speed: with the builtin backend and Warp, rast is made without a graph and the whole per-pixel stage
+    (interpolate albedo, normal and depth, renormalise, SH-shade, composite over the background) is one
+    Warp pass, with a one-pass analytic backward that ends in the barycentrics' position gradient
+    (:func:`~facezoo.render.shade_pixels.shade_pixels`); vertex normals and visibility are Warp passes too.
+    Otherwise (texture lookup, other backends, no Warp) the same steps run as separate ops on the compact
+    list of covered pixels. Both equal the dense pipeline (tested).
 
     Example:
         >>> from facezoo.geometry.cameras import WeakPerspective

@@ -536,14 +536,15 @@ def vertex_normals_warp(verts: torch.Tensor, tri: torch.Tensor) -> tuple[torch.T
     batch, n_vert = verts.shape[:2]
     summed = torch.zeros_like(verts)
     unit = torch.empty_like(verts)
-    wv, wt = wp.from_torch(verts), wp.from_torch(tri, dtype=wp.vec3i)
-    ws, wu = wp.from_torch(summed), wp.from_torch(unit)
+    vec = wp.vec3d if verts.dtype == torch.float64 else wp.vec3f
+    wv, wt = wp.from_torch(verts, dtype=vec), wp.from_torch(tri, dtype=wp.vec3i)
+    ws, ws3, wu = wp.from_torch(summed), wp.from_torch(summed, dtype=vec), wp.from_torch(unit)
     device, ctx = _launch_ctx(verts.device)
 
     def run(items: tuple[int, int]) -> None:
         with ctx:
             launches = [
-                (k.face_normal_sum_kernel, tri.shape[0], [wv, wt, _B, ws]),
+                (k.face_normal_sum_kernel, tri.shape[0], [wv, wt, _B, ws3]),
                 (k.normalize_rows_kernel, n_vert, [ws, _B, wu]),
             ]
             _per_item(launches, items, device)
@@ -563,15 +564,17 @@ def vertex_normals_bwd_warp(
     batch, n_vert = verts.shape[:2]
     g_sum = torch.empty_like(verts)
     out = torch.zeros_like(verts)
-    wv, wt, ws = wp.from_torch(verts), wp.from_torch(tri, dtype=wp.vec3i), wp.from_torch(summed)
-    wg, wgs, wo = wp.from_torch(grad.to(verts.dtype).contiguous()), wp.from_torch(g_sum), wp.from_torch(out)
+    vec = wp.vec3d if verts.dtype == torch.float64 else wp.vec3f
+    wv, wt, ws = wp.from_torch(verts, dtype=vec), wp.from_torch(tri, dtype=wp.vec3i), wp.from_torch(summed)
+    wg = wp.from_torch(grad.to(verts.dtype).contiguous())
+    wgs, wgs3, wo = wp.from_torch(g_sum), wp.from_torch(g_sum, dtype=vec), wp.from_torch(out, dtype=vec)
     device, ctx = _launch_ctx(verts.device)
 
     def run(items: tuple[int, int]) -> None:
         with ctx:
             launches = [
                 (k.normalize_rows_bwd_kernel, n_vert, [ws, wg, _B, wgs]),
-                (k.face_normal_sum_bwd_kernel, tri.shape[0], [wv, wt, wgs, _B, wo]),
+                (k.face_normal_sum_bwd_kernel, tri.shape[0], [wv, wt, wgs3, _B, wo]),
             ]
             _per_item(launches, items, device)
 
