@@ -748,15 +748,6 @@ def _lerp3(a0: wp.float64, a1: wp.float64, a2: wp.float64, u: wp.float64, v: wp.
 
 
 @wp.func
-def _normal_at(normals: wp.array2d(dtype=Any), r0: int, r1: int, r2: int, u: wp.float64, v: wp.float64):
-    return wp.vec3d(
-        _lerp3(wp.float64(normals[r0, 0]), wp.float64(normals[r1, 0]), wp.float64(normals[r2, 0]), u, v),
-        _lerp3(wp.float64(normals[r0, 1]), wp.float64(normals[r1, 1]), wp.float64(normals[r2, 1]), u, v),
-        _lerp3(wp.float64(normals[r0, 2]), wp.float64(normals[r1, 2]), wp.float64(normals[r2, 2]), u, v),
-    )
-
-
-@wp.func
 def _gamma_row(gamma: wp.array3d(dtype=Any), b: int, k: int) -> vec9d:
     return vec9d(
         wp.float64(gamma[b, k, 0]),
@@ -772,14 +763,10 @@ def _gamma_row(gamma: wp.array3d(dtype=Any), b: int, k: int) -> vec9d:
 
 
 @wp.func
-def _row3(a: wp.array2d(dtype=Any), i: int) -> wp.vec3d:
-    return wp.vec3d(wp.float64(a[i, 0]), wp.float64(a[i, 1]), wp.float64(a[i, 2]))
-
-
-@wp.func
-def _albedo3(albedo: wp.array2d(dtype=Any), ra: wp.vec3i, u: wp.float64, v: wp.float64) -> wp.vec3d:
-    a2 = _row3(albedo, ra[2])
-    return a2 + u * (_row3(albedo, ra[0]) - a2) + v * (_row3(albedo, ra[1]) - a2)
+def _lerp_rows(rows: wp.array(dtype=Any), r: wp.vec3i, u: wp.float64, v: wp.float64) -> wp.vec3d:
+    """``a2 + u (a0 - a2) + v (a1 - a2)`` of three vec3 rows, in float64."""
+    a2 = wp.vec3d(rows[r[2]])
+    return a2 + u * (wp.vec3d(rows[r[0]]) - a2) + v * (wp.vec3d(rows[r[1]]) - a2)
 
 
 @wp.kernel
@@ -788,7 +775,8 @@ def shade_fwd_kernel(
     tri: wp.array(dtype=wp.vec3i),
     albedo: wp.array2d(dtype=Any),
     alb_off: int,
-    normals: wp.array2d(dtype=Any),
+    albedo3: wp.array(dtype=Any),
+    normals3: wp.array(dtype=Any),
     vdepth: wp.array(dtype=Any),
     gamma: wp.array3d(dtype=Any),
     lit: int,
@@ -834,9 +822,9 @@ def shade_fwd_kernel(
         ra = wp.vec3i(idx[0] + b * alb_off, idx[1] + b * alb_off, idx[2] + b * alb_off)
         rn = wp.vec3i(idx[0] + b * n_vert, idx[1] + b * n_vert, idx[2] + b * n_vert)
         if lit != 0:  # C = 3: whole-vector maths (no per-element writes to local vectors)
-            m = _normal_at(normals, rn[0], rn[1], rn[2], u, v)
+            m = _lerp_rows(normals3, rn, u, v)
             y = _sh9(m / wp.max(wp.length(m), wp.float64(1e-12)))
-            a = _albedo3(albedo, ra, u, v)
+            a = _lerp_rows(albedo3, ra, u, v)
             out[q, 0] = out.dtype(a[0] * wp.dot(gam0, y))
             out[q, 1] = out.dtype(a[1] * wp.dot(gam1, y))
             out[q, 2] = out.dtype(a[2] * wp.dot(gam2, y))
@@ -850,13 +838,6 @@ def shade_fwd_kernel(
         depth[q] = depth.dtype(d)
 
 
-@wp.func
-def _add_row3(a: wp.array2d(dtype=Any), i: int, x: wp.vec3d):
-    wp.atomic_add(a, i, 0, a.dtype(x[0]))
-    wp.atomic_add(a, i, 1, a.dtype(x[1]))
-    wp.atomic_add(a, i, 2, a.dtype(x[2]))
-
-
 @wp.kernel
 def shade_bwd_kernel(
     pos: wp.array3d(dtype=Any),
@@ -864,7 +845,8 @@ def shade_bwd_kernel(
     rast: wp.array2d(dtype=Any),
     albedo: wp.array2d(dtype=Any),
     alb_off: int,
-    normals: wp.array2d(dtype=Any),
+    albedo3: wp.array(dtype=Any),
+    normals3: wp.array(dtype=Any),
     vdepth: wp.array(dtype=Any),
     gamma: wp.array3d(dtype=Any),
     lit: int,
@@ -879,7 +861,8 @@ def shade_bwd_kernel(
     want_albedo: int,
     want_pos: int,
     g_albedo: wp.array2d(dtype=Any),
-    g_normals: wp.array2d(dtype=Any),
+    g_albedo3: wp.array(dtype=Any),
+    g_normals3: wp.array(dtype=Any),
     g_vdepth: wp.array(dtype=Any),
     g_gamma: wp.array3d(dtype=wp.float64),
     gpos: wp.array3d(dtype=Any),
@@ -916,14 +899,14 @@ def shade_bwd_kernel(
         gu = wp.float64(0.0)
         gv = wp.float64(0.0)
         if lit != 0:  # C = 3, whole-vector maths
-            m = _normal_at(normals, rn[0], rn[1], rn[2], u, v)
+            m = _lerp_rows(normals3, rn, u, v)
             len_m = wp.length(m)
             nrm = wp.max(len_m, eps)
             n = m / nrm
             y = _sh9(n)
-            a0 = _row3(albedo, ra[0])
-            a1 = _row3(albedo, ra[1])
-            a2 = _row3(albedo, ra[2])
+            a0 = wp.vec3d(albedo3[ra[0]])
+            a1 = wp.vec3d(albedo3[ra[1]])
+            a2 = wp.vec3d(albedo3[ra[2]])
             a = a2 + u * (a0 - a2) + v * (a1 - a2)
             g = wp.vec3d(wp.float64(gout[q, 0]), wp.float64(gout[q, 1]), wp.float64(gout[q, 2]))
             light = wp.vec3d(wp.dot(gam0, y), wp.dot(gam1, y), wp.dot(gam2, y))
@@ -932,9 +915,9 @@ def shade_bwd_kernel(
             gy = gl[0] * gam0 + gl[1] * gam1 + gl[2] * gam2  # d loss / d Y
             ga = wp.cw_mul(g, light)  # d loss / d albedo at the pixel
             if want_albedo != 0:
-                _add_row3(g_albedo, ra[0], u * ga)
-                _add_row3(g_albedo, ra[1], v * ga)
-                _add_row3(g_albedo, ra[2], w * ga)
+                wp.atomic_add(g_albedo3, ra[0], g_albedo3.dtype(u * ga))
+                wp.atomic_add(g_albedo3, ra[1], g_albedo3.dtype(v * ga))
+                wp.atomic_add(g_albedo3, ra[2], g_albedo3.dtype(w * ga))
             gu += wp.dot(ga, a0 - a2)
             gv += wp.dot(ga, a1 - a2)
             # d Y / d n of the bare basis (1, -y, z, -x, xy, -yz, 3z^2 - 1, -xz, x^2 - y^2)
@@ -947,12 +930,12 @@ def shade_bwd_kernel(
             gm = gn / nrm
             if len_m > eps:
                 gm = (gn - n * wp.dot(n, gn)) / nrm
-            _add_row3(g_normals, rn[0], u * gm)
-            _add_row3(g_normals, rn[1], v * gm)
-            _add_row3(g_normals, rn[2], w * gm)
-            n2 = _row3(normals, rn[2])
-            gu += wp.dot(gm, _row3(normals, rn[0]) - n2)
-            gv += wp.dot(gm, _row3(normals, rn[1]) - n2)
+            wp.atomic_add(g_normals3, rn[0], g_normals3.dtype(u * gm))
+            wp.atomic_add(g_normals3, rn[1], g_normals3.dtype(v * gm))
+            wp.atomic_add(g_normals3, rn[2], g_normals3.dtype(w * gm))
+            n2 = wp.vec3d(normals3[rn[2]])
+            gu += wp.dot(gm, wp.vec3d(normals3[rn[0]]) - n2)
+            gv += wp.dot(gm, wp.vec3d(normals3[rn[1]]) - n2)
         else:
             for k in range(n_ch):
                 a0s = wp.float64(albedo[ra[0], k])
@@ -986,12 +969,14 @@ def shade_bwd_kernel(
 for _s in _F:
     _a2 = wp.array2d(dtype=_s)
     _a1 = wp.array(dtype=_s)
+    _v1 = wp.array(dtype=wp.types.vector(3, _s))
     wp.overload(
         shade_fwd_kernel,
         {
             "rast": _a2,
             "albedo": _a2,
-            "normals": _a2,
+            "albedo3": _v1,
+            "normals3": _v1,
             "vdepth": _a1,
             "gamma": wp.array3d(dtype=_s),
             "bg": _a2,
@@ -1005,13 +990,15 @@ for _s in _F:
             "pos": wp.array3d(dtype=_s),
             "rast": _a2,
             "albedo": _a2,
-            "normals": _a2,
+            "albedo3": _v1,
+            "normals3": _v1,
             "vdepth": _a1,
             "gamma": wp.array3d(dtype=_s),
             "gout": _a2,
             "gdepth": _a1,
             "g_albedo": _a2,
-            "g_normals": _a2,
+            "g_albedo3": _v1,
+            "g_normals3": _v1,
             "g_vdepth": _a1,
             "gpos": wp.array3d(dtype=_s),
         },

@@ -613,12 +613,14 @@ def shade_fwd_warp(
     if not lit:
         normals = vdepth.new_zeros(1, 3)
         gamma = vdepth.new_zeros(1, 3, 9)
+    vec = wp.vec3d if vdepth.dtype == torch.float64 else wp.vec3f
     head = [
         wp.from_torch(rast.reshape(-1, 4)),
         wp.from_torch(tri, dtype=wp.vec3i),
         wp.from_torch(albedo),
         alb_off,
-        wp.from_torch(normals),
+        wp.from_torch(albedo if albedo.shape[1] == 3 else normals, dtype=vec),  # vec3 rows when lit
+        wp.from_torch(normals, dtype=vec),
         wp.from_torch(vdepth),
         wp.from_torch(gamma),
         int(lit),
@@ -664,6 +666,7 @@ def shade_bwd_warp(
     if not lit:
         normals = vdepth.new_zeros(1, 3)
         gamma = vdepth.new_zeros(1, 3, 9)
+    vec = wp.vec3d if vdepth.dtype == torch.float64 else wp.vec3f
     g_normals = torch.zeros_like(normals)
     g_vdepth = torch.zeros_like(vdepth)
     g_gamma = torch.zeros(gamma.shape, dtype=torch.float64, device=gamma.device)
@@ -684,7 +687,8 @@ def shade_bwd_warp(
         wp.from_torch(rast.reshape(-1, 4)),
         wp.from_torch(albedo),
         alb_off,
-        wp.from_torch(normals),
+        wp.from_torch(albedo if albedo.shape[1] == 3 else normals, dtype=vec),  # vec3 rows when lit
+        wp.from_torch(normals, dtype=vec),
         wp.from_torch(vdepth),
         wp.from_torch(gamma),
         int(lit),
@@ -695,15 +699,21 @@ def shade_bwd_warp(
     want_depth = gdepth is not None
     gdepth = gdepth if want_depth else vdepth.new_zeros(1)
     grads = [wp.from_torch(gout), wp.from_torch(gdepth), int(want_depth), int(want_albedo), int(want_pos)]
-    tail = [wp.from_torch(g_normals), wp.from_torch(g_vdepth), wp.from_torch(g_gamma), wp.from_torch(gpos)]
+    tail = [
+        wp.from_torch(g_normals, dtype=vec),
+        wp.from_torch(g_vdepth),
+        wp.from_torch(g_gamma),
+        wp.from_torch(gpos),
+    ]
     device, ctx = _launch_ctx(rast.device)
     span, n_span = _item_spans(rast.device, height, width)
 
     def run(job: tuple[int, tuple[int, int]]) -> None:
         j, items = job
-        wa = wp.from_torch(buffers[j])
+        buf = buffers[j]
+        wa = [wp.from_torch(buf), wp.from_torch(buf if buf.shape[1] == 3 else g_normals, dtype=vec)]
         with ctx:
-            _per_item([(k.shade_bwd_kernel, n_span, [*head, span, _B, *grads, wa, *tail])], items, device)
+            _per_item([(k.shade_bwd_kernel, n_span, [*head, span, _B, *grads, *wa, *tail])], items, device)
 
     if not cpu:  # pragma: no cover - needs CUDA
         run((0, (0, batch)))
