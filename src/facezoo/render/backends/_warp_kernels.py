@@ -307,7 +307,7 @@ def _bary_grad_pixel(
 
 @wp.func
 def _bary_uv_grad_pixel(
-    pos: wp.array3d(dtype=Any),
+    pos4: wp.array2d(dtype=Any),
     tri: wp.array(dtype=wp.vec3i),
     b: int,
     r: int,
@@ -317,13 +317,17 @@ def _bary_uv_grad_pixel(
     g1: wp.float64,
     height: int,
     width: int,
-    gpos: wp.array3d(dtype=Any),
+    gpos4: wp.array2d(dtype=Any),
 ):
-    """``_bary_grad_pixel`` without a z/w gradient (u and v do not depend on z: nothing goes to channel 2)."""
+    """``_bary_grad_pixel`` without a z/w gradient (u and v do not depend on z: nothing goes to channel 2),
+    on ``[B,V]`` arrays of vec4 rows."""
     idx = tri[t]
-    va = _vert(pos, b, idx[0])
-    vb = _vert(pos, b, idx[1])
-    vc = _vert(pos, b, idx[2])
+    qa = wp.vec4d(pos4[b, idx[0]])
+    qb = wp.vec4d(pos4[b, idx[1]])
+    qc = wp.vec4d(pos4[b, idx[2]])
+    va = wp.vec3d(qa[0], qa[1], qa[3])
+    vb = wp.vec3d(qb[0], qb[1], qb[3])
+    vc = wp.vec3d(qc[0], qc[1], qc[3])
     p = wp.vec3d(
         wp.float64(2 * c + 1) / wp.float64(width) - wp.float64(1.0),
         wp.float64(1.0) - wp.float64(2 * r + 1) / wp.float64(height),
@@ -337,16 +341,14 @@ def _bary_uv_grad_pixel(
     ge0 = (g0 - dot) * inv_s
     ge1 = (g1 - dot) * inv_s
     ge2 = -dot * inv_s
-    _add3(gpos, b, idx[0], ge1 * wp.cross(p, vc) + ge2 * wp.cross(vb, p))
-    _add3(gpos, b, idx[1], ge0 * wp.cross(vc, p) + ge2 * wp.cross(p, va))
-    _add3(gpos, b, idx[2], ge0 * wp.cross(p, vb) + ge1 * wp.cross(va, p))
+    _add4v(gpos4, b, idx[0], ge1 * wp.cross(p, vc) + ge2 * wp.cross(vb, p))
+    _add4v(gpos4, b, idx[1], ge0 * wp.cross(vc, p) + ge2 * wp.cross(p, va))
+    _add4v(gpos4, b, idx[2], ge0 * wp.cross(p, vb) + ge1 * wp.cross(va, p))
 
 
 @wp.func
-def _add3(gpos: wp.array3d(dtype=Any), b: int, i: int, gxyw: wp.vec3d):
-    wp.atomic_add(gpos, b, i, 0, gpos.dtype(gxyw[0]))
-    wp.atomic_add(gpos, b, i, 1, gpos.dtype(gxyw[1]))
-    wp.atomic_add(gpos, b, i, 3, gpos.dtype(gxyw[2]))
+def _add4v(gpos4: wp.array2d(dtype=Any), b: int, i: int, gxyw: wp.vec3d):
+    wp.atomic_add(gpos4, b, i, gpos4.dtype(wp.vec4d(gxyw[0], gxyw[1], wp.float64(0.0), gxyw[2])))
 
 
 @wp.kernel
@@ -840,7 +842,7 @@ def shade_fwd_kernel(
 
 @wp.kernel
 def shade_bwd_kernel(
-    pos: wp.array3d(dtype=Any),
+    pos4: wp.array2d(dtype=Any),
     tri: wp.array(dtype=wp.vec3i),
     rast: wp.array2d(dtype=Any),
     albedo: wp.array2d(dtype=Any),
@@ -865,7 +867,7 @@ def shade_bwd_kernel(
     g_normals3: wp.array(dtype=Any),
     g_vdepth: wp.array(dtype=Any),
     g_gamma: wp.array3d(dtype=wp.float64),
-    gpos: wp.array3d(dtype=Any),
+    gpos4: wp.array2d(dtype=Any),
 ):
     """Backward of ``shade_fwd_kernel`` over the same pixels: adds into the per-vertex gradients of albedo,
     normals and depth (barycentric weights), into ``g_gamma [B,3,9]`` (summed over the span first) and,
@@ -959,7 +961,7 @@ def shade_bwd_kernel(
         if want_pos != 0:
             rc = q - b * hw
             r = rc // width
-            _bary_uv_grad_pixel(pos, tri, b, r, rc - r * width, t, gu, gv, height, width, gpos)
+            _bary_uv_grad_pixel(pos4, tri, b, r, rc - r * width, t, gu, gv, height, width, gpos4)
     if lit != 0:
         for k in range(3):
             for j in range(9):
@@ -987,7 +989,7 @@ for _s in _F:
     wp.overload(
         shade_bwd_kernel,
         {
-            "pos": wp.array3d(dtype=_s),
+            "pos4": wp.array2d(dtype=wp.types.vector(4, _s)),
             "rast": _a2,
             "albedo": _a2,
             "albedo3": _v1,
@@ -1000,7 +1002,7 @@ for _s in _F:
             "g_albedo3": _v1,
             "g_normals3": _v1,
             "g_vdepth": _a1,
-            "gpos": wp.array3d(dtype=_s),
+            "gpos4": wp.array2d(dtype=wp.types.vector(4, _s)),
         },
     )
 

@@ -681,8 +681,9 @@ def shade_bwd_warp(
         buffers = [torch.zeros_like(albedo)] * len(jobs)
     else:
         buffers = [torch.zeros_like(albedo) for _ in jobs]
+    vec4 = wp.vec4d if pos.dtype == torch.float64 else wp.vec4f
     head = [
-        wp.from_torch(pos),
+        wp.from_torch(pos, dtype=vec4),
         wp.from_torch(tri, dtype=wp.vec3i),
         wp.from_torch(rast.reshape(-1, 4)),
         wp.from_torch(albedo),
@@ -703,7 +704,7 @@ def shade_bwd_warp(
         wp.from_torch(g_normals, dtype=vec),
         wp.from_torch(g_vdepth),
         wp.from_torch(g_gamma),
-        wp.from_torch(gpos),
+        wp.from_torch(gpos, dtype=vec4),
     ]
     device, ctx = _launch_ctx(rast.device)
     span, n_span = _item_spans(rast.device, height, width)
