@@ -89,6 +89,12 @@ class SyntheticFaces(LightningDataModule):
         yaw_range, pitch_range, roll_range: pose ranges in degrees (uniform in ``[-r, r]``).
         id_scale, exp_scale, tex_scale: std of the sampled coefficients (units of the model's std).
         light_scale: std of the non-ambient SH coefficients.
+        shift_range: lateral translation range (Deep3DFace units, dm; uniform in ``[-r, r]`` for x and y).
+        depth_range: depth translation range (dm; uniform in ``[-r, r]``; 0.5 = +-5 % of the face's scale at
+            1 m). Depth and face size are nearly interchangeable under a 1 m perspective camera, so a narrow
+            range makes identity easier to read from a small crop (CPU demos).
+        background: ``"smooth"`` (random bicubic-upsampled 4x4 colour field) or ``"plain"`` (one random
+            colour per image).
         occluder_prob: probability that an image gets an occluder.
         focal, camera_distance: Deep3DFace camera (focal px for a 224 crop; mm to the model origin).
         seed: base seed; every sample depends only on ``(seed, split, index)``.
@@ -117,6 +123,9 @@ class SyntheticFaces(LightningDataModule):
         exp_scale: float = 0.7,
         tex_scale: float = 0.5,
         light_scale: float = 0.12,
+        shift_range: float = 0.05,
+        depth_range: float = 0.5,
+        background: str = "smooth",
         occluder_prob: float = 0.0,
         focal: float = 1015.0,
         camera_distance: float = 1000.0,
@@ -129,6 +138,10 @@ class SyntheticFaces(LightningDataModule):
         self.save_hyperparameters()
         if set_mode not in ("identity", "multiview"):
             raise ValueError(f"set_mode: expected 'identity' or 'multiview', got {set_mode!r}")
+        if background not in ("smooth", "plain"):
+            raise ValueError(f"background: expected 'smooth' or 'plain', got {background!r}")
+        if shift_range < 0 or depth_range < 0:
+            raise ValueError(f"shift_range, depth_range: expected >= 0, got {shift_range}, {depth_range}")
         if set_size < 1:
             raise ValueError(f"set_size: expected >= 1, got {set_size}")
         if not 0.0 <= occluder_prob <= 1.0:
@@ -199,7 +212,8 @@ class SyntheticFaces(LightningDataModule):
         else:
             yaw = uniform(h.yaw_range * deg, m)
         angles = torch.stack((pitch, yaw, roll), -1)
-        translation = torch.stack((uniform(0.05, m), uniform(0.05, m), uniform(0.5, m)), -1)  # dm
+        shift, depth = h.shift_range, h.depth_range
+        translation = torch.stack((uniform(shift, m), uniform(shift, m), uniform(depth, m)), -1)  # dm
         light = randn(1 if multiview else m, 3, 9) * h.light_scale * 0.5
         light[..., 1:] += randn(1 if multiview else m, 1, 8) * h.light_scale  # mostly monochrome directions
         light[..., 0] += 0.8  # Deep3DFace's ambient
@@ -219,6 +233,8 @@ class SyntheticFaces(LightningDataModule):
 
     def _background(self, g: torch.Generator, n: int) -> Tensor:
         s = self.image_size
+        if self.hparams.background == "plain":
+            return (torch.rand(n, 3, 1, 1, generator=g) * 0.8 + 0.1).expand(n, 3, s, s).contiguous()
         coarse = torch.rand(n, 3, 4, 4, generator=g) * 0.8 + 0.1
         return F.interpolate(coarse, size=(s, s), mode="bicubic", align_corners=False).clamp(0, 1)
 

@@ -69,3 +69,24 @@ def test_identity_sets_and_multiview_sets():
     assert yaw[0] == 0 and yaw[1] > 20 and yaw[2] < -20
     with pytest.raises(ValueError, match="set_mode"):
         make(set_mode="video")
+
+
+def test_pose_translation_and_background_options():
+    dm = make(yaw_range=0.0, pitch_range=0.0, roll_range=0.0, shift_range=0.0, depth_range=0.0,
+              background="plain")  # fmt: skip
+    batch = next(iter(dm.test_dataloader()))
+    p = batch["params"]
+    assert torch.equal(p["angles"], torch.zeros_like(p["angles"]))
+    assert torch.equal(p["translation"], torch.zeros_like(p["translation"]))
+    # plain background: every uncovered pixel of an image has the same colour
+    outside = batch["mask"][:, 0] == 0
+    for img, out in zip(batch["image"], outside, strict=True):
+        colours = img[:, out]
+        assert colours.shape[1] > 0 and torch.allclose(colours, colours[:, :1].expand_as(colours))
+    wide = make(depth_range=0.5).sample_params("train", 0)["translation"][0, 2]
+    narrow = make(depth_range=0.1).sample_params("train", 0)["translation"][0, 2]
+    assert torch.allclose(narrow, wide / 5)  # same random draw, scaled range
+    with pytest.raises(ValueError, match="background"):
+        make(background="noise")
+    with pytest.raises(ValueError, match="depth_range"):
+        make(depth_range=-1.0)

@@ -309,7 +309,9 @@ class Deep3DFace(FaceMethod):
             ).mean()  # fmt: skip
         if "tex" in weights:
             terms["tex"] = texture_variance(rec.colours, self.tex_region)
-        terms["total"] = sum(weights[k] * v for k, v in terms.items())
+        terms["total"] = sum(
+            weights.get(k, 0.0) * v for k, v in terms.items()
+        )  # unweighted terms: logged only
         return terms
 
     def loss_weights(self) -> dict[str, float]:
