@@ -223,7 +223,10 @@ class FaceMethod(LightningModule):
             out["vertex_error_mm"] = err.mean()
         if "landmarks68" in batch:
             target = batch["landmarks68"].reshape(rec.landmarks2d.shape).to(rec.landmarks2d)
-            self.val_nme.update(rec.landmarks2d.detach(), target)
+            # AFLW2000-3D protocol: per-|yaw| buckets, NME measured in the original image (crop affine undone)
+            self.val_nme.update(
+                rec.landmarks2d.detach(), target, yaw=batch.get("yaw"), crop_transform=batch.get("affine")
+            )
             from facezoo.metrics import landmark_nme
 
             out["nme"] = landmark_nme(rec.landmarks2d.detach(), target).mean()
@@ -240,19 +243,41 @@ class FaceMethod(LightningModule):
     def test_step(self, batch: Mapping[str, Any], batch_idx: int) -> None:
         self._eval_step(batch, "test")
 
-    def _log_metrics(self, prefix: str) -> None:
+    def _log_metrics(self, prefix: str) -> dict[str, float]:
+        """Log the epoch's metrics as ``<prefix>/<name>`` and return them (NaN buckets, i.e. empty ones, are
+        left out)."""
+        results: dict[str, float] = {}
         if self.val_vertex_error.update_count:
-            self.log(f"{prefix}/vertex_error_mm", self.val_vertex_error.compute())
+            results["vertex_error_mm"] = float(self.val_vertex_error.compute())
         if int(self.val_nme.count) > 0:
-            self.log(f"{prefix}/nme", self.val_nme.compute()["nme"].float())
+            nme = self.val_nme.compute()
+            keys = [k for k in nme if k.startswith("nme_") and k[4].isdigit()] + ["nme_balanced"]
+            keys = keys if int(self.val_nme.bucket_count.sum()) > 0 else []
+            results.update({k: float(nme[k]) for k in ["nme", "nme_std", *keys] if not nme[k].isnan()})
+        for name, value in results.items():
+            self.log(f"{prefix}/{name}", value)
         self.val_vertex_error.reset()
         self.val_nme.reset()
+        return results
 
     def on_validation_epoch_end(self) -> None:
         self._log_metrics("val")
 
     def on_test_epoch_end(self) -> None:
-        self._log_metrics("test")
+        """``facezoo test``: log the metrics, print the protocol table (NME in %, per yaw bucket and the mean
+        of the bucket means) and write ``test_results.json`` beside the run's logs."""
+        results = self._log_metrics("test")
+        trainer = self._trainer
+        if not results or trainer is None or not trainer.is_global_zero:
+            return
+        from facezoo.metrics.report import format_table, write_json
+
+        name = type(self).__name__
+        row = {k: v * 100 if k.startswith("nme") else v for k, v in results.items()}
+        print(f"\ntest results (NME in %, vertex error in mm):\n{format_table({name: row}, precision=3)}")
+        out = Path(trainer.log_dir or trainer.default_root_dir) / "test_results.json"
+        write_json({"method": name, "metrics": results}, out)
+        print(f"wrote {out}")
 
     def predict_step(
         self, batch: Mapping[str, Any], batch_idx: int, dataloader_idx: int = 0
