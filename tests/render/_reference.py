@@ -12,8 +12,8 @@ def reference_rasterize(pos: np.ndarray, tri: np.ndarray, height: int, width: in
     """Returns (ids [B,H,W] (-1 empty), bary [B,H,W,3], zw [B,H,W], margin [B,H,W], gap [B,H,W]).
 
     margin: the smallest barycentric of the winner (distance from an edge); gap: z/w distance to the
-    runner-up.
-    Solves ``sum_i b_i (x_i, y_i, w_i) = s (px, py, 1)`` with ``sum b_i = 1`` directly for each pixel.
+    runner-up. Solves ``sum_i b_i (x_i, y_i, w_i) = s (px, py, 1)`` with ``sum b_i = 1`` directly for each
+    pixel.
     """
     batch = pos.shape[0]
     ids = -np.ones((batch, height, width), int)

@@ -4,11 +4,9 @@ For every horizontally or vertically adjacent pixel pair whose triangle ids diff
 triangle T (the covered pixel's, or the lower z/w) is taken as the occluder. Walking from the occluder's pixel
 centre P to the other centre Q, the segment leaves T through one of T's edges at ``P + t (Q - P)``. If that
 edge is a silhouette edge (a mesh boundary, or its neighbour across the edge faces the other way in the
-image),
-the pixel on the wrong side of the midpoint is blended: for ``t > 1/2`` Q takes ``(t - 1/2)`` of P's
-colour, for
-``t < 1/2`` P takes ``(1/2 - t)`` of Q's colour. ``t`` depends on the edge's projected vertices, so the blend
-carries gradients to ``pos_clip``; it is continuous as the edge sweeps across a pixel centre.
+image), the pixel on the wrong side of the midpoint is blended: for ``t > 1/2`` Q takes ``(t - 1/2)`` of P's
+colour, for ``t < 1/2`` P takes ``(1/2 - t)`` of Q's colour. ``t`` depends on the edge's projected vertices,
+so the blend carries gradients to ``pos_clip``; it is continuous as the edge sweeps across a pixel centre.
 """
 
 from __future__ import annotations

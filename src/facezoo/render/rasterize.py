@@ -24,22 +24,18 @@ def rasterize(
         tri: ``[T,3]`` int32 or int64 vertex indices (counter-clockwise in NDC = front facing).
         resolution: ``(H, W)`` in pixels.
         backend: ``"auto"`` (nvdiffrast on CUDA when importable, else builtin), ``"builtin"`` or
-        ``"nvdiffrast"``.
+            ``"nvdiffrast"``.
         cull_backface: drop triangles that are clockwise in NDC (y up).
 
     Returns:
         rast ``[B,H,W,4]`` = (u, v, z/w, triangle_id + 1), zeros where no triangle covers the pixel. Images
-        are
-        top-row-first: row r samples ndc_y = 1 - (2r+1)/H, column c samples ndc_x = (2c+1)/W - 1. u weights
-        the
-        triangle's first vertex and v its second (perspective-correct). A pixel is covered where the
-        interpolated
-        z/w lies in [-1, 1] and w > 0 (homogeneous rasterization: triangles crossing the near plane need no
-        clipping); the nearest z/w wins, ties go to the lower triangle index.
+        are top-row-first: row r samples ndc_y = 1 - (2r+1)/H, column c samples ndc_x = (2c+1)/W - 1. u
+        weights the triangle's first vertex and v its second (perspective-correct). A pixel is covered where
+        the interpolated z/w lies in [-1, 1] and w > 0 (homogeneous rasterization: triangles crossing the near
+        plane need no clipping); the nearest z/w wins, ties go to the lower triangle index.
 
         As in nvdiffrast, the (u, v) channels (and here also z/w) carry gradients to ``pos_clip``; the id
-        channel
-        carries none. That is how :func:`interpolate` passes gradients to positions.
+        channel carries none. That is how :func:`interpolate` passes gradients to positions.
 
     Example:
         >>> pos = torch.tensor([[[-1.0, -1.0, 0.0, 1.0], [1.0, -1.0, 0.0, 1.0], [-1.0, 1.0, 0.0, 1.0]]])

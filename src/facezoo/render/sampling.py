@@ -14,7 +14,7 @@ def sample_image(image: torch.Tensor, points: torch.Tensor, padding_mode: str = 
     Args:
         image: ``[B,C,H,W]``.
         points: ``[B,N,2]`` pixel coordinates (x right, y down; pixel (c, r) has its centre at (c+0.5,
-        r+0.5)).
+            r+0.5)).
         padding_mode: ``grid_sample``'s, for points outside the image.
 
     Returns:

@@ -1,8 +1,8 @@
 """Rasterizer backends: a small registry mapping a name to an implementation.
 
-Each backend provides ``available(device) -> bool`` and ``rasterize(pos_clip, tri, (H, W), cull_backface)
--> rast``
-returning facezoo's top-row-first rast whose (u, v, z/w) channels are differentiable w.r.t. ``pos_clip``.
+Each backend provides ``available(device) -> bool`` and ``rasterize(pos_clip, tri, (H, W), cull_backface) ->
+rast`` returning facezoo's top-row-first rast whose (u, v, z/w) channels are differentiable w.r.t.
+``pos_clip``.
 """
 
 from __future__ import annotations

@@ -793,9 +793,9 @@ def shade_fwd_kernel(
     """Pixels ``[i * span, (i + 1) * span)`` of batch item b (flat rows of ``rast [B*H*W,4]``): on a covered
     pixel, ``out[q, :C] = albedo * (gamma_c . Y(n))`` (``albedo`` when ``lit`` is 0), ``out[q, C] = 1`` and
     ``depth[q]`` the interpolated ``vdepth``; an empty pixel gets the background ``bg`` (``[1,C]`` or
-    ``[B*H*W,C]``), coverage 0 and depth 0.
-    ``n`` is the interpolated vertex normal renormalised (``x / max(|x|, 1e-12)``, as ``F.normalize``).
-    Rows: albedo ``idx + b * alb_off`` (0: shared by the batch), normals and depth ``idx + b * n_vert``."""
+    ``[B*H*W,C]``), coverage 0 and depth 0. ``n`` is the interpolated vertex normal renormalised (``x /
+    max(|x|, 1e-12)``, as ``F.normalize``). Rows: albedo ``idx + b * alb_off`` (0: shared by the batch),
+    normals and depth ``idx + b * n_vert``."""
     i = wp.tid()
     q0 = b * hw + i * span
     q1 = wp.min(q0 + span, (b + 1) * hw)
