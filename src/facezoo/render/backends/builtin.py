@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
+import sys
 from concurrent.futures import ThreadPoolExecutor
 
 import torch
@@ -25,6 +26,25 @@ import torch
 EMPTY_KEY = torch.iinfo(torch.int64).max
 DEPTH_SCALE = 2147483648.0
 _TRI_SHIFT = 4294967296
+
+
+@contextlib.contextmanager
+def _native_stderr_silenced(active: bool):
+    """Silence C-level writes to stderr (file descriptor 2) inside the block. Warp's native library prints
+    "Could not find or load the NVIDIA CUDA driver" on every CPU-only machine, from C, past Python's logging;
+    we only silence it when torch sees no CUDA device either, so a real driver problem still shows."""
+    if not active:
+        yield
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 2)
+            yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
 
 
 @functools.cache
@@ -36,9 +56,10 @@ def _warp():
         import warp as wp
 
         wp.config.quiet = True
-        if hasattr(wp, "LOG_ERROR"):  # Warp >= 1.10: no greeting, no CPU-only CUDA warning
+        if hasattr(wp, "LOG_ERROR"):  # Warp >= 1.10: no greeting
             wp.config.log_level = wp.LOG_ERROR
-        wp.init()
+        with _native_stderr_silenced(not torch.cuda.is_available()):
+            wp.init()
         from facezoo.render.backends import _warp_kernels as kernels
 
         wp.load_module(kernels, device="cpu")  # compile (or load from Warp's cache) once, before any threads
