@@ -129,8 +129,9 @@ def test_two_gloo_processes_equal_single_process(tmp_path):
                 if np.isnan(ref):
                     assert np.isnan(got[name][key]), (name, key)
                 else:
-                    # open3d's threaded ICP reductions are not bitwise reproducible run to run (~1e-7 rel.)
-                    rel = 1e-6 if name in ("rmse", "flo") else 1e-9
+                    # open3d's threaded ICP reductions are not bitwise reproducible run to run: usually ~1e-7
+                    # relative, once 1.2e-4 (0.1 um on 0.75 mm); a broken reduction is off by far more
+                    rel = 1e-3 if name in ("rmse", "flo") else 1e-9
                     assert got[name][key] == pytest.approx(ref, rel=rel, abs=1e-12), (name, key)
     # the split was not trivial: each rank alone sees something else
     alone = _run(data, rank=0, world=2)
