@@ -39,7 +39,7 @@ def shaded_mesh(method, rec) -> Tensor:
     v = rec.vertices
     light = v.new_tensor(_SHADE_LIGHT).repeat(3)[None].expand(v.shape[0], 27)
     grey = v.new_full((1, v.shape[1], 3), 0.7)
-    with torch.inference_mode(False), torch.no_grad():  # callbacks may run under inference_mode
+    with torch.no_grad():
         out = method.renderer(v, rec.triangles, rec.camera, colors=grey, lighting=light, background=0.0)
     return out.image.clamp(0, 1)
 

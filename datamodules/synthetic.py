@@ -251,9 +251,7 @@ class SyntheticFaces(LightningDataModule):
 
     def render_samples(self, split: str, indices: list[int]) -> list[dict[str, Any]]:
         """Render the samples ``indices`` of ``split`` in one batch (deterministic per index)."""
-        # Loaders may run inside Lightning's inference_mode (predict with num_workers=0); the renderer needs
-        # ordinary tensors (its antialias reads tensor versions), so leave inference mode explicitly.
-        with torch.inference_mode(False), torch.no_grad():
+        with torch.no_grad():
             return self._render_samples(split, indices)
 
     def _render_samples(self, split: str, indices: list[int]) -> list[dict[str, Any]]:

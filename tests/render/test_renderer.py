@@ -99,3 +99,18 @@ def test_renderer_rejects_bad_inputs():
         MeshRenderer((8, 8))(v[0], tri, _camera())
     with pytest.raises(ValueError, match="uv"):
         MeshRenderer((8, 8))(v, tri, _camera(), texture=torch.rand(1, 3, 4, 4))
+
+
+def test_mesh_renderer_under_inference_mode_matches_no_grad():
+    """Lightning predicts under torch.inference_mode(): inference tensors have no version counter, which the
+    renderer's memoisation must not rely on."""
+    v, tri = _cap(400)
+    colors = torch.rand(1, v.shape[1], 3)
+    renderer = MeshRenderer((32, 32))
+    with torch.no_grad():
+        ref = renderer(v, tri, _camera(), colors=colors)
+    with torch.inference_mode():
+        vi, trii, ci = v.clone(), tri.clone(), colors.clone()
+        out = renderer(vi, trii, _camera(), colors=ci)
+        assert vi.is_inference()
+    assert torch.equal(out.image, ref.image) and torch.equal(out.visible, ref.visible)

@@ -25,7 +25,6 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, ClassVar
 
-import torch
 from lightning.pytorch import LightningModule
 from torch import Tensor, nn
 from torchmetrics import MeanMetric
@@ -283,7 +282,4 @@ class FaceMethod(LightningModule):
         self, batch: Mapping[str, Any], batch_idx: int, dataloader_idx: int = 0
     ) -> FaceReconstruction:
         self.check_batch(batch, "predict")
-        # Lightning predicts under inference_mode; the renderer's antialias reads tensor versions, which
-        # inference tensors lack, so render in plain no_grad mode.
-        with torch.inference_mode(False), torch.no_grad():
-            return self.reconstruct(batch, render=True).detach()
+        return self.reconstruct(batch, render=True).detach()

@@ -17,6 +17,8 @@ _CACHE: dict[tuple[int, str], tuple[weakref.ref, int, torch.Tensor]] = {}
 
 def cached(tensor: torch.Tensor, name: str, fn: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
     """``fn(tensor)``, computed once per (tensor, name) while the tensor lives and is unmodified."""
+    if tensor.is_inference():  # no version counter to validate an entry with: compute, don't memoise
+        return fn(tensor)
     key = (id(tensor), name)
     hit = _CACHE.get(key)
     if hit is not None and hit[0]() is tensor and hit[1] == tensor._version:

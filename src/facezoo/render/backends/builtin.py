@@ -170,8 +170,10 @@ def rasterize_warp(pos: torch.Tensor, tri: torch.Tensor, height: int, width: int
         run((0, batch))
     else:
         _parallel(run, _chunks(batch, torch.get_num_threads()), batch * n_tri)
-    # antialias needs the projected vertices and triangle orientations of the same positions again
-    out._facezoo_raster_aux = (pos, pos._version, tri, tri._version, scr, orient)
+    # antialias needs the projected vertices and triangle orientations of the same positions again (not
+    # stashed for inference tensors: they have no version counter to prove the data unchanged)
+    if not (pos.is_inference() or tri.is_inference()):
+        out._facezoo_raster_aux = (pos, pos._version, tri, tri._version, scr, orient)
     return out
 
 
@@ -180,7 +182,7 @@ def raster_aux(rast: torch.Tensor, pos: torch.Tensor, tri: torch.Tensor):
     ``pos`` and ``tri`` hold the very data it rasterized (same storage, shape, strides and unmodified: the
     stash keeps that pos alive, so its memory cannot have been reused), else None."""
     aux = getattr(rast, "_facezoo_raster_aux", None)
-    if aux is None:
+    if aux is None or pos.is_inference() or tri.is_inference():
         return None
     p, p_version, t, t_version, scr, orient = aux
     same = (
