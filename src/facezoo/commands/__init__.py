@@ -34,8 +34,9 @@ class Command:
         return getattr(self.module, "HELP", "")
 
     def run(self, argv: Sequence[str], prog: str) -> int:
-        parser = argparse.ArgumentParser(prog=prog, description=self.module.__doc__,
-                                         formatter_class=argparse.RawDescriptionHelpFormatter)
+        parser = argparse.ArgumentParser(
+            prog=prog, description=self.module.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        )
         self.module.build_parser(parser)
         args = parser.parse_args(list(argv))
         return int(self.module.execute(args) or 0)
