@@ -25,6 +25,7 @@ from facezoo.data.align import center_scale_affine, landmark_box_affine
 from facezoo.data.augment import random_box_shift
 from facezoo.data.io import BadSampleError, FaceDataset, OnBadSample, check_root, load_image_uint8
 from facezoo.data.landmarks import read_landmark_file
+from facezoo.data.sample import stack_views
 
 from ._base import FaceDataModule, crop_face
 
@@ -168,17 +169,7 @@ class MultiPIEDataset(FaceDataset):
             sample = views[0]
             sample["view"] = list(CAMERA_YAW).index(self.records[self.items[index][0]]["camera"])
         else:
-            sample = {
-                k: torch.stack([v[k] for v in views])
-                for k in views[0]
-                if isinstance(views[0][k], torch.Tensor)
-            }
-            sample.update(
-                identity=views[0]["identity"],
-                view=torch.tensor([0, 1, 2]),
-                yaw=torch.tensor([v["yaw"] for v in views]),
-                path="|".join(v["path"] for v in views),
-            )
+            sample = stack_views(views)
         return self.transform(sample) if self.transform is not None else sample
 
 

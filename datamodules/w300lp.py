@@ -36,6 +36,7 @@ from facezoo.data.align import landmark_box_affine
 from facezoo.data.augment import random_box_shift
 from facezoo.data.io import BadSampleError, FaceDataset, OnBadSample, check_root, load_image_uint8
 from facezoo.data.landmarks import read_3ddfa_mat, read_300wlp_landmarks
+from facezoo.data.sample import stack_views
 
 from ._base import FaceDataModule, crop_face
 
@@ -173,12 +174,7 @@ class W300LPDataset(FaceDataset):
             sample = views[0]
             sample["view"] = 0
         else:
-            sample = {k: torch.stack([v[k] for v in views]) for k in ("image", "landmarks68", "affine")}
-            sample["params"] = {k: torch.stack([v["params"][k] for v in views]) for k in views[0]["params"]}
-            sample["yaw"] = torch.tensor([v["yaw"] for v in views])
-            sample["view"] = torch.tensor([0, 1, 2])
-            sample["identity"] = views[0]["identity"]
-            sample["path"] = "|".join(v["path"] for v in views)
+            sample = stack_views(views)
         return self.transform(sample) if self.transform is not None else sample
 
 

@@ -36,7 +36,7 @@ from facezoo.data.landmarks import (
     read_vggface2_landmarks,
     read_vggface2_meta,
 )
-from facezoo.data.sample import SAMPLE_KEYS, Batch, Sample, collate
+from facezoo.data.sample import SAMPLE_KEYS, Batch, Sample, collate, stack_views
 from facezoo.data.samplers import (
     IdentityBalancedSampler,
     MixtureSampler,
@@ -65,6 +65,7 @@ __all__ = [
     "ShardedRandomSampler",
     "angles_300wlp",
     "collate",
+    "stack_views",
     "compose_affine",
     "crop_pose_300wlp",
     "deep3d_affine",

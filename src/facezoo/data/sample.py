@@ -168,3 +168,27 @@ def collate(samples: Sequence[Sample | None]) -> Batch:
         batch["valid"] = valid
     batch["skipped"] = skipped
     return batch
+
+
+def stack_views(views: Sequence[Sample]) -> Sample:
+    """One multi-view sample from per-view samples of the same identity (DESIGN.md: a leading view axis).
+
+    Tensors (and ``params`` tensors) are stacked to ``[V,...]``, ``yaw`` becomes ``[V]``, ``view`` is
+    ``0..V-1`` in the given order, ``identity`` is the first view's and ``path`` joins the views' with ``|``.
+    """
+    if not views:
+        raise ValueError("stack_views: expected at least one view")
+    first = views[0]
+    sample: dict[str, Any] = {
+        k: torch.stack([v[k] for v in views]) for k, x in first.items() if isinstance(x, Tensor)
+    }
+    if "params" in first:
+        sample["params"] = {k: torch.stack([v["params"][k] for v in views]) for k in first["params"]}
+    if "yaw" in first:
+        sample["yaw"] = torch.tensor([float(v["yaw"]) for v in views])
+    sample["view"] = torch.arange(len(views))
+    if "identity" in first:
+        sample["identity"] = first["identity"]
+    if "path" in first:
+        sample["path"] = "|".join(v["path"] for v in views)
+    return sample  # type: ignore[return-value]
