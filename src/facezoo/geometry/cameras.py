@@ -92,6 +92,18 @@ class _Camera:
             index = slice(index, index + 1 if index != -1 else None)
         return type(self)(**{k: v[index] for k, v in self._tensors().items()})
 
+    def to_clip(
+        self,
+        vertices: torch.Tensor,
+        image_size: Sequence[int],
+        near: float | None = None,
+        far: float | None = None,
+    ) -> torch.Tensor:
+        """Clip coordinates ``[B,V,4]`` of model-space ``vertices [B,V,3]`` for an ``(H, W)`` image, for the
+        renderer: :meth:`view_to_clip` of :meth:`view` (a renderer that needs both calls them itself, so the
+        rotation happens once)."""
+        return self.view_to_clip(self.view(vertices), image_size, near, far)
+
     def _check_vertices(self, vertices: torch.Tensor) -> torch.Tensor:
         if not isinstance(vertices, torch.Tensor) or not vertices.is_floating_point():
             raise TypeError(f"vertices must be a floating-point torch.Tensor, got {type(vertices).__name__}")
@@ -172,22 +184,6 @@ class WeakPerspective(_Camera):
             (s * w[..., 0] + self.t2d[:, None, 0], self.t2d[:, None, 1] - s * w[..., 1]), dim=-1
         )
 
-    def to_clip(
-        self,
-        vertices: torch.Tensor,
-        image_size: Sequence[int],
-        near: float | None = None,
-        far: float | None = None,
-    ) -> torch.Tensor:
-        """Orthographic clip coordinates ``[B,V,4]`` (``w = 1``) for an ``(H, W)`` image.
-
-        ``x, y`` are the NDC of :meth:`project`'s pixels. Depth is the pixel-scaled distance behind the model
-        origin, ``d = -s * w_z`` (px; nearer = smaller), mapped affinely so that ``d = near -> -1`` and
-        ``d = far -> +1``: ``z = (2 d - far - near) / (far - near)``. Defaults: ``near = -2 max(H, W)``,
-        ``far = +2 max(H, W)``, enough for a face filling the image; points outside are clipped.
-        """
-        return self.view_to_clip(self.view(vertices), image_size, near, far)
-
     def view_to_clip(
         self,
         view: torch.Tensor,
@@ -195,8 +191,14 @@ class WeakPerspective(_Camera):
         near: float | None = None,
         far: float | None = None,
     ) -> torch.Tensor:
-        """:meth:`to_clip` from already rotated points ``view [B,V,3]`` (= :meth:`view`'s output), so that a
-        renderer needing both pays for the rotation once."""
+        """Orthographic clip coordinates ``[B,V,4]`` (``w = 1``) for an ``(H, W)`` image from rotated points
+        ``view [B,V,3]`` (:meth:`view`'s output).
+
+        ``x, y`` are the NDC of :meth:`project`'s pixels. Depth is the pixel-scaled distance behind the model
+        origin, ``d = -s * w_z`` (px; nearer = smaller), mapped affinely so that ``d = near -> -1`` and
+        ``d = far -> +1``: ``z = (2 d - far - near) / (far - near)``. Defaults: ``near = -2 max(H, W)``,
+        ``far = +2 max(H, W)``, enough for a face filling the image; points outside are clipped.
+        """
         h, w = _image_size(image_size)
         near = -2.0 * max(h, w) if near is None else float(near)
         far = 2.0 * max(h, w) if far is None else float(far)
@@ -313,17 +315,6 @@ class Perspective(_Camera):
         p[:, 3, 2] = -1.0
         return p
 
-    def to_clip(
-        self,
-        vertices: torch.Tensor,
-        image_size: Sequence[int],
-        near: float | None = None,
-        far: float | None = None,
-    ) -> torch.Tensor:
-        """Clip coordinates ``[B,V,4]`` = :meth:`projection_matrix` ``@ view(v)`` (near/far in mm,
-        defaults 10 and 10000)."""
-        return self.view_to_clip(self.view(vertices), image_size, near, far)
-
     def view_to_clip(
         self,
         view: torch.Tensor,
@@ -331,7 +322,8 @@ class Perspective(_Camera):
         near: float | None = None,
         far: float | None = None,
     ) -> torch.Tensor:
-        """:meth:`to_clip` from view-space points ``view [B,V,3]`` (= :meth:`view`'s output)."""
+        """Clip coordinates ``[B,V,4]`` = :meth:`projection_matrix` ``@ view`` for view-space points
+        ``view [B,V,3]`` (:meth:`view`'s output; near/far in mm, defaults 10 and 10000)."""
         near = 10.0 if near is None else float(near)
         far = 10000.0 if far is None else float(far)
         proj = self.projection_matrix(image_size, near, far)
