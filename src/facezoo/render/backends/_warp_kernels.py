@@ -75,6 +75,22 @@ def _key(zw: wp.float64, t: int) -> wp.int64:
     return q * wp.int64(TRI_SHIFT) + wp.int64(t)
 
 
+@wp.func
+def screen_area(sa: wp.vec4d, sb: wp.vec4d, sc: wp.vec4d) -> wp.float64:
+    """Twice the signed area of the projected triangle in pixel coordinates (rows point down)."""
+    return (sb[0] - sa[0]) * (sc[1] - sa[1]) - (sb[1] - sa[1]) * (sc[0] - sa[0])
+
+
+@wp.func
+def area_sign(area: wp.float64) -> wp.int8:
+    """-1, 0 or 1: the triangle's orientation in pixel coordinates."""
+    if area > wp.float64(0.0):
+        return wp.int8(1)
+    if area < wp.float64(0.0):
+        return wp.int8(-1)
+    return wp.int8(0)
+
+
 @wp.kernel
 def zbuffer_kernel(
     pos: wp.array3d(dtype=Any),
@@ -95,14 +111,8 @@ def zbuffer_kernel(
     zero = wp.float64(0.0)
     if sa[3] > zero and sb[3] > zero and sc[3] > zero:
         # e_a(p) = (c - b) x (p - b), etc.; e_a + e_b + e_c = area (= (b - a) x (c - a)) everywhere
-        area = (sb[0] - sa[0]) * (sc[1] - sa[1]) - (sb[1] - sa[1]) * (sc[0] - sa[0])
-        # tri_orientation_kernel's value, for antialias (saves it a pass over the triangles)
-        sgn = wp.int8(0)
-        if area > zero:
-            sgn = wp.int8(1)
-        elif area < zero:
-            sgn = wp.int8(-1)
-        orient[b, t] = sgn
+        area = screen_area(sa, sb, sc)
+        orient[b, t] = area_sign(area)  # tri_orientation_kernel's value, for antialias (saves it a pass)
         # screen space: bounding box of pixel-index coordinates, then 2D edge functions
         # clamp in floating point first: far off-screen vertices would overflow int
         c0f = wp.max(zero, wp.ceil(wp.min(sa[0], wp.min(sb[0], sc[0]))))
@@ -522,12 +532,7 @@ def tri_orientation_kernel(
     zero = wp.float64(0.0)
     res = wp.int8(2)
     if sa[3] > zero and sb[3] > zero and sc[3] > zero:
-        area = (sb[0] - sa[0]) * (sc[1] - sa[1]) - (sb[1] - sa[1]) * (sc[0] - sa[0])
-        res = wp.int8(0)
-        if area > zero:
-            res = wp.int8(1)
-        elif area < zero:
-            res = wp.int8(-1)
+        res = area_sign(screen_area(sa, sb, sc))
     orient[b, t] = res
 
 
