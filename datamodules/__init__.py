@@ -14,6 +14,7 @@ from facezoo.datamodules.image_folder import ImageFolder, ImageFolderDataset
 from facezoo.datamodules.micc import MICC, MICCDataset, read_micc_annotations
 from facezoo.datamodules.mixture import Mixture
 from facezoo.datamodules.multipie import MultiPIE, MultiPIEDataset
+from facezoo.datamodules.pairs import LFWPairs, PairsDataset, SyntheticPairs, read_pairs
 from facezoo.datamodules.synthetic import SyntheticFaces
 from facezoo.datamodules.vggface2 import VGGFace2, VGGFace2Dataset
 from facezoo.datamodules.w300lp import W300LP, W300LPDataset
@@ -24,16 +25,20 @@ __all__ = [
     "FaceDataModule",
     "ImageFolder",
     "ImageFolderDataset",
+    "LFWPairs",
     "MICC",
     "MICCDataset",
     "Mixture",
     "MultiPIE",
     "MultiPIEDataset",
+    "PairsDataset",
     "SyntheticFaces",
+    "SyntheticPairs",
     "VGGFace2",
     "VGGFace2Dataset",
     "W300LP",
     "W300LPDataset",
     "crop_face",
     "read_micc_annotations",
+    "read_pairs",
 ]

@@ -13,6 +13,12 @@ subject and video type (``image [V,3,H,W]``), the setting of MVF-Net/Deep3DFace'
 sample has ``identity`` (subject number), ``view`` (video-type index), ``scan`` (path of the subject's first
 scan) and ``path``. ``annotations`` (the shared ``micc/annotations.json``) adds the four annotated scan
 vertices per subject (:attr:`MICCDataset.scan_landmarks`).
+
+``facezoo test`` on this datamodule runs the ``"micc"`` protocol
+(:class:`facezoo.methods.protocols.MICCProtocol`): one shape per subject and video type (the neutral
+identity shape averaged over the frames, by default), scan RMSE after scaled ICP, a table per video type.
+The protocol options are init arguments here (``eval_shape``, ``crop_radius``, ``forehead_cut``,
+``exclude_subjects``) so that a data overlay sets them.
 """
 
 from __future__ import annotations
@@ -52,6 +58,24 @@ def read_micc_annotations(path: str | Path) -> dict[int, dict]:
                 corr[name] = int(vid)
         out[int(m[1])] = {"frame": base / case["frame"], "correspondences": corr}
     return out
+
+
+def load_face_crop(path: Path, image_size: int, center_fraction: float = 1.0) -> dict:
+    """Load ``path`` and crop its face to ``image_size``: Deep3DFace's 5-point alignment when a landmark file
+    sits beside the image (:func:`~facezoo.datamodules.image_folder.find_landmark_file`), else the central
+    square of side ``center_fraction * min(H, W)``. Returns :func:`crop_face`'s dict (``image``, ``affine``,
+    ``landmarks5`` when known)."""
+    image = load_image_uint8(path)
+    lm_file = find_landmark_file(path)
+    if lm_file is not None:
+        pts = read_landmark_file(lm_file, (68, 5))
+        lm5 = landmarks68_to_5(pts) if len(pts) == 68 else pts
+        affine = deep3d_affine(torch.as_tensor(lm5)[None], target_size=image_size)
+        return crop_face(image, affine, image_size, landmarks5=lm5)
+    h, w = image.shape[:2]
+    scale = image_size / (center_fraction * min(h, w))
+    affine = center_scale_affine(torch.tensor([[w / 2, h / 2]]), torch.tensor([scale]), image_size)
+    return crop_face(image, affine, image_size)
 
 
 class MICCDataset(FaceDataset):
@@ -109,21 +133,10 @@ class MICCDataset(FaceDataset):
             if annotations
             else {}
         )
-        self.image_size, self.group = image_size, group
+        self.image_size, self.group, self.video_types = image_size, group, tuple(video_types)
 
     def _frame(self, path: Path) -> dict:
-        image = load_image_uint8(path)
-        lm_file = find_landmark_file(path)
-        if lm_file is not None:
-            pts = read_landmark_file(lm_file, (68, 5))
-            lm5 = landmarks68_to_5(pts) if len(pts) == 68 else pts
-            affine = deep3d_affine(torch.as_tensor(lm5)[None], target_size=self.image_size)
-            return crop_face(image, affine, self.image_size, landmarks5=lm5)
-        h, w = image.shape[:2]
-        affine = center_scale_affine(
-            torch.tensor([[w / 2, h / 2]]), torch.tensor([self.image_size / min(h, w)]), self.image_size
-        )
-        return crop_face(image, affine, self.image_size)
+        return load_face_crop(path, self.image_size)
 
     def load(self, index: int) -> dict:
         subject, vt, files = self.items[index]
@@ -139,7 +152,16 @@ class MICCDataset(FaceDataset):
 
 
 class MICC(FaceDataModule):
-    """MICC Florence evaluation datamodule (``test``/``predict``; ``val`` = ``test``)."""
+    """MICC Florence evaluation datamodule (``test``/``predict``; ``val`` = ``test``).
+
+    Protocol options (see :mod:`facezoo.methods.protocols.micc`): ``eval_shape`` (``"neutral"``: identity
+    shape without expression, the default; ``"full"``: the reconstructed vertices), ``crop_radius`` (mm around
+    the nose tip, 95), ``forehead_cut`` (mm above the nose tip, None = no cut) and ``exclude_subjects``
+    (e.g. ``[2, 27]`` as MVF-Net).
+    """
+
+    protocol = "micc"
+    provides = ("image", "affine", "identity", "view", "index", "path", "scan")
 
     def __init__(
         self,
@@ -154,8 +176,20 @@ class MICC(FaceDataModule):
         num_workers: int = 2,
         image_size: int = 224,
         on_bad_sample: OnBadSample = "error",
+        eval_shape: str = "neutral",
+        crop_radius: float = 95.0,
+        forehead_cut: float | None = None,
+        exclude_subjects: list[int] | None = None,
     ):
         super().__init__(root, shards, batch_size, num_workers, image_size, on_bad_sample)
+        if eval_shape not in ("neutral", "full"):
+            raise ValueError(f"eval_shape: expected 'neutral' or 'full', got {eval_shape!r}")
+        self.protocol_options = dict(
+            eval_shape=eval_shape,
+            crop_radius=crop_radius,
+            forehead_cut=forehead_cut,
+            exclude_subjects=list(exclude_subjects or []),
+        )
         self.options = dict(
             frames_root=frames_root,
             video_types=tuple(video_types or VIDEO_TYPES),

@@ -136,6 +136,7 @@ class FaceMethod(LightningModule):
         self.val_vertex_error = MeanMetric()
         self.val_nme = LandmarkNME()
         self._checked_stages: set[str] = set()
+        self._runners: dict[str, Any] = {}
 
     # -- externals: modules rebuilt from init args, never in state_dict
     def register_external(self, name: str, module: nn.Module) -> None:
@@ -165,7 +166,12 @@ class FaceMethod(LightningModule):
         dm = getattr(trainer, "datamodule", None) if trainer is not None else None
         provides = getattr(dm, "provides", None)
         if provides is not None:
-            missing = [k for k in self._keys_for(stage) if k not in provides]
+            keys = self._keys_for(stage)
+            if stage in ("validate", "test"):
+                from facezoo.methods.protocols import protocol_for
+
+                keys = protocol_for(dm).required_keys(self, stage)
+            missing = [k for k in keys if k not in provides]
             if missing:
                 raise ValueError(
                     f"{type(self).__name__} ({stage}) needs batch key(s) {missing}, which datamodule "
@@ -231,10 +237,24 @@ class FaceMethod(LightningModule):
             out["nme"] = landmark_nme(rec.landmarks2d.detach(), target).mean()
         return out
 
+    # -- evaluation protocols (facezoo.methods.protocols): the datamodule's ``protocol`` picks the runner
+    def evaluation_protocol(self, stage: str):
+        """The protocol runner of this ``stage``'s epoch (``"val"``/``"test"``), created on first use for the
+        trainer's datamodule (:func:`facezoo.methods.protocols.protocol_for`)."""
+        runner = self._runners.get(stage)
+        if runner is None:
+            from facezoo.methods.protocols import protocol_for
+
+            dm = self._datamodule()
+            runner = self._runners[stage] = protocol_for(dm)(self, dm)
+        return runner
+
+    def _datamodule(self):
+        trainer = self._trainer
+        return getattr(trainer, "datamodule", None) if trainer is not None else None
+
     def _eval_step(self, batch: Mapping[str, Any], stage: str) -> None:
-        self.check_batch(batch, "fit")
-        rec = self.reconstruct(batch)
-        self.evaluate(rec, batch)
+        self.evaluation_protocol(stage).update(self, batch)
 
     def validation_step(self, batch: Mapping[str, Any], batch_idx: int) -> None:
         self._eval_step(batch, "val")
@@ -242,40 +262,36 @@ class FaceMethod(LightningModule):
     def test_step(self, batch: Mapping[str, Any], batch_idx: int) -> None:
         self._eval_step(batch, "test")
 
-    def _log_metrics(self, prefix: str) -> dict[str, float]:
-        """Log the epoch's metrics as ``<prefix>/<name>`` and return them (NaN buckets, i.e. empty ones, are
-        left out)."""
-        results: dict[str, float] = {}
-        if self.val_vertex_error.update_count:
-            results["vertex_error_mm"] = float(self.val_vertex_error.compute())
-        if int(self.val_nme.count) > 0:
-            nme = self.val_nme.compute()
-            keys = [k for k in nme if k.startswith("nme_") and k[4].isdigit()] + ["nme_balanced"]
-            keys = keys if int(self.val_nme.bucket_count.sum()) > 0 else []
-            results.update({k: float(nme[k]) for k in ["nme", "nme_std", *keys] if not nme[k].isnan()})
-        for name, value in results.items():
-            self.log(f"{prefix}/{name}", value)
-        self.val_vertex_error.reset()
-        self.val_nme.reset()
-        return results
+    def _finish_protocol(self, stage: str):
+        """Compute (collectively) and drop the epoch's runner; log its metrics as ``<stage>/<key>``."""
+        runner = self._runners.pop(stage, None)
+        if runner is None:
+            return None, None
+        result = runner.compute(self)
+        if self._trainer is not None:
+            for name, value in result.metrics.items():
+                self.log(f"{stage}/{name}", value)
+        return runner, result
 
     def on_validation_epoch_end(self) -> None:
-        self._log_metrics("val")
+        self._finish_protocol("val")
 
     def on_test_epoch_end(self) -> None:
-        """``facezoo test``: log the metrics, print the protocol table (NME in %, per yaw bucket and the mean
-        of the bucket means) and write ``test_results.json`` beside the run's logs."""
-        results = self._log_metrics("test")
+        """``facezoo test``: log the protocol's metrics, print its table (AFLW2000-3D: NME in %, per yaw
+        bucket and the mean of the bucket means; MICC: RMSE per video type; pairs: verification accuracy) and
+        write ``test_results.json`` beside the run's logs (rank 0)."""
+        runner, result = self._finish_protocol("test")
         trainer = self._trainer
-        if not results or trainer is None or not trainer.is_global_zero:
+        if result is None or not result.metrics or trainer is None or not trainer.is_global_zero:
             return
-        from facezoo.metrics.report import format_table, write_json
+        from facezoo.metrics.report import write_json
 
         name = type(self).__name__
-        row = {k: v * 100 if k.startswith("nme") else v for k, v in results.items()}
-        print(f"\ntest results (NME in %, vertex error in mm):\n{format_table({name: row}, precision=3)}")
+        print(f"\n{result.title}:\n{result.table}")
         out = Path(trainer.log_dir or trainer.default_root_dir) / "test_results.json"
-        write_json({"method": name, "metrics": results}, out)
+        write_json(
+            {"method": name, "protocol": runner.name, "metrics": result.metrics, **result.details}, out
+        )
         print(f"wrote {out}")
 
     def predict_step(
