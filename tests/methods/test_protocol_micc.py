@@ -1,0 +1,213 @@
+"""`facezoo test` on MICC Florence: per-sequence shapes, scan RMSE per video type, DDP-exact accumulation."""
+
+from __future__ import annotations
+
+import json
+import math
+import multiprocessing
+import socket
+import time
+
+import numpy as np
+import pytest
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+from PIL import Image
+
+from facezoo.cli import main
+from facezoo.datamodules import MICC
+from facezoo.methods.base import build_morphable
+from facezoo.methods.protocols import MICC_LANDMARKS, SequenceShapes, micc_nose_tip
+from facezoo.metrics import mesh_rmse
+
+MODEL = "procedural:600"
+
+
+def _rotation_y(deg: float) -> np.ndarray:
+    a = math.radians(deg)
+    return np.array([[math.cos(a), 0, math.sin(a)], [0, 1, 0], [-math.sin(a), 0, math.cos(a)]])
+
+
+def _write_obj(path, vertices, triangles) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lines = [f"v {x:.6f} {y:.6f} {z:.6f}" for x, y, z in vertices]
+    lines += [f"f {a + 1} {b + 1} {c + 1}" for a, b, c in triangles]
+    path.write_text("\n".join(lines) + "\n")
+
+
+@pytest.fixture(scope="module")
+def micc_root(tmp_path_factory):
+    """Two subjects. Scan 1: the procedural mean face moved by a rigid transform (a mean-face prediction
+    has RMSE ~0); scan 2: the mean face with a smooth 3 mm bump on the nose (RMSE > 0). Frames: subject 1 in
+    two video types (2 + 1 frames), subject 2 in one (1 frame); annotations for subject 1 only."""
+    root = tmp_path_factory.mktemp("micc")
+    model = build_morphable(MODEL)
+    mean = model.mean.double().numpy()
+    tri = model.triangles.numpy()
+    scan1 = mean @ _rotation_y(12.0).T + np.array([5.0, -3.0, 20.0])
+    nose = mean[model.landmarks68[30].item()]
+    bump = 3.0 * np.exp(-((mean - nose) ** 2).sum(1) / (2 * 15.0**2))
+    scan2 = mean + bump[:, None] * np.array([0.0, 0.0, 1.0])
+    for s, scan in ((1, scan1), (2, scan2)):
+        _write_obj(root / f"subject_{s:02d}" / "Model" / "frontal1" / "obj" / "scan.obj", scan, tri)
+    rng = np.random.default_rng(0)
+    for s, vt, n in ((1, "Indoor-Cooperative", 2), (1, "PTZ-Outdoor", 1), (2, "Indoor-Cooperative", 1)):
+        d = root / "frames" / f"subject_{s:02d}" / vt
+        d.mkdir(parents=True)
+        for k in range(n):
+            Image.fromarray(rng.integers(0, 255, (64, 64, 3), dtype=np.uint8)).save(d / f"frame{k:04d}.png")
+    lm = model.landmarks68.tolist()
+    corr = {"right_eye_lacrimal": lm[39], "left_eye_lacrimal": lm[42], "nose_base": lm[33],
+            "lips_central": lm[62]}  # fmt: skip
+    case = root / "annotations" / "cases" / "subject_1"
+    case.mkdir(parents=True)
+    (case / "correspondences.txt").write_text("".join(f"{k} {v}\n" for k, v in corr.items()))
+    (root / "annotations" / "annotations.json").write_text(
+        json.dumps({"cases": [{"correspondences": "./cases/subject_1/correspondences.txt",
+                               "frame": "./cases/subject_1/frame0001.jpg"}]})
+    )  # fmt: skip
+    return root, {"mean": mean, "tri": tri, "scan2": scan2}
+
+
+def test_facezoo_test_on_micc_prints_table_and_writes_json(micc_root, tmp_path, capsys):
+    root, ref = micc_root
+    main([
+        "test", "--model=facezoo.methods.Deep3DFace", f"--model.morphable_model={MODEL}",
+        "--model.backbone=resnet18", "--model.backbone_kwargs={width: 8}", "--model.image_size=48",
+        "--data=facezoo.datamodules.MICC", f"--data.root={root}", "--data.image_size=48",
+        "--data.batch_size=2", "--data.num_workers=0",
+        f"--data.annotations={root / 'annotations' / 'annotations.json'}",
+        "--trainer.logger=false", "--trainer.enable_progress_bar=false", f"--trainer.default_root_dir={tmp_path}",
+    ])  # fmt: skip
+    out = capsys.readouterr().out
+    assert "MICC Florence RMSE" in out and "Indoor-Cooperative" in out and "PTZ-Outdoor" in out
+    assert "PTZ-Indoor" not in out  # no frames of that type: no row
+    results = json.loads((tmp_path / "test_results.json").read_text())
+    assert results["protocol"] == "micc" and results["eval_shape"] == "neutral"
+    seq = {(r["subject"], r["video"]): r for r in results["sequences"]}
+    assert sorted(seq) == [(1, "Indoor-Cooperative"), (1, "PTZ-Outdoor"), (2, "Indoor-Cooperative")]
+    assert seq[(1, "Indoor-Cooperative")]["frames"] == 2
+    # An untrained Deep3DFace regresses zero coefficients: the mean face. Against its rigidly moved copy
+    # the aligned RMSE vanishes; against the bumped copy it equals the functional metric's value.
+    assert seq[(1, "Indoor-Cooperative")]["rmse"] < 1e-3 and seq[(1, "PTZ-Outdoor")]["rmse"] < 1e-3
+    expected = float(mesh_rmse(ref["mean"], ref["tri"], ref["scan2"], micc_nose_tip(ref["scan2"])))
+    assert 0.2 < seq[(2, "Indoor-Cooperative")]["rmse"] == pytest.approx(expected, rel=1e-3, abs=1e-4)
+    m = results["metrics"]
+    coop = [seq[(1, "Indoor-Cooperative")]["rmse"], seq[(2, "Indoor-Cooperative")]["rmse"]]
+    assert m["rmse_indoor_cooperative"] == pytest.approx(np.mean(coop))
+    assert m["rmse_indoor_cooperative_std"] == pytest.approx(np.std(coop))
+    assert m["rmse"] == pytest.approx(np.mean([r["rmse"] for r in seq.values()]))
+
+
+def test_nose_tip_from_annotations_or_max_z():
+    g = np.stack(np.meshgrid(np.linspace(-60, 60, 61), np.linspace(-80, 80, 81)), -1).reshape(-1, 2)
+    face = np.c_[g, 25 * np.exp(-((g - [0, -10]) ** 2).sum(1) / 300)]  # the tip at (0, -10, 25)
+    face = np.r_[face, [[0.0, 75.0, 40.0]]]  # a far-away outlier (hair) nearer the viewer
+    assert micc_nose_tip(face).tolist() == pytest.approx([0, -10, 25])
+    # landmarks give the forward axis: rotate everything by 90 degrees about y, the tip is still found
+    lm = {"right_eye_lacrimal": [-15, 20, 5.0], "left_eye_lacrimal": [15, 20, 5.0], "nose_base": [0, -5, 15.0],
+          "lips_central": [0, -35, 5.0]}  # fmt: skip
+    r = _rotation_y(90.0)
+    tip = micc_nose_tip(face @ r.T, {k: np.array(v) @ r.T for k, v in lm.items()})
+    assert tip == pytest.approx(np.array([0, -10, 25.0]) @ r.T)
+    assert set(MICC_LANDMARKS) == set(lm)
+    with pytest.raises(ValueError, match="points"):
+        micc_nose_tip(np.zeros((0, 3)))
+
+
+def test_sequence_shapes_averages_frames_and_removes_padding_repeats():
+    m = SequenceShapes(n_slots=2, n_vertices=2, n_head=2)
+    v = torch.arange(4 * 2 * 3, dtype=torch.float64).reshape(4, 2, 3)
+    # items 0..3, item 0 seen twice (a DistributedSampler padding repeat); item 2 is a set of 3 images
+    m.update(v[[0, 1]], torch.tensor([1.0, 1.0]), torch.tensor([0, 0]), torch.tensor([0, 1]))
+    m.update(v[[2, 3, 0]], torch.tensor([3.0, 1.0, 1.0]), torch.tensor([1, 1, 0]), torch.tensor([2, 3, 0]))
+    mean, frames = m.compute()
+    assert frames.tolist() == [2.0, 4.0]
+    assert torch.allclose(mean[0], (v[0] + v[1]) / 2) and torch.allclose(mean[1], (v[2] + v[3]) / 4)
+    with pytest.raises(ValueError, match="slots"):
+        m.update(v[:1], torch.ones(1), torch.tensor([2]), torch.tensor([5]))
+    with pytest.raises(ValueError, match="vertex_sums"):
+        m.update(torch.zeros(1, 3, 3), torch.ones(1), torch.tensor([0]), torch.tensor([5]))
+
+
+def test_micc_protocol_needs_the_raw_layout(micc_root, tiny_method):
+    root, _ = micc_root
+    from facezoo.methods.protocols import MICCProtocol
+
+    with pytest.raises(ValueError, match="raw layout"):
+        MICCProtocol(tiny_method(), None)
+    with pytest.raises(ValueError, match="eval_shape"):
+        MICC(root=str(root), eval_shape="posed")
+
+
+# -- DDP: two gloo processes, each with its DistributedSampler share, equal one process ------------------
+N_ITEMS, N_SLOTS, N_V = 7, 3, 5  # 7 items on 2 ranks: the sampler pads rank 1 with item 0
+
+
+def _data():
+    g = torch.Generator().manual_seed(0)
+    return {
+        "v": torch.randn(N_ITEMS, N_V, 3, generator=g, dtype=torch.float64),
+        "frames": torch.tensor([1.0, 2.0, 1.0, 1.0, 3.0, 1.0, 1.0]),
+        "slots": torch.tensor([0, 0, 1, 2, 1, 2, 0]),
+    }
+
+
+def _accumulate(data, rank: int, world: int):
+    per = -(-N_ITEMS // world)
+    padded = torch.arange(per * world) % N_ITEMS  # DistributedSampler(shuffle=False) pads by wrapping
+    idx = padded[rank::world]
+    m = SequenceShapes(N_SLOTS, N_V, n_head=world)
+    for chunk in idx.split(2):
+        m.update(data["v"][chunk], data["frames"][chunk], data["slots"][chunk], chunk)
+    return m.compute()
+
+
+def _worker(rank, world, port, data, out_dir):
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world)
+    try:
+        torch.save(_accumulate(data, rank, world), f"{out_dir}/rank{rank}.pt")
+    finally:
+        dist.destroy_process_group()
+
+
+def test_sequence_shapes_two_gloo_processes_equal_one(tmp_path):
+    data = _data()
+    mean1, frames1 = _accumulate(data, 0, 1)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
+    ctx = mp.start_processes(
+        _worker, args=(2, port, data, str(tmp_path)), nprocs=2, join=False, start_method=method
+    )
+    end = time.monotonic() + 60
+    while not ctx.join(timeout=1.0):
+        if time.monotonic() > end:
+            for p in ctx.processes:
+                p.kill()
+            pytest.fail("DDP workers did not finish within 60 s")
+    for rank in range(2):
+        mean, frames = torch.load(tmp_path / f"rank{rank}.pt")
+        assert torch.equal(frames, frames1)
+        assert torch.allclose(mean, mean1, rtol=0, atol=1e-12)
+    # a brute-force reference: weighted mean of each slot's items (the padding repeat counted once)
+    for s in range(N_SLOTS):
+        k = data["slots"] == s
+        ref = data["v"][k].sum(0) / data["frames"][k].sum()
+        assert torch.allclose(mean1[s], ref)
+    alone, _ = _accumulate(data, 0, 2)  # one rank alone sees something else
+    assert not torch.allclose(alone, mean1)
+
+
+def test_real_micc_annotations_name_the_protocol_landmarks(shared_data):
+    """The shared annotations (hyperparams-free-3D-losses) use exactly the names MICC_LANDMARKS maps."""
+    from facezoo.datamodules import read_micc_annotations
+
+    ann = read_micc_annotations(shared_data / "micc" / "annotations.json")
+    assert len(ann) >= 50
+    for subject, a in ann.items():
+        assert set(a["correspondences"]) == set(MICC_LANDMARKS), subject
+        assert all(v >= 0 for v in a["correspondences"].values())
