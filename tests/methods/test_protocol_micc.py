@@ -13,10 +13,10 @@ import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
+from facezoo.datamodules import MICC
 from PIL import Image
 
 from facezoo.cli import main
-from facezoo.datamodules import MICC
 from facezoo.methods.base import build_morphable
 from facezoo.methods.protocols import MICC_LANDMARKS, SequenceShapes, micc_nose_tip
 from facezoo.metrics import mesh_rmse
@@ -78,7 +78,8 @@ def test_facezoo_test_on_micc_prints_table_and_writes_json(micc_root, tmp_path, 
         "--data=facezoo.datamodules.MICC", f"--data.root={root}", "--data.image_size=48",
         "--data.batch_size=2", "--data.num_workers=0",
         f"--data.annotations={root / 'annotations' / 'annotations.json'}",
-        "--trainer.logger=false", "--trainer.enable_progress_bar=false", f"--trainer.default_root_dir={tmp_path}",
+        "--trainer.logger=false", "--trainer.enable_progress_bar=false",
+        f"--trainer.default_root_dir={tmp_path}",
     ])  # fmt: skip
     out = capsys.readouterr().out
     assert "MICC Florence RMSE" in out and "Indoor-Cooperative" in out and "PTZ-Outdoor" in out
@@ -106,8 +107,8 @@ def test_nose_tip_from_annotations_or_max_z():
     face = np.r_[face, [[0.0, 75.0, 40.0]]]  # a far-away outlier (hair) nearer the viewer
     assert micc_nose_tip(face).tolist() == pytest.approx([0, -10, 25])
     # landmarks give the forward axis: rotate everything by 90 degrees about y, the tip is still found
-    lm = {"right_eye_lacrimal": [-15, 20, 5.0], "left_eye_lacrimal": [15, 20, 5.0], "nose_base": [0, -5, 15.0],
-          "lips_central": [0, -35, 5.0]}  # fmt: skip
+    lm = {"right_eye_lacrimal": [-15, 20, 5.0], "left_eye_lacrimal": [15, 20, 5.0],
+          "nose_base": [0, -5, 15.0], "lips_central": [0, -35, 5.0]}  # fmt: skip
     r = _rotation_y(90.0)
     tip = micc_nose_tip(face @ r.T, {k: np.array(v) @ r.T for k, v in lm.items()})
     assert tip == pytest.approx(np.array([0, -10, 25.0]) @ r.T)
