@@ -9,10 +9,11 @@ frame%04d.jpg``).
 Frames are cropped with Deep3DFace's 5-point alignment when a landmark file sits beside them (see
 :func:`~facezoo.datamodules.image_folder.find_landmark_file`), else as the central square. ``group="frame"``
 yields one sample per frame; ``group="subject"`` stacks ``frames_per_subject`` evenly spaced frames of a
-subject and video type (``image [V,3,H,W]``), the setting of MVF-Net/Deep3DFace's pooled evaluation. Every
-sample has ``identity`` (subject number), ``view`` (video-type index), ``scan`` (path of the subject's first
-scan) and ``path``. ``annotations`` (the shared ``micc/annotations.json``) adds the four annotated scan
-vertices per subject (:attr:`MICCDataset.scan_landmarks`).
+subject and video type (``image [V,3,H,W]``; a video with fewer frames repeats some), the setting of
+MVF-Net/Deep3DFace's pooled evaluation. Every sample has ``identity`` (subject number), ``view`` (video-type
+index), ``scan`` (path of the subject's first scan) and ``path``. ``annotations`` (the shared
+``micc/annotations.json``) adds the four annotated scan vertices per subject
+(:attr:`MICCDataset.scan_landmarks`).
 
 ``facezoo test`` on this datamodule runs the ``"micc"`` protocol
 (:class:`facezoo.methods.protocols.MICCProtocol`): one shape per subject and video type (the neutral
@@ -119,12 +120,9 @@ class MICCDataset(FaceDataset):
         elif group == "subject":
             self.items = []
             for s, v, files in groups:
-                idx = (
-                    torch.linspace(0, len(files) - 1, min(frames_per_subject, len(files)))
-                    .round()
-                    .long()
-                    .tolist()
-                )
+                # always frames_per_subject images (a video with fewer frames repeats some), so that
+                # sets of different videos stack into one batch
+                idx = torch.linspace(0, len(files) - 1, frames_per_subject).round().long().tolist()
                 self.items.append((s, v, [files[i] for i in idx]))
         else:
             raise ValueError(f"group must be 'frame' or 'subject', got {group!r}")

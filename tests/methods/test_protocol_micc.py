@@ -70,13 +70,16 @@ def micc_root(tmp_path_factory):
     return root, {"mean": mean, "tri": tri, "scan2": scan2}
 
 
-def test_facezoo_test_on_micc_prints_table_and_writes_json(micc_root, tmp_path, capsys):
+@pytest.mark.parametrize("group", ["frame", "subject"])
+def test_facezoo_test_on_micc_prints_table_and_writes_json(group, micc_root, tmp_path, capsys):
+    """Frames one by one, or each video's frames as one image set (``[B,M,3,H,W]``): same sequences."""
     root, ref = micc_root
     main([
         "test", "--model=facezoo.methods.Deep3DFace", f"--model.morphable_model={MODEL}",
         "--model.backbone=resnet18", "--model.backbone_kwargs={width: 8}", "--model.image_size=48",
         "--data=facezoo.datamodules.MICC", f"--data.root={root}", "--data.image_size=48",
-        "--data.batch_size=2", "--data.num_workers=0",
+        "--data.batch_size=2", "--data.num_workers=0", f"--data.group={group}",
+        "--data.frames_per_subject=2",
         f"--data.annotations={root / 'annotations' / 'annotations.json'}",
         "--trainer.logger=false", "--trainer.enable_progress_bar=false",
         f"--trainer.default_root_dir={tmp_path}",
