@@ -11,6 +11,10 @@ It owns what every method needs and nothing method-specific:
   with Umeyama's closed form, when the batch has ground-truth ``params["vertices"]``) and the 68-point
   landmark NME (:class:`facezoo.metrics.LandmarkNME`, bounding-box normaliser), logged as
   ``val/vertex_error_mm`` and ``val/nme`` (``test/...`` in testing);
+* evaluation protocols: ``validation_step``/``test_step`` feed the runner that the datamodule's ``protocol``
+  names (:mod:`facezoo.methods.protocols`: ``reconstruction`` (the metrics above), ``micc``,
+  ``verification``); at epoch end its metrics are logged and ``facezoo test`` prints its table and writes
+  ``test_results.json``;
 * batch-key checks: a method lists the keys it needs per stage (``required_keys``); a datamodule that declares
   what it ``provides`` is checked at ``setup``, and every datamodule is checked on its first batch, with an
   error naming the key and the datamodule.
