@@ -240,8 +240,13 @@ class MICCProtocol(ProtocolRunner):
     def _rmse(self, method, mean: Tensor, frames: Tensor) -> list[dict[str, Any]]:
         model = method.morphable
         tri = model.triangles.cpu()
+        import sys
+
+        from tqdm import tqdm
+
         rows, scans = [], {}
-        for slot, (subject, vt) in enumerate(self.keys):
+        keys = tqdm(self.keys, desc="MICC scan RMSE", unit="seq", file=sys.stderr, leave=False)
+        for slot, (subject, vt) in enumerate(keys):
             if frames[slot] <= 0 or subject in self.exclude:
                 continue
             if subject not in scans:
