@@ -16,7 +16,7 @@ from pathlib import Path
 
 import torch
 
-from facezoo.data.align import deep3d_affine, landmark_box_affine
+from facezoo.data.align import center_scale_affine, deep3d_affine, landmark_box_affine
 from facezoo.data.io import IMAGE_SUFFIXES, FaceDataset, OnBadSample, check_root, load_image_uint8
 from facezoo.data.landmarks import landmarks68_to_5, read_landmark_file
 
@@ -36,6 +36,24 @@ def find_landmark_file(image: Path) -> Path | None:
         if cand.is_file():
             return cand
     return None
+
+
+def load_face_crop(path: Path, image_size: int, center_fraction: float = 1.0) -> dict:
+    """Load ``path`` and crop its face to ``image_size``: Deep3DFace's 5-point alignment when a landmark file
+    sits beside the image (:func:`~facezoo.datamodules.image_folder.find_landmark_file`), else the central
+    square of side ``center_fraction * min(H, W)``. Returns :func:`crop_face`'s dict (``image``, ``affine``,
+    ``landmarks5`` when known)."""
+    image = load_image_uint8(path)
+    lm_file = find_landmark_file(path)
+    if lm_file is not None:
+        pts = read_landmark_file(lm_file, (68, 5))
+        lm5 = landmarks68_to_5(pts) if len(pts) == 68 else pts
+        affine = deep3d_affine(torch.as_tensor(lm5)[None], target_size=image_size)
+        return crop_face(image, affine, image_size, landmarks5=lm5)
+    h, w = image.shape[:2]
+    scale = image_size / (center_fraction * min(h, w))
+    affine = center_scale_affine(torch.tensor([[w / 2, h / 2]]), torch.tensor([scale]), image_size)
+    return crop_face(image, affine, image_size)
 
 
 class ImageFolderDataset(FaceDataset):

@@ -27,7 +27,7 @@ from facezoo.data.io import FaceDataset, OnBadSample, check_root
 from facezoo.data.sample import collate
 
 from ._base import FaceDataModule
-from .micc import load_face_crop
+from .image_folder import load_face_crop
 
 __all__ = ["LFWPairs", "PairsDataset", "SyntheticPairs", "read_pairs"]
 
