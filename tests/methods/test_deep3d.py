@@ -23,6 +23,31 @@ def test_head_starts_at_the_mean_face(tiny_method):
     assert rec.image.shape == (2, 3, 48, 48) and rec.mask.sum() > 0.2 * 2 * 48 * 48
 
 
+def test_output_scale_multiplies_each_group_and_keeps_the_mean_face_start(tiny_method):
+    scales = {"angles": 0.1, "translation": 0.1, "id": 3.0, "light": 0.5}
+    plain, scaled = tiny_method().eval(), tiny_method(output_scale=scales).eval()
+    state = {k: v for k, v in plain.rnet.state_dict().items() if k != "fc.bias"}
+    scaled.rnet.load_state_dict(state, strict=False)
+    with torch.no_grad():  # a non-zero head, the same in both
+        plain.rnet.fc.weight.normal_()
+        scaled.rnet.fc.weight.copy_(plain.rnet.fc.weight)
+    image = torch.rand(2, 3, 48, 48)
+    a, _ = plain.regress(image)
+    b, _ = scaled.regress(image)
+    for key in ("id", "exp", "tex", "angles", "light", "translation"):
+        expected = scales.get(key, 1.0) * a[key]
+        if key == "light":  # the ambient bias is 0.8 / s, so the scaled ambient stays 0.8
+            expected[:, ::9] += 0.8 - 0.5 * 0.8
+        assert torch.allclose(b[key], expected, atol=1e-5), key
+    fresh, _ = tiny_method(output_scale=scales).eval().regress(image)
+    assert torch.equal(fresh["light"].reshape(2, 3, 9)[..., 0], torch.full((2, 3), 0.8))
+    assert fresh["id"].abs().max() == 0
+    with pytest.raises(ValueError, match="unknown group"):
+        tiny_method(output_scale={"pose": 0.1})
+    with pytest.raises(ValueError, match="positive"):
+        tiny_method(output_scale={"id": 0.0})
+
+
 def test_camera_focal_scales_with_image_size(tiny_method):
     m = tiny_method()
     cam = m.camera({"angles": torch.zeros(1, 3), "translation": torch.zeros(1, 3)})
