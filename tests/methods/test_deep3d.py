@@ -198,3 +198,20 @@ def test_short_fit_reduces_held_out_landmark_error(tiny_method, tiny_data):
             opt.step()
     after = evaluate(method, held_out)
     assert after["nme"] < 0.85 * before["nme"], (before, after)
+
+
+def test_cosine_lr_schedule_anneals_per_step(tiny_method, tiny_data):
+    from lightning.pytorch import Trainer
+
+    method = tiny_method(lr=1e-3, lr_schedule="cosine")
+    trainer = Trainer(
+        max_steps=4, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+        enable_model_summary=False, limit_val_batches=0, accelerator="cpu",
+    )  # fmt: skip
+    trainer.fit(method, tiny_data(num_train=32, batch_size=4))  # 8 batches per epoch, 4 steps: one epoch
+    scheduler = trainer.lr_scheduler_configs[0]
+    assert scheduler.interval == "step" and scheduler.scheduler.T_max == 4
+    assert trainer.optimizers[0].param_groups[0]["lr"] == pytest.approx(0.0, abs=1e-12)
+    assert tiny_method().configure_optimizers().param_groups[0]["lr"] == 1e-4  # constant: a bare Adam
+    with pytest.raises(ValueError, match="lr_schedule"):
+        tiny_method(lr_schedule="step")

@@ -135,6 +135,9 @@ class Deep3DFace(FaceMethod):
             translation``; missing groups 1); see the module docstring.
         set_aggregation: ``"confidence"`` (C-Net, Eq. 7) or ``"mean"`` (plain averaging) for image sets.
         lr: Adam learning rate (R-Net 1e-4, C-Net 2e-5 in the paper).
+        lr_schedule: ``"constant"`` or ``"cosine"`` (annealed to 0 over the trainer's steps, stepped every
+            iteration). The paper gives only the "initial learning rate"; a YAML ``lr_scheduler:`` block of
+            LightningCLI would be stepped once per *epoch*, which a step-budgeted run never anneals.
         renderer_backend, eval_mask: see :class:`~facezoo.methods.base.FaceMethod`.
     """
 
@@ -167,6 +170,7 @@ class Deep3DFace(FaceMethod):
         set_aggregation: Literal["confidence", "mean"] = "confidence",
         output_scale: dict[str, float] | None = None,
         lr: float = 1e-4,
+        lr_schedule: Literal["constant", "cosine"] = "constant",
         renderer_backend: str = "auto",
         eval_mask: str | None = "front",
     ) -> None:
@@ -174,6 +178,8 @@ class Deep3DFace(FaceMethod):
         self.save_hyperparameters()
         if stage not in ("rnet", "cnet"):
             raise ValueError(f"stage: expected 'rnet' or 'cnet', got {stage!r}")
+        if lr_schedule not in ("constant", "cosine"):
+            raise ValueError(f"lr_schedule: expected 'constant' or 'cosine', got {lr_schedule!r}")
         if set_aggregation not in ("confidence", "mean"):
             raise ValueError(f"set_aggregation: expected 'confidence' or 'mean', got {set_aggregation!r}")
         model = self.morphable
@@ -248,7 +254,12 @@ class Deep3DFace(FaceMethod):
 
     def configure_optimizers(self):
         params = [p for p in self.parameters() if p.requires_grad]
-        return torch.optim.Adam(params, lr=self.hparams.lr)
+        optimizer = torch.optim.Adam(params, lr=self.hparams.lr)
+        if self.hparams.lr_schedule == "constant":
+            return optimizer
+        steps = max(1, int(self.trainer.estimated_stepping_batches))
+        schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=steps)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
 
     # -- forward pieces
     def decode(self, out: Tensor) -> dict[str, Tensor]:
