@@ -2,8 +2,10 @@
 
     python benchmarks/deep3d.py                 # throughput table, JSON in benchmarks/results/deep3d.json
     python benchmarks/deep3d.py --cnet          # also: C-Net aggregation vs plain averaging (a few minutes)
+    python benchmarks/deep3d.py --cnet --skip-throughput --rnet-checkpoint runs/demo/deep3d_demo.ckpt
 
-The --cnet experiment fits an R-Net briefly on single synthetic images, then a C-Net (R-Net frozen) on image
+The --cnet experiment fits an R-Net briefly on single synthetic images (or loads one, with its model and face
+ranges, from --rnet-checkpoint), then a C-Net (R-Net frozen) on image
 sets of one identity (5 images, 30% of them occluded), and reports the held-out vertex error (mm, aligned) of
 the aggregated shapes with C-Net confidences (Eq. 7) and with plain averaging.
 """
@@ -22,6 +24,9 @@ from facezoo.methods import Deep3DFace
 from facezoo.methods.base import vertex_error
 
 OUT = Path(__file__).resolve().parent / "results" / "deep3d.json"
+#: SyntheticFaces arguments that shape the face distribution (taken from an R-Net checkpoint's datamodule)
+FACE_RANGES = ("yaw_range", "pitch_range", "roll_range", "id_scale", "exp_scale", "tex_scale", "light_scale",
+               "shift_range", "depth_range", "background")  # fmt: skip
 
 
 def train_throughput(method: Deep3DFace, batch: dict, steps: int) -> float:
@@ -71,16 +76,21 @@ def cnet_experiment(
 
     common = dict(morphable_model=spec, backbone="resnet18", backbone_kwargs={"width": 32}, image_size=size)
     kw = dict(enable_progress_bar=False, logger=False, enable_checkpointing=False, limit_val_batches=0)
-    rnet = Deep3DFace(**common, w_lan=0.05, w_coef=0.01, lr=1e-3)
-    if rnet_ckpt:  # e.g. the weights `facezoo demo` saved
-        rnet.load_state_dict(torch.load(rnet_ckpt, map_location="cpu", weights_only=False)["state_dict"])
+    data: dict = {}
+    if rnet_ckpt:  # e.g. `facezoo demo`'s checkpoint: its model and face distribution come with it
+        rnet = Deep3DFace.load_from_checkpoint(rnet_ckpt, map_location="cpu")
+        common = {k: rnet.hparams[k] for k in (*common, "output_scale")}
+        spec, size = common["morphable_model"], common["image_size"]
+        saved = torch.load(rnet_ckpt, map_location="cpu", weights_only=False)
+        data = {k: v for k, v in saved.get("datamodule_hyper_parameters", {}).items() if k in FACE_RANGES}
         ckpt = Path(rnet_ckpt)
     else:
+        rnet = Deep3DFace(**common, w_lan=0.05, w_coef=0.01, lr=1e-3)
         single = SyntheticFaces(spec, image_size=size, batch_size=16, num_train=1024, occluder_prob=0.3)
         Trainer(max_steps=steps_rnet, **kw).fit(rnet, single)
         ckpt = tmp / "rnet.ckpt"
         torch.save({"state_dict": rnet.state_dict()}, ckpt)
-    sets = dict(image_size=size, set_size=5, set_mode="identity", occluder_prob=0.3)
+    sets = dict(data, image_size=size, set_size=5, set_mode="identity", occluder_prob=0.3)
     train_sets = SyntheticFaces(spec, batch_size=4, num_train=256, **sets)
     test_sets = SyntheticFaces(spec, batch_size=4, num_test=32, seed=7, **sets)
     # Eq. 8 weights scaled like the R-Net's landmark weight (x31) so the short fit sees the landmark signal
@@ -97,7 +107,9 @@ def cnet_experiment(
         "vertex_error_mm_cnet_at_init": before,
         "vertex_error_mm_single_image_rnet": set_error(
             rnet,
-            SyntheticFaces(spec, batch_size=8, num_test=32, seed=7, image_size=size).test_dataloader(),
+            SyntheticFaces(
+                spec, batch_size=8, num_test=32, seed=7, image_size=size, **data
+            ).test_dataloader(),
             "mean",
         ),
     }
