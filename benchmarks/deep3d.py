@@ -58,6 +58,7 @@ def data_throughput(dm: SyntheticFaces, n: int) -> float:
 
 
 def set_error(method: Deep3DFace, loader, aggregation: str) -> float:
+    was_training = method.training
     method.eval()
     method.set_aggregation = aggregation
     errs = []
@@ -66,6 +67,7 @@ def set_error(method: Deep3DFace, loader, aggregation: str) -> float:
             rec = method.reconstruct(batch)
             gt = batch["params"]["vertices"].reshape(rec.vertices.shape)
             errs.append(vertex_error(rec.vertices, gt, method._eval_mask(gt.shape[1])))
+    method.train(was_training)  # Lightning keeps a module's mode: a C-Net left in eval would train frozen BN
     return float(torch.cat(errs).mean())
 
 
@@ -99,7 +101,7 @@ def cnet_experiment(
     cnet.set_aggregation = "confidence"
     Trainer(max_steps=steps_cnet, **kw).fit(cnet, train_sets)
     return {
-        "rnet_steps": steps_rnet,
+        "rnet": str(rnet_ckpt) if rnet_ckpt else f"{steps_rnet} steps",
         "cnet_steps": steps_cnet,
         "image_size": size,
         "vertex_error_mm_mean_aggregation": set_error(cnet, test_sets.test_dataloader(), "mean"),
