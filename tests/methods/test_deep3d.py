@@ -108,6 +108,11 @@ def test_cnet_with_zero_initialised_head_equals_plain_averaging(tmp_path, tiny_m
     expected = single.mean(1, keepdim=True).expand(-1, 3, -1).reshape(6, -1)
     assert torch.allclose(params["id"], expected, atol=1e-6)
     cnet.set_aggregation = "mean"
+    # a Lightning checkpoint records the R-Net's output_scale; a C-Net with another one is refused
+    torch.save({"state_dict": rnet.state_dict(), "hyper_parameters": {"output_scale": {"id": 10.0}}}, path)
+    with pytest.raises(ValueError, match="output_scale"):
+        tiny_method(stage="cnet", rnet_checkpoint=str(path))
+    assert tiny_method(stage="cnet", rnet_checkpoint=str(path), output_scale={"id": 10}).stage == "cnet"
     plain, none = cnet.regress(sets)
     assert none is None and torch.allclose(plain["id"], params["id"], atol=1e-6)
     # C-Net training: R-Net stays in eval mode, the C-Net gets gradients

@@ -234,6 +234,14 @@ class Deep3DFace(FaceMethod):
                 f"rnet_checkpoint: {path} has no 'rnet.*' weights (is it a Deep3DFace checkpoint?)"
             )
         self.rnet.load_state_dict(rnet, strict=True)
+        saved = ckpt.get("hyper_parameters", {}).get("output_scale")
+        if "hyper_parameters" in ckpt and not torch.equal(
+            output_scales(saved, self.sizes), self.output_scale
+        ):
+            raise ValueError(
+                f"rnet_checkpoint: {path} was trained with output_scale={saved}, this model has "
+                f"output_scale={self.hparams.output_scale}; give the same (R-Net's outputs mean other things)"
+            )
 
     def on_fit_start(self) -> None:
         if "embedder" not in self._externals:
