@@ -72,7 +72,7 @@ def set_error(method: Deep3DFace, loader, aggregation: str) -> float:
 
 
 def cnet_experiment(
-    steps_rnet: int, steps_cnet: int, size: int, tmp: Path, spec: str, rnet_ckpt: str | None
+    steps_rnet: int, steps_cnet: int, size: int, tmp: Path, spec: str, rnet_ckpt: str | None, lr: float
 ) -> dict:
     from lightning.pytorch import Trainer
 
@@ -96,13 +96,14 @@ def cnet_experiment(
     train_sets = SyntheticFaces(spec, batch_size=4, num_train=256, **sets)
     test_sets = SyntheticFaces(spec, batch_size=4, num_test=32, seed=7, **sets)
     # Eq. 8 weights scaled like the R-Net's landmark weight (x31) so the short fit sees the landmark signal
-    cnet = Deep3DFace(**common, stage="cnet", rnet_checkpoint=str(ckpt), lr=2e-4, cnet_w_lan=0.05)
+    cnet = Deep3DFace(**common, stage="cnet", rnet_checkpoint=str(ckpt), lr=lr, cnet_w_lan=0.05)
     before = set_error(cnet, test_sets.test_dataloader(), "confidence")
     cnet.set_aggregation = "confidence"
     Trainer(max_steps=steps_cnet, **kw).fit(cnet, train_sets)
     return {
         "rnet": str(rnet_ckpt) if rnet_ckpt else f"{steps_rnet} steps",
         "cnet_steps": steps_cnet,
+        "cnet_lr": lr,
         "image_size": size,
         "vertex_error_mm_mean_aggregation": set_error(cnet, test_sets.test_dataloader(), "mean"),
         "vertex_error_mm_cnet_aggregation": set_error(cnet, test_sets.test_dataloader(), "confidence"),
@@ -126,6 +127,7 @@ def main() -> None:
     parser.add_argument("--cnet-steps", type=int, nargs=2, default=(800, 300), metavar=("RNET", "CNET"))
     parser.add_argument("--model", default="procedural:1000:16:8:16", help="morphable model spec (--cnet)")
     parser.add_argument("--rnet-checkpoint", default=None, help="skip the R-Net fit (--cnet)")
+    parser.add_argument("--cnet-lr", type=float, default=2e-4, help="C-Net Adam learning rate (paper: 2e-5)")
     parser.add_argument("--skip-throughput", action="store_true")
     args = parser.parse_args()
     torch.manual_seed(0)
@@ -160,8 +162,9 @@ def main() -> None:
 
         with tempfile.TemporaryDirectory() as tmp:
             result["cnet"] = cnet_experiment(
-                *args.cnet_steps, size=64, tmp=Path(tmp), spec=args.model, rnet_ckpt=args.rnet_checkpoint
-            )
+                *args.cnet_steps, size=64, tmp=Path(tmp), spec=args.model, rnet_ckpt=args.rnet_checkpoint,
+                lr=args.cnet_lr,
+            )  # fmt: skip
         print(json.dumps(result["cnet"], indent=2))
     OUT.parent.mkdir(parents=True, exist_ok=True)
     OUT.write_text(json.dumps(result, indent=2))

@@ -33,11 +33,11 @@ the mean over the set of the hybrid loss with ``alpha`` replaced by the aggregat
 Output scaling (``output_scale``, our addition; the paper is silent on how the FC's outputs map to ``x``):
 each parameter group is its FC rows times a constant, ``x_k = s_k * fc_k(f)`` (default 1: the official code).
 Under the weak losses the groups get gradients of very different sizes: on synthetic 64-px batches near the
-truth (pose off by 0.05) the rms gradient of the total loss is ~280 for the angles and translation, ~3-5 for
-the id and exp coefficients, 0.1 for light and 0.01 for texture. Pose then dominates what the shared backbone
-learns and identity is learned last; ``s < 1`` on the pose and ``s > 1`` on id / exp / tex rebalance it (under
-Adam this is a per-group learning rate of the head and a per-group weight on the gradient the backbone
-receives). The CPU demo uses it; the paper's configs do not.
+truth (pose off by 0.05, the demo's weights) the rms gradient of the total loss is ~280 for the angles and
+translation, ~3-5 for the id and exp coefficients, 0.1 for light and 0.01 for texture. Pose then dominates
+what the shared backbone learns and identity is learned last; ``s < 1`` on the pose and ``s > 1`` on the rest
+rebalance it (under Adam this is a per-group learning rate of the head and a per-group weight on the gradient
+the backbone receives). The CPU demo uses it; the paper's configs do not. A C-Net must use its R-Net's scales.
 
 Where the paper is silent (our choices): R-Net reads images in [0, 1] without ImageNet normalisation (as the
 official PyTorch code); angles are (pitch, yaw, roll) with ``R = Rz Ry Rx``; Eq. 2's sums run over the whole
