@@ -47,6 +47,7 @@ and is not used; at predict time an R-Net-only model aggregates image sets by pl
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import Any, Literal
 
@@ -265,7 +266,10 @@ class Deep3DFace(FaceMethod):
         optimizer = torch.optim.Adam(params, lr=self.hparams.lr)
         if self.hparams.lr_schedule == "constant":
             return optimizer
-        steps = max(1, int(self.trainer.estimated_stepping_batches))
+        steps = self.trainer.estimated_stepping_batches
+        if not math.isfinite(steps):
+            raise ValueError("lr_schedule 'cosine' needs a finite trainer.max_steps or trainer.max_epochs")
+        steps = max(1, int(steps))
         schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=steps)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
 
