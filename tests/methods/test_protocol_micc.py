@@ -4,15 +4,10 @@ from __future__ import annotations
 
 import json
 import math
-import multiprocessing
-import socket
-import time
 
 import numpy as np
 import pytest
 import torch
-import torch.distributed as dist
-import torch.multiprocessing as mp
 from facezoo.datamodules import MICC
 from PIL import Image
 
@@ -168,33 +163,10 @@ def _accumulate(data, rank: int, world: int):
     return m.compute()
 
 
-def _worker(rank, world, port, data, out_dir):
-    torch.set_num_threads(1)
-    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world)
-    try:
-        torch.save(_accumulate(data, rank, world), f"{out_dir}/rank{rank}.pt")
-    finally:
-        dist.destroy_process_group()
-
-
-def test_sequence_shapes_two_gloo_processes_equal_one(tmp_path):
+def test_sequence_shapes_two_gloo_processes_equal_one(gloo_run):
     data = _data()
     mean1, frames1 = _accumulate(data, 0, 1)
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
-    ctx = mp.start_processes(
-        _worker, args=(2, port, data, str(tmp_path)), nprocs=2, join=False, start_method=method
-    )
-    end = time.monotonic() + 60
-    while not ctx.join(timeout=1.0):
-        if time.monotonic() > end:
-            for p in ctx.processes:
-                p.kill()
-            pytest.fail("DDP workers did not finish within 60 s")
-    for rank in range(2):
-        mean, frames = torch.load(tmp_path / f"rank{rank}.pt")
+    for mean, frames in gloo_run(_accumulate, data, world=2, deadline_s=60.0):
         assert torch.equal(frames, frames1)
         assert torch.allclose(mean, mean1, rtol=0, atol=1e-12)
     # a brute-force reference: weighted mean of each slot's items (the padding repeat counted once)

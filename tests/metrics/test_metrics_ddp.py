@@ -2,15 +2,9 @@
 
 from __future__ import annotations
 
-import multiprocessing
-import socket
-import time
-
 import numpy as np
 import pytest
 import torch
-import torch.distributed as dist
-import torch.multiprocessing as mp
 
 from facezoo.metrics import (
     NME3D,
@@ -88,41 +82,10 @@ def _run(data: dict, rank: int, world: int) -> dict:
     return {name: {key: v.item() for key, v in metric.compute().items()} for name, metric in ms.items()}
 
 
-def _worker(rank: int, world: int, port: int, data: dict, out_dir: str) -> None:
-    torch.set_num_threads(1)
-    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world)
-    try:
-        torch.save(_run(data, rank, world), f"{out_dir}/rank{rank}.pt")
-    finally:
-        dist.destroy_process_group()
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _launch(args: tuple, nprocs: int, deadline_s: float = 120.0) -> None:
-    """torch.multiprocessing workers; "fork" where available (children inherit the imports: ~0.3 s instead
-    of ~5 s per spawned process re-importing torch, torchmetrics and open3d), else "spawn". A deadline turns
-    a hang into a failure."""
-    method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
-    ctx = mp.start_processes(_worker, args=args, nprocs=nprocs, join=False, start_method=method)
-    end = time.monotonic() + deadline_s
-    while not ctx.join(timeout=1.0):
-        if time.monotonic() > end:
-            for p in ctx.processes:
-                p.kill()
-            pytest.fail(f"DDP workers did not finish within {deadline_s} s")
-
-
-def test_two_gloo_processes_equal_single_process(tmp_path):
+def test_two_gloo_processes_equal_single_process(gloo_run):
     data = _make_data()
     single = _run(data, rank=0, world=1)
-    _launch((2, _free_port(), data, str(tmp_path)), nprocs=2)
-    for rank in range(2):
-        got = torch.load(tmp_path / f"rank{rank}.pt")
+    for got in gloo_run(_run, data, world=2):
         assert got.keys() == single.keys()
         for name, values in single.items():
             for key, ref in values.items():
