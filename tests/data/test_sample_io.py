@@ -82,6 +82,57 @@ def test_hflip_sample_is_an_involution_and_keeps_pose_consistent():
     torch.testing.assert_close(ff["params"]["pose"], s["params"]["pose"])
 
 
+def _factor_per_view(out, x, base):
+    """Least-squares f with ``out - base = f (x - base)`` per view, and the largest residual of that fit."""
+    a, b = (x - base).flatten(1), (out - base).flatten(1)
+    f = (a * b).sum(1) / (a * a).sum(1)
+    return f, (b - f[:, None] * a).abs().max().item()
+
+
+def _gray(x):
+    """ITU-R 601 luma, the grey of torchvision's (and kornia's ColorJitter's) saturation and contrast."""
+    return (0.299 * x[:, 0] + 0.587 * x[:, 1] + 0.114 * x[:, 2])[:, None]
+
+
+@pytest.mark.parametrize("step", ["brightness", "contrast", "saturation"])
+def test_color_jitter_formula_and_independent_factor_per_view(step):
+    """Each view is changed by torchvision's formula with its own factor drawn in [1 - s, 1 + s]:
+    brightness ``f x``, contrast ``f x + (1 - f) mean(gray(x))``, saturation ``f x + (1 - f) gray(x)``.
+    Inputs in [0.3, 0.6] so that no value is clipped."""
+    torch.manual_seed(3)
+    views = 16
+    x = 0.3 + 0.3 * torch.rand(views, 3, 12, 12)
+    kwargs = {k: (0.5 if k == step else 0.0) for k in ("brightness", "contrast", "saturation")}
+    out = ColorJitter(**kwargs, hue=0.0)({"image": x.clone(), "identity": 7})
+    assert out["identity"] == 7 and out["image"].shape == x.shape
+    y = out["image"]
+    base = {
+        "brightness": torch.zeros_like(x),
+        "contrast": _gray(x).mean((1, 2, 3), keepdim=True).expand_as(x),
+        "saturation": _gray(x).expand_as(x),
+    }[step]
+    f, residual = _factor_per_view(y, x, base)
+    assert residual < 1e-5  # the whole view follows the formula with one factor
+    assert ((f >= 0.5 - 1e-6) & (f <= 1.5 + 1e-6)).all()
+    # independent draws per view: all distinct, spread over the range (16 uniform draws)
+    assert len(set(torch.round(f, decimals=4).tolist())) == views
+    assert f.min() < 0.8 and f.max() > 1.2
+    assert (y - x).abs().amax((1, 2, 3)).min() > 1e-3  # every view changed
+
+
+def test_color_jitter_single_image_hue_keeps_grey_and_moves_colour():
+    torch.manual_seed(0)
+    x = torch.full((3, 4, 4), 0.5)
+    x[:, :2] = torch.tensor([0.8, 0.3, 0.2])[:, None, None]  # a reddish top half, grey bottom half
+    y = ColorJitter(0.0, 0.0, 0.0, 0.1)({"image": x})["image"]
+    assert y.shape == (3, 4, 4)
+    torch.testing.assert_close(y[:, 2:], x[:, 2:], atol=1e-6, rtol=0)  # grey has no hue
+    assert (y[:, :2] - x[:, :2]).abs().max() > 1e-3
+    # a hue rotation keeps the colour's max and min channel values (HSV value and chroma)
+    torch.testing.assert_close(y[:, 0, 0].max(), torch.tensor(0.8), atol=1e-5, rtol=0)
+    torch.testing.assert_close(y[:, 0, 0].min(), torch.tensor(0.2), atol=1e-5, rtol=0)
+
+
 def test_color_jitter_multiview_range():
     out = ColorJitter(0.5, 0.5, 0.5, 0.1)({"image": torch.rand(3, 3, 16, 16)})
     assert out["image"].shape == (3, 3, 16, 16) and 0 <= out["image"].min() and out["image"].max() <= 1

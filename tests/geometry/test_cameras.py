@@ -113,7 +113,7 @@ def test_deep3d_matches_their_pipeline():
     torch.testing.assert_close(cam.project(v_dm * 100.0), theirs)
 
 
-def test_params_quaternion_indexing_device():
+def test_params_quaternion_indexing_dtype():
     params = torch.tensor([[1.5, 0.1, -0.4, 0.2, 30.0, 40.0], [0.7, -0.3, 0.5, 0.0, 10.0, 5.0]], dtype=DT)
     cam = WeakPerspective.from_params(params)
     torch.testing.assert_close(cam.rotation, euler_to_matrix(params[:, 1:4]))
@@ -127,7 +127,9 @@ def test_params_quaternion_indexing_device():
     assert len(one) == 1 and one.scale.item() == pytest.approx(0.7)
     assert len(cam[torch.tensor([True, False])]) == 1
     f32 = cam.to(dtype=torch.float32)
-    assert f32.scale.dtype == torch.float32 and f32.rotation.dtype == torch.float32
+    assert all(t.dtype == torch.float32 for t in f32._tensors().values())
+    v32 = torch.randn(2, 5, 3) * 50
+    torch.testing.assert_close(f32.project(v32), cam.project(v32.double()).float(), atol=1e-4, rtol=1e-5)
     # batch-1 camera broadcasts over vertices; scalar focal/centre broadcast over the batch
     v = torch.randn(3, 5, 3, dtype=DT)
     assert one.project(v).shape == (3, 5, 2)
@@ -163,3 +165,24 @@ def test_gradcheck():
         lambda v, f, r, t: Perspective(f, (50.0, 40.0), r, t).to_clip(v, (80, 100)), (v, f, r, tr)
     )
     assert torch.autograd.gradcheck(lambda v, t: Perspective(f, (50.0, 40.0), r, t).project(v), (v, tr))
+
+
+_DEVICES = [
+    "meta",  # a second device on every machine: shows that nothing stays behind on the CPU
+    pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")),
+]
+
+
+@pytest.mark.parametrize("device", _DEVICES)
+@pytest.mark.parametrize("make", [_weak, _persp], ids=["weak", "perspective"])
+def test_to_device_moves_every_tensor_and_projects_there(make, device):
+    cam = make(2)
+    moved = cam.to(device)
+    assert all(t.device.type == device for t in moved._tensors().values())
+    v = torch.randn(2, 7, 3, dtype=DT) * 50
+    out = moved.project(v.to(device))
+    clip = moved.to_clip(v.to(device), (64, 48))
+    assert out.device.type == device and clip.device.type == device and out.shape == (2, 7, 2)
+    if device != "meta":  # meta tensors have no values
+        torch.testing.assert_close(out.cpu(), cam.project(v))
+        torch.testing.assert_close(clip.cpu(), cam.to_clip(v, (64, 48)))

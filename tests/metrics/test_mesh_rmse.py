@@ -50,6 +50,24 @@ def test_plane_offset_gives_d_for_every_distance_at_vertices():
         )
 
 
+def test_two_offset_groups_give_the_root_mean_square_not_the_mean():
+    """Half the scan 1 mm above the plane, half 3 mm below: RMSE sqrt((1 + 9) / 2) = sqrt(5), while the mean
+    distance would be 2; with a 1:3 split of 1 mm and 5 mm, RMSE sqrt((3 + 25) / 4) = sqrt(7)."""
+    V, T = grid_mesh(21)
+    q = V[(np.abs(V[:, 0]) < 95) & (np.abs(V[:, 1]) < 95)]
+    half = len(q) // 2
+    P = np.concatenate([q[:half] + [0.0, 0.0, 1.0], q[half : 2 * half] - [0.0, 0.0, 3.0]])
+    for kind in ("surface", "tangent_plane", "point"):
+        got = mesh_rmse(V, T, P, crop_radius=None, align=False, distance=kind).item()
+        assert got == pytest.approx(math.sqrt(5.0), abs=1e-5), kind
+    quarter = len(q) // 4
+    P = np.concatenate([q[:quarter] + [0.0, 0.0, 5.0], q[quarter : 4 * quarter] + [0.0, 0.0, 1.0]])
+    assert mesh_rmse(V, T, P, crop_radius=None, align=False).item() == pytest.approx(math.sqrt(7.0), abs=1e-5)
+    m = MeshRMSE(crop_radius=None, align=False)
+    m.update([V], T, [P])
+    assert m.compute()["rmse"].item() == pytest.approx(math.sqrt(7.0), abs=1e-5)
+
+
 def test_plane_offset_between_vertices_point_to_plane_vs_point_to_point():
     V, T = grid_mesh(21)  # spacing h = 10 mm
     h, d = 10.0, 2.5
