@@ -15,7 +15,7 @@ from facezoo.data.align import crop_pose_300wlp, transform_points, warp_image
 from facezoo.data.augment import Augment
 from facezoo.data.io import OnBadSample, ReportingDataLoader, to_tensor
 from facezoo.data.sample import collate
-from facezoo.data.samplers import ShardedRandomSampler
+from facezoo.data.samplers import ResumableDataLoader, ShardedRandomSampler
 from facezoo.data.shards import ShardDataset
 
 SQRT2 = math.sqrt(2.0)
@@ -112,7 +112,8 @@ class FaceDataModule(LightningDataModule):
         ds = self.dataset(split)
         if split == "train" and sampler is None and shuffle_train:
             sampler = ShardedRandomSampler(ds, seed=self.seed)
-        return ReportingDataLoader(
+        loader = ResumableDataLoader if split == "train" else ReportingDataLoader  # resumable mid-epoch
+        return loader(
             ds,
             batch_size=self.batch_size,
             sampler=sampler,

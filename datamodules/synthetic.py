@@ -34,6 +34,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
 from facezoo.data.sample import collate
+from facezoo.data.samplers import ResumableDataLoader, ShardedRandomSampler
 
 SPLITS = {"train": 0, "val": 1, "test": 2, "predict": 3}
 
@@ -298,10 +299,15 @@ class SyntheticFaces(LightningDataModule):
 
     # -- loaders
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
-        gen = torch.Generator().manual_seed(int(self.hparams.seed))
+        if shuffle:  # training: a seeded per-epoch order that survives a restart (facezoo.data.samplers)
+            ds = self.dataset(split)
+            return ResumableDataLoader(
+                ds, batch_size=self.batch_size, sampler=ShardedRandomSampler(ds, seed=int(self.hparams.seed)),
+                num_workers=self.num_workers, collate_fn=collate, persistent_workers=self.num_workers > 0,
+            )  # fmt: skip
         return DataLoader(
-            self.dataset(split), batch_size=self.batch_size, shuffle=shuffle, num_workers=self.num_workers,
-            collate_fn=collate, generator=gen if shuffle else None, persistent_workers=self.num_workers > 0,
+            self.dataset(split), batch_size=self.batch_size, shuffle=False, num_workers=self.num_workers,
+            collate_fn=collate, persistent_workers=self.num_workers > 0,
         )  # fmt: skip
 
     def train_dataloader(self) -> DataLoader:

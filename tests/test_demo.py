@@ -33,7 +33,8 @@ def test_predict_subcommand_writes_files(tmp_path):
 
 def test_demo_command_fits_and_writes_its_outputs(tmp_path, capsys):
     """A 20-step demo on a tiny problem: metrics.json holds the documented fields with the fitted figures
-    (the landmark NME drops within 20 steps; the vertex error needs the full budget, so it is only checked to be a
+    (the landmark NME drops within 20 steps; the vertex error needs the full budget, so it is only checked
+    to be a
     positive number), and the grid, meshes and checkpoint are written and readable."""
     import torch
     from PIL import Image
@@ -59,7 +60,10 @@ def test_demo_command_fits_and_writes_its_outputs(tmp_path, capsys):
     assert metrics["ratio"] == pytest.approx(ratio)
     assert 0 < metrics["fit_seconds"] <= metrics["total_seconds"]
     # the printed table shows the same numbers as the JSON
-    assert f"{metrics['before']['vertex_error_mm']:10.2f}   {metrics['after']['vertex_error_mm']:9.2f}" in printed
+    assert (
+        f"{metrics['before']['vertex_error_mm']:10.2f}   {metrics['after']['vertex_error_mm']:9.2f}"
+        in printed
+    )
     grid = Image.open(out / "demo_grid.png")
     assert grid.size[0] > 0 and grid.size[1] >= 2 * 32  # two faces, enlarged
     meshes = sorted((out / "predictions").glob("*.obj"))

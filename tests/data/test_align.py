@@ -142,7 +142,8 @@ def test_yaw_buckets():
 
 
 def test_crop_transform_on_real_aflw2000(shared_data):
-    """The cropped ground-truth pose projects the same 3D points to the cropped pt3d_68 (x, y), and so does the
+    """The cropped ground-truth pose projects the same 3D points to the cropped pt3d_68 (x, y), and so does
+    the
     geometry core's camera_from_300wlp (always checked: an ImportError fails the test)."""
     for name in ("image00050", "image00475", "image02283"):
         mat = read_3ddfa_mat(shared_data / f"aflw2000_3d/{name}.mat")

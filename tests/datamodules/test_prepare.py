@@ -90,7 +90,9 @@ def test_prepare_micc_extracts_every_nth_frame(tmp_path, capsys):
     _write_video(tmp_path / "MICC" / "subject_02" / "Video" / "Outdoor" / "v.avi", colours[:2])
     out = tmp_path / "frames"
     assert main(["prepare", "micc", "--root", str(tmp_path / "MICC"), "--out", str(out), "--every", "2"]) == 0
-    assert "wrote 4 frames" in capsys.readouterr().out  # frames 0, 2, 4 of the first video, frame 0 of the second
+    assert (
+        "wrote 4 frames" in capsys.readouterr().out
+    )  # frames 0, 2, 4 of the first video, frame 0 of the second
     first = sorted(p.name for p in (out / "subject_01" / "Indoor-Cooperative").iterdir())
     assert first == ["frame00000.jpg", "frame00002.jpg", "frame00004.jpg"]
     assert [p.name for p in (out / "subject_02" / "Outdoor").iterdir()] == ["frame00000.jpg"]

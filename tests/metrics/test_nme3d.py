@@ -50,14 +50,18 @@ def test_nme3d_mask_selects_the_box_the_alignment_and_the_mean():
     gt = torch.zeros(1, 8, 3, dtype=torch.float64)
     # masked: the 4 corners of a 30 x 40 mm rectangle at z = 0 (box diagonal 50 mm); the others span 300 mm
     gt[0, :4] = torch.tensor([[0.0, 0, 0], [30, 0, 0], [30, 40, 0], [0, 40, 0]], dtype=torch.float64)
-    gt[0, 4:] = torch.tensor([[-100.0, -100, 50], [200, 0, 0], [0, 200, -50], [50, 50, 100]], dtype=torch.float64)
+    gt[0, 4:] = torch.tensor(
+        [[-100.0, -100, 50], [200, 0, 0], [0, 200, -50], [50, 50, 100]], dtype=torch.float64
+    )
     mask = torch.tensor([True] * 4 + [False] * 4)
     pred = gt.clone()
     pred[0, :4] += torch.tensor([3.0, 4.0, 7.0], dtype=torch.float64)  # 5 mm in xy, 7 mm in z (aligned away)
     pred[0, 4:] += torch.tensor([0.0, 0.0, 90.0], dtype=torch.float64)  # would move the mean z if counted
     # by hand: every masked vertex is sqrt(3² + 4²) = 5 mm off after the z shift, over the 50 mm diagonal
     assert nme3d(pred, gt, mask=mask).item() == pytest.approx(5.0 / 50.0, rel=1e-12)
-    assert nme3d(pred, gt, mask=mask, align_z=False).item() == pytest.approx(math.sqrt(25 + 49) / 50.0, rel=1e-12)
+    assert nme3d(pred, gt, mask=mask, align_z=False).item() == pytest.approx(
+        math.sqrt(25 + 49) / 50.0, rel=1e-12
+    )
     m = NME3D(mask=mask)
     m.update(pred, gt)
     assert m.compute()["nme3d"].item() == pytest.approx(0.1, rel=1e-12)
@@ -151,7 +155,8 @@ def test_florence_metric_over_lists_averages_two_different_errors():
     """Two predictions with clearly different errors: the metric is their mean and population std.
 
     Each prediction is the scan with independent isotropic noise (sigma 0.5 and 2 mm), so it is already
-    aligned: the expected value is the brute-force nearest-vertex distance without alignment, which ICP can only
+    aligned: the expected value is the brute-force nearest-vertex distance without alignment, which ICP can
+    only
     shrink a little (it minimises the same distances); 3 % tolerance."""
     P = _surface(1200, seed=3)
     rng = np.random.default_rng(4)

@@ -6,6 +6,17 @@ Training samplers never duplicate a sample across ranks within an epoch: the per
 (``seed + epoch``), truncated to a multiple of the world size and dealt out. Call ``set_epoch`` (Lightning
 does).
 
+Resuming mid-epoch (a run killed at step k and restarted from its last checkpoint) continues the same
+order: every sampler has ``state_dict()`` / ``load_state_dict()`` (epoch, seed, world size and the position
+in the epoch), and :class:`ResumableDataLoader` (the training loader of facezoo's datamodules) reports how
+many
+batches it has handed out. Lightning saves a loader that has ``state_dict`` / ``load_state_dict`` in the
+checkpoint (``loops.fit_loop.state_dict.combined_loader``) and restores it before the first batch of the
+resumed
+run, so the resumed epoch yields exactly the batches the interrupted one had not reached. Positions are kept
+as a prefix of the epoch's *global* order (ranks are dealt round-robin), so a run resumed on another number of
+devices skips what was seen in total (up to a rounding of less than one sample per rank).
+
 Evaluation loaders are plain sequential loaders: under DDP Lightning wraps them in a ``DistributedSampler``
 that *pads* the last batch by repeating samples, so a few samples are evaluated twice. Every sample carries
 ``index``; metrics that need exact counts must de-duplicate by it or evaluate on one device.
@@ -13,11 +24,15 @@ that *pads* the last batch by repeating samples, so a few samples are evaluated 
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterator, Sequence
+from typing import Any
 
 import torch
 import torch.distributed as dist
 from torch.utils.data import DistributedSampler
+
+from facezoo.data.io import ReportingDataLoader
 
 
 def _world(num_replicas: int | None, rank: int | None) -> tuple[int, int]:
@@ -30,9 +45,53 @@ def _world(num_replicas: int | None, rank: int | None) -> tuple[int, int]:
 
 
 class _Base(DistributedSampler):
+    """Shared by the training samplers: the epoch's order comes from ``_epoch_order()``; ``__iter__`` starts
+    it at the resume position once (see the module docstring) and from the beginning in every later epoch."""
+
     def __init__(self, dataset, num_replicas: int | None, rank: int | None, seed: int):
         n, r = _world(num_replicas, rank)
         super().__init__(dataset, num_replicas=n, rank=r, shuffle=True, seed=seed, drop_last=True)
+        self._resume: tuple[int, int] | None = None  # (epoch, per-rank start) pending for one pass
+
+    def _epoch_order(self) -> Iterator[int]:
+        return super().__iter__()
+
+    def __iter__(self) -> Iterator[int]:
+        order = list(self._epoch_order())
+        start = 0
+        if self._resume is not None and self._resume[0] == self.epoch:
+            start = self._resume[1]
+        self._resume = None
+        return iter(order[start:])
+
+    def set_epoch(self, epoch: int) -> None:
+        super().set_epoch(epoch)
+        if self._resume is not None and self._resume[0] != epoch:
+            self._resume = None  # the interrupted epoch was complete: the new one starts at 0
+
+    def state_dict(self, position: int = 0) -> dict[str, Any]:
+        """``{"epoch", "seed", "num_replicas", "global_position"}``: ``position`` is the number of this rank's
+        indices of the current epoch already used (:class:`ResumableDataLoader` passes it)."""
+        return {
+            "epoch": int(self.epoch),
+            "seed": int(self.seed),
+            "num_replicas": int(self.num_replicas),
+            "global_position": int(position) * int(self.num_replicas),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Continue the saved epoch at the saved position (the next ``__iter__`` of that epoch only)."""
+        missing = {"epoch", "seed", "num_replicas", "global_position"} - set(state)
+        if missing:
+            raise ValueError(f"{type(self).__name__}.load_state_dict: state lacks {sorted(missing)}")
+        if int(state["seed"]) != self.seed:
+            warnings.warn(
+                f"{type(self).__name__}: resuming with seed {self.seed} from a checkpoint made with seed "
+                f"{state['seed']}: the rest of the interrupted epoch follows another order",
+                stacklevel=2,
+            )
+        self.epoch = int(state["epoch"])
+        self._resume = (self.epoch, int(state["global_position"]) // self.num_replicas)
 
 
 class ShardedRandomSampler(_Base):
@@ -80,7 +139,7 @@ class IdentityBalancedSampler(_Base):
         self.num_samples = self.batches_per_rank * p * k
         self.total_size = self.num_samples * self.num_replicas
 
-    def __iter__(self) -> Iterator[int]:
+    def _epoch_order(self) -> Iterator[int]:
         g = torch.Generator().manual_seed(self.seed + self.epoch)
         ids = torch.randperm(len(self._groups), generator=g)
         n_batches = self.batches_per_rank * self.num_replicas
@@ -135,7 +194,7 @@ class MixtureSampler(_Base):
         self.num_samples = total // self.num_replicas
         self.total_size = self.num_samples * self.num_replicas
 
-    def __iter__(self) -> Iterator[int]:
+    def _epoch_order(self) -> Iterator[int]:
         g = torch.Generator().manual_seed(self.seed + self.epoch)
         members = torch.multinomial(self.probs, self.total_size, replacement=True, generator=g).tolist()
         orders = [torch.randperm(n, generator=g).tolist() if n else [] for n in self.sizes]
@@ -150,6 +209,61 @@ class MixtureSampler(_Base):
 
     def __len__(self) -> int:
         return self.num_samples
+
+
+class ResumableDataLoader(ReportingDataLoader):
+    """The training loader: a :class:`ReportingDataLoader` whose position in the epoch survives a restart.
+
+    ``state_dict()`` = the sampler's state with the number of batches handed out in the current epoch;
+    ``load_state_dict()`` makes the next pass of that epoch start after them. Lightning calls both (stateful
+    dataloader support: it fetches batches on demand from a loader with a length, so "handed out" is
+    "trained on"). Needs one of this module's samplers; with any other sampler the state is empty and a
+    resumed epoch starts from its beginning. The loader's own generator (worker seeds) is reseeded from the
+    sampler's seed and epoch at every pass, so loading never draws from the global RNG (which
+    :class:`facezoo.callbacks.resume.ResumeState` restores).
+
+    Example:
+        >>> make = lambda: ShardedRandomSampler(range(10), num_replicas=1, rank=0)
+        >>> loader = ResumableDataLoader(range(10), batch_size=2, sampler=make())
+        >>> it = iter(loader); first = [next(it).tolist() for _ in range(2)]
+        >>> state = loader.state_dict(); state["batches"]
+        2
+        >>> resumed = ResumableDataLoader(range(10), batch_size=2, sampler=make())
+        >>> resumed.load_state_dict(state)
+        >>> [b.tolist() for b in resumed] == [b.tolist() for b in list(loader)[2:]]
+        True
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("generator", torch.Generator())
+        super().__init__(*args, **kwargs)
+        self._batches = 0  # batches handed out in the current pass (plus the resumed offset)
+        self._offset = 0
+
+    def _resumable(self) -> _Base | None:
+        return self.sampler if isinstance(self.sampler, _Base) else None
+
+    def __iter__(self) -> Iterator:
+        sampler = self._resumable()
+        if sampler is not None:
+            self.generator.manual_seed(sampler.seed * 1_000_003 + sampler.epoch)
+        self._batches, self._offset = self._offset, 0
+        for batch in super().__iter__():
+            self._batches += 1
+            yield batch
+
+    def state_dict(self) -> dict[str, Any]:
+        sampler = self._resumable()
+        if sampler is None or self.batch_size is None:
+            return {}
+        return {"sampler": sampler.state_dict(self._batches * self.batch_size), "batches": self._batches}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        sampler = self._resumable()
+        if sampler is None or not state:
+            return
+        sampler.load_state_dict(state["sampler"])
+        self._offset = int(state["batches"])
 
 
 def sir_probabilities(n_recognition: int, n_reconstruction: int) -> tuple[float, float]:
