@@ -6,13 +6,27 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 from scipy.io import savemat
 
-from facezoo.data.align import project_300wlp
-
 SIZE = 96
+LANDMARKS_FOLDER_OFFSET = np.array([2.0, -3.0])  # pts_3d of landmarks/ = the .mat's pt2d + this (pixels)
+
+
+def rotation_3ddfa(pitch: float, yaw: float, roll: float) -> np.ndarray:
+    """3DDFA's MATLAB ``RotationMatrix(phi, gamma, theta)``, written out (independent of facezoo's code)."""
+    c, s = np.cos, np.sin
+    rx = np.array([[1, 0, 0], [0, c(pitch), s(pitch)], [0, -s(pitch), c(pitch)]])
+    ry = np.array([[c(yaw), 0, -s(yaw)], [0, 1, 0], [s(yaw), 0, c(yaw)]])
+    rz = np.array([[c(roll), s(roll), 0], [-s(roll), c(roll), 0], [0, 0, 1]])
+    return rx @ ry @ rz
+
+
+def project_3ddfa(points: np.ndarray, pose: np.ndarray, height: float) -> np.ndarray:
+    """3DDFA's ``ProjectShape``: ``f R v + t3d`` (Pose_Para = [pitch yaw roll tx ty tz f]), then the image's
+    y flip ``height + 1 - y``; z kept. ``points [N,3]`` -> ``[N,3]``."""
+    p = pose[6] * points @ rotation_3ddfa(*pose[:3]).T + pose[3:6]
+    return np.stack([p[:, 0], height + 1 - p[:, 1], p[:, 2]], 1)
 
 
 def face_points(rng: np.random.Generator) -> np.ndarray:
@@ -31,11 +45,11 @@ def write_3ddfa_mat(
     path: Path, rng: np.random.Generator, yaw_deg: float, n2d: int = 68, pt3d: bool = False
 ) -> np.ndarray:
     """A .mat whose landmarks are the projection of face_points with the written pose. Returns pt3d [68,3]."""
-    pose = np.array([0.05, np.radians(yaw_deg), -0.03, SIZE / 2, SIZE / 2, 10.0, 4e-4])
-    v = torch.as_tensor(face_points(rng))[None]
-    proj = project_300wlp(v, torch.as_tensor(pose)[None], SIZE)[0].numpy()
+    # float32-exact pose: the file stores float32, and the landmarks are projected with the stored values
+    pose = np.array([0.05, np.radians(yaw_deg), -0.03, SIZE / 2, SIZE / 2, 10.0, 4e-4], np.float32)
+    proj = project_3ddfa(face_points(rng), pose.astype(np.float64), SIZE)
     mat = {
-        "Pose_Para": pose[None].astype(np.float32),
+        "Pose_Para": pose[None],
         "Shape_Para": rng.normal(size=(199, 1)),
         "Exp_Para": rng.normal(size=(29, 1)),
         "Tex_Para": rng.normal(size=(199, 1)),
@@ -63,9 +77,11 @@ def w300lp_root(tmp_path) -> Path:
                 proj = write_3ddfa_mat(root / folder / f"{source}_{k}.mat", rng, sign * y)
                 if sign == 1:
                     (root / "landmarks" / subset).mkdir(parents=True, exist_ok=True)
+                    # the landmarks/ folder's 3D-aware points differ from the .mat's pt2d by a known
+                    # offset, so a test can tell which source a sample was cropped from
                     savemat(
                         root / "landmarks" / subset / f"{source}_{k}_pts.mat",
-                        {"pts_2d": proj[:, :2], "pts_3d": proj[:, :2]},
+                        {"pts_2d": proj[:, :2], "pts_3d": proj[:, :2] + LANDMARKS_FOLDER_OFFSET},
                     )
     return root
 
@@ -84,3 +100,9 @@ def aflw_root(tmp_path) -> Path:
 def make_image():
     """``make_image(path, rng, size, fmt=None)`` writes a random RGB image."""
     return write_image
+
+
+@pytest.fixture
+def make_3ddfa_mat():
+    """``make_3ddfa_mat(path, rng, yaw_deg, n2d=68, pt3d=False)`` writes a 3DDFA .mat (see write_3ddfa_mat)."""
+    return write_3ddfa_mat

@@ -51,14 +51,87 @@ def test_triplets_left_frontal_right(w300lp_root):
     assert b["image"].shape == (2, 3, 3, 32, 32) and b["params"]["pose"].shape == (2, 3, 7)
 
 
-def test_landmarks_folder_and_split(w300lp_root):
+# iBUG-68 mirror pairs written out by hand (0-based): jaw 0-16, brows 17-21 / 22-26, nose 27-35, eyes
+# 36-41 / 42-47, outer lips 48-59, inner lips 60-67. Self-symmetric points map to themselves.
+_MIRROR_PAIRS = (
+    [(i, 16 - i) for i in range(8)]
+    + [(17, 26), (18, 25), (19, 24), (20, 23), (21, 22)]
+    + [(31, 35), (32, 34)]
+    + [(36, 45), (37, 44), (38, 43), (39, 42), (40, 47), (41, 46)]
+    + [(48, 54), (49, 53), (50, 52), (55, 59), (56, 58)]
+    + [(60, 64), (61, 63), (65, 67)]
+)
+_SELF = [8, 27, 28, 29, 30, 33, 51, 57, 62, 66]
+
+
+def _mirror_permutation():
+    perm = list(range(68))
+    for a, b in _MIRROR_PAIRS:
+        perm[a], perm[b] = b, a
+    assert sorted(perm) == list(range(68)) and all(perm[i] == i for i in _SELF)
+    return perm
+
+
+def _expected_box_crop(points, size, box_scale=1.25):
+    """Square landmark-box crop by hand: the box centre goes to the crop centre and the longer side of the
+    landmarks' box to ``size / box_scale`` pixels."""
+    points = np.asarray(points, dtype=np.float64)
+    lo, hi = points.min(0), points.max(0)
+    k = size / (box_scale * (hi - lo).max())
+    return (points - (lo + hi) / 2) * k + size / 2
+
+
+def test_landmarks_folder_is_the_source_of_the_landmarks(w300lp_root):
+    """``landmark_source="landmarks"`` crops with landmarks/<subset>/<name>_pts.mat's pts_3d (which the fixture
+    writes offset from the .mat's pt2d), not with pt2d; the _Flip images (no such file) are left out."""
+    from scipy.io import loadmat
+
     ds = W300LPDataset(w300lp_root, landmark_source="landmarks", image_size=32)
+    from_mat = W300LPDataset(w300lp_root, image_size=32)
+    position = {r["image"]: j for j, r in enumerate(from_mat.records)}
     assert len(ds) == 5 and all(not r["flip"] for r in ds.records)
-    ds[0]
+    for i, r in enumerate(ds.records):
+        pts = loadmat(w300lp_root / "landmarks" / r["subset"] / f"{r['name']}_pts.mat")["pts_3d"]
+        pt2d = loadmat(r["mat"])["pt2d"].T
+        offset = pts - pt2d
+        assert np.abs(offset).min() > 1 and np.allclose(offset, offset[0])  # the two sources differ
+        np.testing.assert_allclose(ds[i]["landmarks68"].numpy(), _expected_box_crop(pts, 32), atol=1e-4)
+        # the .mat source crops pt2d instead
+        other = from_mat[position[r["image"]]]["landmarks68"].numpy()
+        np.testing.assert_allclose(other, _expected_box_crop(pt2d, 32), atol=1e-4)
+
+
+def test_split_is_identity_disjoint(w300lp_root):
     train = W300LPDataset(w300lp_root, split="train", val_fraction=0.5, image_size=32)
     val = W300LPDataset(w300lp_root, split="val", val_fraction=0.5, image_size=32)
     src = lambda d: {(r["subset"], r["source"]) for r in d.records}  # noqa: E731
     assert src(train).isdisjoint(src(val)) and len(train) + len(val) == 10
+
+
+def test_flip_mirrors_landmarks_with_the_ibug_permutation(w300lp_root):
+    """With p_flip=1 every training sample is the mirror of the unflipped one: x -> W - x and the 68 points
+    permuted by the hand-written iBUG mirror pairs; image mirrored, yaw negated, shape labels dropped."""
+    from facezoo.data.augment import Augment
+
+    perm = _mirror_permutation()
+    plain = W300LPDataset(w300lp_root, image_size=32)
+    flipped = W300LPDataset(w300lp_root, image_size=32, transform=Augment(p_flip=1.0))
+    for i in (0, 3, 7):
+        a, b = plain[i], flipped[i]
+        expected = a["landmarks68"][perm].clone()
+        expected[:, 0] = 32 - expected[:, 0]
+        torch.testing.assert_close(b["landmarks68"], expected)
+        torch.testing.assert_close(b["image"], a["image"].flip(-1))
+        assert b["yaw"] == -a["yaw"] and "id" not in b["params"] and "exp" not in b["params"]
+    # the right eye's outer corner (36) of the flipped face is where the left eye's (45) was, mirrored
+    torch.testing.assert_close(b["landmarks68"][36, 0], 32 - a["landmarks68"][45, 0])
+    # the datamodule's training loader flips the same way (max_shift 0: no random box shift)
+    dm = W300LP(root=str(w300lp_root), batch_size=2, num_workers=0, image_size=32, p_flip=1.0, max_shift=0.0)
+    batch = next(iter(dm.train_dataloader()))
+    for j, index in enumerate(batch["index"].tolist()):
+        ref = plain[index]["landmarks68"][perm].clone()
+        ref[:, 0] = 32 - ref[:, 0]
+        torch.testing.assert_close(batch["landmarks68"][j], ref)
 
 
 def test_bad_inputs(w300lp_root, tmp_path):

@@ -232,9 +232,14 @@ class FaceMethod(LightningModule):
             out["vertex_error_mm"] = err.mean()
         if "landmarks68" in batch:
             target = batch["landmarks68"].reshape(rec.landmarks2d.shape).to(rec.landmarks2d)
-            # AFLW2000-3D protocol: per-|yaw| buckets, NME measured in the original image (crop affine undone)
+            # AFLW2000-3D protocol: per-|yaw| buckets, NME measured in the original image (crop affine undone
+            # for the predictions AND the ground truth: landmarks68 are crop pixels like the predictions)
+            affine = batch.get("affine")
+            from facezoo.metrics import crop_to_original
+
+            target_orig = crop_to_original(target, affine) if affine is not None else target
             self.val_nme.update(
-                rec.landmarks2d.detach(), target, yaw=batch.get("yaw"), crop_transform=batch.get("affine")
+                rec.landmarks2d.detach(), target_orig, yaw=batch.get("yaw"), crop_transform=affine
             )
             from facezoo.metrics import landmark_nme
 
