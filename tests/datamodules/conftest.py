@@ -104,5 +104,5 @@ def make_image():
 
 @pytest.fixture
 def make_3ddfa_mat():
-    """``make_3ddfa_mat(path, rng, yaw_deg, n2d=68, pt3d=False)`` writes a 3DDFA .mat (see write_3ddfa_mat)."""
+    """``make_3ddfa_mat(path, rng, yaw_deg, n2d=68, pt3d=False)``: write_3ddfa_mat as a fixture."""
     return write_3ddfa_mat

@@ -82,7 +82,7 @@ def _expected_box_crop(points, size, box_scale=1.25):
 
 
 def test_landmarks_folder_is_the_source_of_the_landmarks(w300lp_root):
-    """``landmark_source="landmarks"`` crops with landmarks/<subset>/<name>_pts.mat's pts_3d (which the fixture
+    """``landmark_source="landmarks"`` crops with landmarks/<subset>/<name>_pts.mat's pts_3d (the fixture
     writes offset from the .mat's pt2d), not with pt2d; the _Flip images (no such file) are left out."""
     from scipy.io import loadmat
 
