@@ -8,7 +8,7 @@ TORCH  ?= torch==2.13.0
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.facezoo-installed
 
-.PHONY: install test demo bench lint format libusb clean
+.PHONY: install test demo bench lint format libusb clean mutate
 
 install: $(STAMP)
 
@@ -40,6 +40,10 @@ libusb:
 
 test: install
 	$(PY) -m pytest -q
+
+# Mutation check (not part of `make test`): small deliberate bugs, one at a time, and the tests that catch each.
+mutate: install
+	$(PY) scripts/mutate.py $(MUTATE_ARGS)
 
 demo: install
 	$(VENV)/bin/facezoo demo
