@@ -6,9 +6,9 @@ same weights and metrics as a fit that was never interrupted when what the check
 state:
 
 - weights, optimizer, LR schedulers, global step, epoch and the loops' progress: Lightning saves them;
-- the position in the training epoch: facezoo's training loaders (:class:`facezoo.data.samplers.ResumableDataLoader`
-  with the samplers of :mod:`facezoo.data.samplers`) are stateful dataloaders that Lightning saves and
-  restores;
+- the position in the training epoch: facezoo's training loaders
+  (:class:`facezoo.data.samplers.ResumableDataLoader` with the samplers of that module) are stateful
+  dataloaders that Lightning saves and restores;
 - the global random generators (Python, NumPy, torch CPU and CUDA): Lightning does not save them
   (``seed_everything`` only seeds the start), :class:`ResumeState` does, and restores them when the resumed
   fit starts training.
@@ -24,12 +24,15 @@ temporary file lives in the system temp folder and is *moved* into place: on clu
 the checkpoint folder are different file systems, the move is a copy (a kill mid-copy truncates the
 target), and nothing is flushed to disk.
 
-Use (Python)::
+:class:`ResumableCheckpoint` puts the three together: a ``ModelCheckpoint`` with ``save_last=True`` that saves
+atomically and carries the random state, and whose ``last`` is found across the logger's versions (a restarted
+``facezoo fit`` logs into a new ``version_N``, where Lightning alone would find no ``last.ckpt``)::
 
-    checkpoint = ModelCheckpoint(dirpath="ckpt", save_last=True, every_n_train_steps=500)
-    Trainer(callbacks=[checkpoint, ResumeState()], plugins=[AtomicCheckpointIO()])
+    facezoo fit --config zoo/deep3d.yaml --config zoo/data/synthetic.yaml --config zoo/resume.yaml
+    # killed? the same command with --ckpt_path last continues where the newest last.ckpt left off
 
-or in a config (``trainer.plugins`` / ``trainer.callbacks`` with these class paths).
+or in Python ``Trainer(callbacks=[ResumableCheckpoint(every_n_train_steps=500)])``; with a ModelCheckpoint of
+your own, add ``ResumeState()`` to the callbacks and ``AtomicCheckpointIO()`` to the plugins.
 
 Example:
     >>> import tempfile, torch
@@ -44,6 +47,7 @@ from __future__ import annotations
 
 import os
 import random
+import re
 from pathlib import Path
 from typing import Any
 
@@ -51,8 +55,9 @@ import numpy as np
 import torch
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 from lightning.pytorch import Callback
+from lightning.pytorch.callbacks import ModelCheckpoint
 
-__all__ = ["AtomicCheckpointIO", "ResumeState", "get_rng_states", "set_rng_states"]
+__all__ = ["AtomicCheckpointIO", "ResumableCheckpoint", "ResumeState", "get_rng_states", "set_rng_states"]
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
@@ -147,3 +152,51 @@ class ResumeState(Callback):
         if self._pending is not None:
             set_rng_states(self._pending)
             self._pending = None
+
+
+class ResumableCheckpoint(ModelCheckpoint):
+    """``ModelCheckpoint`` for kill-and-resume: ``save_last=True`` by default, atomic writes
+    (installs :class:`AtomicCheckpointIO` when the strategy uses Lightning's plain ``TorchCheckpointIO``), the
+    random state saved and restored like :class:`ResumeState`, and ``ckpt_path="last"`` resolved to the newest
+    ``last*.ckpt`` of this run's folder or of any version of the same logger
+    (``<save_dir>/<name>/*/checkpoints``).
+
+    Args: those of ``ModelCheckpoint`` (``save_last`` defaults to ``True``; give ``every_n_train_steps`` for
+    checkpoints within long epochs).
+    """
+
+    def __init__(self, *args: Any, save_last: bool | str | None = True, **kwargs: Any) -> None:
+        super().__init__(*args, save_last=save_last, **kwargs)
+        self._pending_rng: dict[str, Any] | None = None
+
+    def setup(self, trainer, pl_module, stage: str) -> None:
+        super().setup(trainer, pl_module, stage)
+        if type(trainer.strategy.checkpoint_io) is TorchCheckpointIO:
+            trainer.strategy.checkpoint_io = AtomicCheckpointIO()
+
+    def state_dict(self) -> dict[str, Any]:
+        return {**super().state_dict(), "rng": get_rng_states()}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        state_dict = dict(state_dict)
+        self._pending_rng = state_dict.pop("rng", None)
+        super().load_state_dict(state_dict)
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        super().on_train_start(trainer, pl_module)
+        if self._pending_rng is not None:
+            set_rng_states(self._pending_rng)
+            self._pending_rng = None
+
+    def _find_last_checkpoints(self, trainer) -> set[str]:
+        found = set(super()._find_last_checkpoints(trainer))
+        if self.dirpath is None and trainer.loggers:  # also the logger's other versions (earlier runs)
+            logger = trainer.loggers[0]
+            save_dir = logger.save_dir if logger.save_dir is not None else trainer.default_root_dir
+            runs = Path(save_dir) / str(logger.name or "")
+            last = re.compile(
+                rf"^{re.escape(self.CHECKPOINT_NAME_LAST)}(-\d+)?{re.escape(self.FILE_EXTENSION)}$"
+            )
+            if runs.is_dir():
+                found |= {os.path.normpath(p) for p in runs.glob("*/checkpoints/*") if last.match(p.name)}
+        return found

@@ -26,8 +26,7 @@ CHILD = textwrap.dedent(
     import json, os, sys
     import torch
     from lightning.pytorch import Callback, Trainer, seed_everything
-    from lightning.pytorch.callbacks import ModelCheckpoint
-    from facezoo.callbacks.resume import AtomicCheckpointIO, ResumeState
+    from facezoo.callbacks.resume import AtomicCheckpointIO, ResumableCheckpoint
     from facezoo.datamodules import SyntheticFaces
     from facezoo.methods import Deep3DFace
 
@@ -56,13 +55,13 @@ CHILD = textwrap.dedent(
                         cache=False, num_workers=0)
     model = Deep3DFace("procedural:600", backbone="resnet18", backbone_kwargs={"width": 8}, image_size=32,
                        lr=2e-3, lr_schedule="cosine", renderer_backend="builtin")
-    ckpt = ModelCheckpoint(dirpath=os.path.join(out, "checkpoints"), save_last=True, save_top_k=0,
-                           every_n_train_steps=1)
-    callbacks = [Record(), ResumeState(), ckpt] + ([Kill()] if kill_at >= 0 else [])
+    ckpt = ResumableCheckpoint(dirpath=os.path.join(out, "checkpoints"), save_top_k=0, every_n_train_steps=1)
+    callbacks = [Record(), ckpt] + ([Kill()] if kill_at >= 0 else [])
     trainer = Trainer(max_steps=max_steps, accelerator="cpu", devices=1, logger=False, limit_val_batches=0,
                       enable_progress_bar=False, enable_model_summary=False, callbacks=callbacks,
-                      plugins=[AtomicCheckpointIO()], default_root_dir=out)
+                      default_root_dir=out)
     trainer.fit(model, dm, ckpt_path="last" if resume else None)
+    assert type(trainer.strategy.checkpoint_io) is AtomicCheckpointIO
     evaluator = Trainer(accelerator="cpu", devices=1, logger=False, enable_progress_bar=False,
                         enable_model_summary=False)
     metrics = evaluator.validate(model, dm, verbose=False)[0]
@@ -223,3 +222,41 @@ def test_sharded_sampler_resume_on_another_world_size_skips_the_global_prefix():
         ShardedRandomSampler(range(24), 1, 0, seed=2).load_state_dict(state)
     with pytest.raises(ValueError, match="lacks"):
         ShardedRandomSampler(range(24), 1, 0).load_state_dict({"epoch": 0})
+
+
+@pytest.mark.slow
+def test_cli_resume_overlay_continues_from_the_newest_last_checkpoint(tmp_path, caplog):
+    """`facezoo fit ... --config zoo/resume.yaml`, then the same command with `--ckpt_path last`: the second run
+    logs into a new version folder, finds the first run's last.ckpt there and continues from its step."""
+    import logging
+
+    from facezoo.cli import main
+
+    args = ["fit"]
+    for config in (
+        "zoo/deep3d.yaml",
+        "zoo/data/synthetic.yaml",
+        "zoo/demo/deep3d-cpu.yaml",
+        "zoo/resume.yaml",
+    ):
+        args += ["--config", config]
+    args += [
+        "--model.init_args.morphable_model=procedural:600", "--data.init_args.morphable_model=procedural:600",
+        "--model.init_args.image_size=32", "--data.init_args.image_size=32", "--data.init_args.batch_size=2",
+        "--data.init_args.num_train=6", "--model.init_args.backbone_kwargs={width: 8}",
+        "--trainer.callbacks.init_args.every_n_train_steps=2", "--trainer.enable_progress_bar=false",
+        "--trainer.logger=lightning.pytorch.loggers.CSVLogger", f"--trainer.logger.save_dir={tmp_path}",
+        f"--trainer.default_root_dir={tmp_path}", "--trainer.log_every_n_steps=1",
+    ]  # fmt: skip
+    assert main([*args, "--trainer.max_steps=4"]) == 0
+    first = tmp_path / "lightning_logs" / "version_0" / "checkpoints" / "last.ckpt"
+    assert torch.load(first, map_location="cpu", weights_only=False)["global_step"] == 4
+    with caplog.at_level(logging.INFO):
+        assert main([*args, "--trainer.max_steps=6", "--ckpt_path=last"]) == 0
+    assert any(str(first) in r.getMessage() and "Restor" in r.getMessage() for r in caplog.records)
+    second = tmp_path / "lightning_logs" / "version_1" / "checkpoints" / "last.ckpt"
+    assert torch.load(second, map_location="cpu", weights_only=False)["global_step"] == 6
+    steps = (tmp_path / "lightning_logs" / "version_1" / "metrics.csv").read_text().splitlines()
+    header = steps[0].split(",")
+    logged = {int(row.split(",")[header.index("step")]) for row in steps[1:]}
+    assert min(logged) >= 4  # only steps 5 and 6 were trained (logged as 4 and 5, Lightning counts from 0)
