@@ -226,7 +226,7 @@ def test_sharded_sampler_resume_on_another_world_size_skips_the_global_prefix():
 
 @pytest.mark.slow
 def test_cli_resume_overlay_continues_from_the_newest_last_checkpoint(tmp_path, caplog):
-    """`facezoo fit ... --config zoo/resume.yaml`, then the same command with `--ckpt_path last`: the second run
+    """`facezoo fit ... --config zoo/resume.yaml`, then the same with `--ckpt_path last`: the second run
     logs into a new version folder, finds the first run's last.ckpt there and continues from its step."""
     import logging
 
