@@ -202,6 +202,7 @@ def test_loader_resumes_mid_epoch_with_the_same_order(make):
     assert b.state_dict()["batches"] == len(epoch2)  # a save at the end of the resumed epoch counts all of it
     b.sampler.set_epoch(3)
     assert [x.tolist() for x in b] == epoch3
+    assert _consume(b, 2) == epoch3[:2] and b.state_dict()["batches"] == 2  # a new epoch counts from 0
 
 
 def test_sharded_sampler_resume_on_another_world_size_skips_the_global_prefix():

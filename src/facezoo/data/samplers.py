@@ -235,19 +235,24 @@ class ResumableDataLoader(ReportingDataLoader):
     """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
-        kwargs.setdefault("generator", torch.Generator())
         super().__init__(*args, **kwargs)
-        self._batches = 0  # batches handed out in the current pass (plus the resumed offset)
-        self._offset = 0
+        self._own_generator = self.generator is None and self._resumable() is not None
+        if self._own_generator:
+            self.generator = torch.Generator()  # reseeded per pass in __iter__
+        self._batches = 0  # batches handed out in the current pass (counting the skipped ones of a resume)
 
     def _resumable(self) -> _Base | None:
         return self.sampler if isinstance(self.sampler, _Base) else None
 
     def __iter__(self) -> Iterator:
         sampler = self._resumable()
+        self._batches = 0
         if sampler is not None:
-            self.generator.manual_seed(sampler.seed * 1_000_003 + sampler.epoch)
-        self._batches, self._offset = self._offset, 0
+            if self._own_generator:
+                self.generator.manual_seed(sampler.seed * 1_000_003 + sampler.epoch)
+            resume = sampler._resume
+            if resume is not None and resume[0] == sampler.epoch and self.batch_size:
+                self._batches = resume[1] // self.batch_size
         for batch in super().__iter__():
             self._batches += 1
             yield batch
@@ -260,10 +265,8 @@ class ResumableDataLoader(ReportingDataLoader):
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         sampler = self._resumable()
-        if sampler is None or not state:
-            return
-        sampler.load_state_dict(state["sampler"])
-        self._offset = int(state["batches"])
+        if sampler is not None and state:
+            sampler.load_state_dict(state["sampler"])
 
 
 def sir_probabilities(n_recognition: int, n_reconstruction: int) -> tuple[float, float]:
