@@ -228,19 +228,23 @@ def main(argv: list[str] | None = None) -> int:
         for m in chosen:
             print(f"{m.name:55s} {m.file}  ->  {' '.join(m.tests)}")
         return 0
-    rows = []
+    rows, start = [], time.time()
     for i, m in enumerate(chosen, 1):
         print(f"[{i}/{len(chosen)}] {m.name} ...", flush=True)
         row = run_one(m, args.fast, args.timeout)
         print(f"    {row['status']}: {row['by']}", flush=True)
         rows.append(row)
     width = max(len(r["name"]) for r in rows)
-    print(f"\n| {'mutation':{width}} | caught | by which tests |")
-    print(f"|{'-' * (width + 2)}|--------|----------------|")
+    print(f"\n| {'mutation':{width}} | caught | seconds | by which tests |")
+    print(f"|{'-' * (width + 2)}|--------|---------|----------------|")
     for r in rows:
-        print(f"| {r['name']:{width}} | {r['status']} | {r['by']} |")
+        seconds = f"{r['seconds']:.0f}" if "seconds" in r else "-"
+        print(f"| {r['name']:{width}} | {r['status']} | {seconds} | {r['by']} |")
     missed = [r for r in rows if r["status"] in ("NOT CAUGHT", "timeout")]
-    print(f"\n{len(rows) - len(missed)}/{len(rows)} caught or not applicable; {len(missed)} missed")
+    print(
+        f"\n{len(rows) - len(missed)}/{len(rows)} caught or snippet not found; {len(missed)} missed; "
+        f"{time.time() - start:.0f} s"
+    )
     return 1 if missed else 0
 
 
