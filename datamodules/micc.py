@@ -62,12 +62,16 @@ def read_micc_annotations(path: str | Path) -> dict[int, dict]:
         try:
             lines = corr_path.read_text().split("\n")
         except OSError as err:
-            raise FileNotFoundError(f"{corr_path}: correspondences file named in {path} is unreadable") from err
+            raise FileNotFoundError(
+                f"{corr_path}: correspondences file named in {path} is unreadable"
+            ) from err
         for k, line in enumerate(lines):
             if line.strip():
                 tok = line.split()
                 if len(tok) != 2 or not tok[1].isdigit():
-                    raise ValueError(f"{corr_path}: line {k + 1}: expected 'name vertex_id', got {line.strip()!r}")
+                    raise ValueError(
+                        f"{corr_path}: line {k + 1}: expected 'name vertex_id', got {line.strip()!r}"
+                    )
                 corr[tok[0]] = int(tok[1])
         out[int(m[1])] = {"frame": base / frame, "correspondences": corr}
     return out

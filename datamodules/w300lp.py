@@ -147,7 +147,8 @@ class W300LPDataset(FaceDataset):
                 f"300W-LP root {str(self.root)!r}: mode='triplet' found no (frontal, left, right) triplet of "
                 f"one source face among {len(self.records)} images of {len(groups)} faces (frontal |yaw| <= "
                 f"{frontal_max}: {sum(abs(y) <= frontal_max for y in yaws)} images, left yaw <= -{side_min}: "
-                f"{sum(y <= -side_min for y in yaws)}, right yaw >= {side_min}: {sum(y >= side_min for y in yaws)}"
+                f"{sum(y <= -side_min for y in yaws)}, right yaw >= {side_min}: "
+                f"{sum(y >= side_min for y in yaws)}"
                 f"{'' if across_flip else '; triplets_across_flip=False'}); use mode='single' or the full "
                 "dataset with its _Flip folders"
             )

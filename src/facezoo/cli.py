@@ -87,8 +87,8 @@ def _logger_follows_root_dir(trainer: dict) -> None:
     default = _default_logger()
     if not root or root == TRAINER_DEFAULTS["default_root_dir"] or logger is None:
         return
-    class_path = getattr(logger, "class_path", None) if not isinstance(logger, dict) else logger.get("class_path")
-    init = getattr(logger, "init_args", None) if not isinstance(logger, dict) else logger.get("init_args")
+    get = logger.get if isinstance(logger, dict) else lambda key: getattr(logger, key, None)
+    class_path, init = get("class_path"), get("init_args")
     if class_path != default["class_path"] or init is None:
         return
     save_dir = init.get("save_dir") if isinstance(init, dict) else getattr(init, "save_dir", None)

@@ -77,7 +77,8 @@ class LogProgress(ProgressBar):
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         total = trainer.max_steps if trainer.max_steps and trainer.max_steps > 0 else None
-        self._maybe(f"fit: epoch {trainer.current_epoch} step", trainer.global_step, total, trainer, pl_module)
+        what = f"fit: epoch {trainer.current_epoch} step"
+        self._maybe(what, trainer.global_step, total, trainer, pl_module)
 
     def on_train_end(self, trainer, pl_module) -> None:
         self._maybe("fit done: step", trainer.global_step, None, trainer, pl_module, force=True)
@@ -96,7 +97,8 @@ class LogProgress(ProgressBar):
         self._start_stage()
 
     def on_test_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
-        self._maybe("test: batch", batch_idx + 1, self.total_test_batches_current_dataloader, trainer, pl_module)
+        total = self.total_test_batches_current_dataloader
+        self._maybe("test: batch", batch_idx + 1, total, trainer, pl_module)
 
     def on_predict_start(self, trainer, pl_module) -> None:
         self._start_stage()

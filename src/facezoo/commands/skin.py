@@ -88,9 +88,7 @@ def _fit(args: argparse.Namespace) -> int:
         # PIL's "L" (ITU-R 601-2 luma), read through load_image_uint8 for errors that name the file
         mask = load_image_uint8(mask_path).astype(np.float32) @ LUMA / 255.0
         if mask.shape != img.shape[:2]:
-            raise ValueError(
-                f"mask {mask_path} is {mask.shape}, image {img_path} is {img.shape[:2]}"
-            )
+            raise ValueError(f"mask {mask_path} is {mask.shape}, image {img_path} is {img.shape[:2]}")
         is_skin = mask.reshape(-1) >= args.mask_threshold
         pix = img.reshape(-1, 3)
         for sel, bucket in ((is_skin, skin), (~is_skin, other)):

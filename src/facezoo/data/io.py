@@ -76,7 +76,7 @@ def _to_rgb8(img: Image.Image, path: Path) -> np.ndarray:
         wide = np.asarray(img).astype(np.int64)
         if wide.size and (wide.min() < 0 or wide.max() > 65535):
             raise BadSampleError(
-                path, f"{img.mode} image with values in [{wide.min()}, {wide.max()}]; expected 16-bit 0..65535"
+                path, f"{img.mode} image with values in [{wide.min()}, {wide.max()}]; expected 0..65535"
             )
         grey = ((wide * 255 + 32767) // 65535).astype(np.uint8)  # round(v * 255 / 65535)
         return np.repeat(grey[..., None], 3, axis=-1)

@@ -182,7 +182,7 @@ def _as_points(path: Path, array: np.ndarray, key: str, dims: int | None = None)
     return array
 
 
-#: sizes of the 3DDFA parameters in 300W-LP / AFLW2000-3D ``.mat`` files (BFM 199 shape/texture, 29 expression)
+#: sizes of the 3DDFA parameters in 300W-LP / AFLW2000-3D ``.mat`` files (BFM: 199 shape/texture, 29 exp.)
 PARA_SIZES = {"Shape_Para": 199, "Exp_Para": 29, "Tex_Para": 199}
 
 

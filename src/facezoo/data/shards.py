@@ -3,7 +3,7 @@
 Layout of a shard folder::
 
     manifest.json          {"format": "facezoo-shards/1", "dataset", "split", "count", "keys",
-                            "shards": [{"file", "count", "bytes", "sha256"}]}
+                            "shards": [{"file", "count", "bytes", "sha256", "labels_crc32"}]}
     <split>-00000.h5       datasets: image uint8 [N,(V,)H,W,3] (one chunk per sample), crc32 uint32 [N] of
     each
                            image's bytes, landmarks*/affine/yaw/identity/view/index arrays, params/<name>,
@@ -15,8 +15,8 @@ milliseconds); ``verify="full"`` also recomputes each file's sha256. Each image'
 read, so a flipped bit on disk becomes a :class:`~facezoo.data.io.BadSampleError`, never a wrong sample; the
 labels (landmarks, parameters, yaw...) are checked against the crc32 per label array that the manifest
 records (``labels_crc32``) when a shard is first read, so labels edited in place are a :class:`ShardError`
-(shards written before this check have no such record: a warning says they are unchecked). Files are opened lazily in each DataLoader worker on first access (an h5py handle must not
-cross a fork).
+(shards written before this check have no such record: a warning says they are unchecked). Files are
+opened lazily in each DataLoader worker on first access (an h5py handle must not cross a fork).
 """
 
 from __future__ import annotations

@@ -259,7 +259,7 @@ class LandmarkNME(Metric):
             no_yaw = good & ~torch.isfinite(yaw)
             if no_yaw.any():
                 warnings.warn(
-                    f"LandmarkNME: non-finite yaw for {what} {names(no_yaw)}: counted in nme, in no yaw bucket",
+                    f"LandmarkNME: non-finite yaw for {what} {names(no_yaw)}: counted in nme, in no bucket",
                     stacklevel=2,
                 )
                 self.no_yaw += no_yaw.sum()

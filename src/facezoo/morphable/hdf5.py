@@ -189,7 +189,8 @@ def load_model(path: str | os.PathLike, device: str | torch.device | None = None
     with _open_checked(path) as f:
         try:
             arrays = {k: np.asarray(f[k][()]) for k in _ARRAYS if k in f}
-            masks = {n: np.asarray(f["masks"][n][()]) for n in _mask_order(f["masks"])} if "masks" in f else {}
+            group = f["masks"] if "masks" in f else None
+            masks = {n: np.asarray(group[n][()]) for n in _mask_order(group)} if group is not None else {}
         except (OSError, KeyError, TypeError, ValueError) as err:
             raise ValueError(f"{path}: unreadable morphable-model arrays ({err})") from err
         meta = {k: _text(f.attrs.get(k, "")) for k in _TEXT}

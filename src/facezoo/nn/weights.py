@@ -51,8 +51,8 @@ def load_torch_file(path: str | os.PathLike[str], what: str = "checkpoint") -> o
             raise ValueError(f"{what}: {path} is a corrupt or truncated PyTorch file ({err})") from err
         if bad is not None:
             raise ValueError(
-                f"{what}: {path} is corrupt or was edited in place: CRC-32 mismatch in {bad!r} (re-download or "
-                "re-save it)"
+                f"{what}: {path} is corrupt or was edited in place: CRC-32 mismatch in {bad!r} "
+                "(re-download or re-save it)"
             )
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
