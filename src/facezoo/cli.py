@@ -53,10 +53,17 @@ def _lightning_cli(args: Sequence[str], from_command_line: bool = False) -> None
             add_log_progress(config)
             return super()._instantiate_trainer(config, callbacks)
 
+        def _parse_ckpt_path(self) -> None:
+            # Lightning reads the checkpoint's hyper-parameters here, first: check the file before it does
+            sub = self.config.get("subcommand")
+            path = self.config[sub].get("ckpt_path") if sub else None
+            self._ckpt = read_ckpt_path(path) if path is not None else None
+            super()._parse_ckpt_path()
+
         def _check_ckpt_path(self) -> None:
-            path = self.config_init[self.subcommand].get("ckpt_path")
-            if path is not None:
-                check_ckpt_path(path, self.model)
+            if self._ckpt is not None:
+                check_ckpt_fits(self._ckpt, self.config_init[self.subcommand]["ckpt_path"], self.model)
+                self._ckpt = None  # Lightning loads it again to restore; do not hold two copies
 
         before_fit = before_validate = before_test = before_predict = _check_ckpt_path
 
@@ -115,27 +122,40 @@ def add_log_progress(config: dict, interval: float = 30.0) -> None:
         config["callbacks"] = [*callbacks, LogProgress(interval)]
 
 
-def check_ckpt_path(path, model) -> None:
-    """Refuse a ``--ckpt_path`` that Lightning would fail on deep inside (or load wrongly): a missing,
-    truncated or edited-in-place file, a file holding code, a weights file that is not a Lightning
-    checkpoint, or another module's checkpoint (the keys that do not match are named).
+_SPECIAL_CKPT = ("last", "best", "hpc", "registry")
 
-    The special values Lightning accepts for ``fit`` (``"last"``, ``"best"``, ``"hpc"``, ``"registry"``)
-    pass through.
-    """
-    from facezoo.nn.weights import load_torch_file, state_dict_mismatch
 
-    if str(path) in ("last", "best", "hpc", "registry") or str(path).startswith("registry:"):
-        return
+def read_ckpt_path(path) -> dict | None:
+    """Load a ``--ckpt_path`` safely (:func:`facezoo.nn.weights.load_torch_file`: never runs code, CRC
+    checked) and check that it is a Lightning checkpoint: a missing, truncated or edited-in-place file, a
+    text file or a bare weights file gets one error naming it, instead of ``PytorchStreamReader`` or
+    ``KeyError`` deep inside Lightning. The special values Lightning accepts for ``fit`` (``"last"``,
+    ``"best"``, ``"hpc"``, ``"registry[:...]"``) pass through (returns None)."""
+    from facezoo.nn.weights import load_torch_file
+
+    if str(path) in _SPECIAL_CKPT or str(path).startswith("registry:"):
+        return None
     ckpt = load_torch_file(path, "--ckpt_path")
     if not isinstance(ckpt, dict) or not isinstance(ckpt.get("state_dict"), dict):
         raise ValueError(
             f"--ckpt_path: {path} is not a Lightning checkpoint (no 'state_dict' entry); network weights "
             "(.pth) go to the method's *_weights argument instead"
         )
+    return ckpt
+
+
+def check_ckpt_fits(ckpt: dict, path, model) -> None:
+    """Refuse another module's checkpoint, naming the keys that do not match (instead of Lightning's dump
+    of both state dicts)."""
+    from facezoo.nn.weights import state_dict_mismatch
+
     problems = state_dict_mismatch(ckpt["state_dict"], model.state_dict())
     if problems:
-        raise ValueError(f"--ckpt_path: {path} does not fit {type(model).__name__}: " + "; ".join(problems))
+        hp = ckpt.get("hyper_parameters") or {}
+        origin = f" (saved from {hp['_class_path']})" if isinstance(hp, dict) and "_class_path" in hp else ""
+        raise ValueError(
+            f"--ckpt_path: {path}{origin} does not fit {type(model).__name__}: " + "; ".join(problems)
+        )
 
 
 def user_error(err: BaseException) -> str | None:

@@ -13,7 +13,7 @@ from _reliability import Payload, writers
 def payload(tmp_path):
     """``(pickle bytes, marker path)``: loading the bytes with pickle would create the marker file."""
     marker = tmp_path / "PAYLOAD_RAN"
-    return pickle.dumps(Payload(marker)), marker
+    return pickle.dumps(Payload(marker), protocol=2), marker
 
 
 @pytest.fixture

@@ -90,23 +90,29 @@ class LogProgress(ProgressBar):
 
     def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0):
         if trainer.state.fn != "fit":
-            total = self.total_val_batches_current_dataloader
+            total = _total(trainer.num_val_batches, dataloader_idx)
             self._maybe("validate: batch", batch_idx + 1, total, trainer, pl_module)
 
     def on_test_start(self, trainer, pl_module) -> None:
         self._start_stage()
 
     def on_test_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
-        total = self.total_test_batches_current_dataloader
+        total = _total(trainer.num_test_batches, dataloader_idx)
         self._maybe("test: batch", batch_idx + 1, total, trainer, pl_module)
 
     def on_predict_start(self, trainer, pl_module) -> None:
         self._start_stage()
 
     def on_predict_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
-        self._maybe(
-            "predict: batch", batch_idx + 1, self.total_predict_batches_current_dataloader, trainer, pl_module
-        )
+        total = _total(trainer.num_predict_batches, dataloader_idx)
+        self._maybe("predict: batch", batch_idx + 1, total, trainer, pl_module)
+
+
+def _total(batches: Any, index: int) -> Any:
+    """The batch count of dataloader ``index`` (Lightning keeps one per evaluation dataloader)."""
+    if isinstance(batches, list | tuple):
+        return batches[index] if 0 <= index < len(batches) else None
+    return batches
 
 
 def interactive() -> bool:

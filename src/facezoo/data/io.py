@@ -171,14 +171,19 @@ class ReportingDataLoader(DataLoader):
 
     def __iter__(self) -> Iterator:
         self.__dict__["_skip_reasons"] = []
-        for batch in super().__iter__():
-            if isinstance(batch, dict):
-                self.skipped.extend(batch.get("skipped", []))
-            yield batch
+        try:
+            for batch in super().__iter__():
+                if isinstance(batch, dict):
+                    self.skipped.extend(batch.get("skipped", []))
+                yield batch
+        finally:  # also when the consumer stops at len(loader) and drops the iterator (Lightning's loops)
+            self._report()
+
+    def _report(self) -> None:
         if self.skipped:
             unique = sorted(set(self.skipped))
             shown = "\n  ".join(unique[:10])
             more = f"\n  ... and {len(unique) - 10} more" if len(unique) > 10 else ""
             warnings.warn(
-                f"skipped {len(self.skipped)} bad samples this epoch:\n  {shown}{more}", stacklevel=2
+                f"skipped {len(self.skipped)} bad samples this epoch:\n  {shown}{more}", stacklevel=3
             )

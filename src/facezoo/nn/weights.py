@@ -58,7 +58,7 @@ def load_torch_file(path: str | os.PathLike[str], what: str = "checkpoint") -> o
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # torch raises many types (UnpicklingError, RuntimeError, EOFError...)
         lines = [ln.strip() for ln in str(err).splitlines() if ln.strip()]
-        code = next((ln for ln in lines if "Unsupported global" in ln), None)
+        code = next((ln for ln in lines if "global" in ln.lower()), None)  # a GLOBAL: a function to call
         if code is not None:
             raise ValueError(
                 f"{what}: {path} refers to Python code ({code}); facezoo loads user files with "
