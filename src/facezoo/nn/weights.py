@@ -43,7 +43,11 @@ def load_torch_file(path: str | os.PathLike[str], what: str = "checkpoint") -> o
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{what}: no file at {str(path)!r}")
-    if zipfile.is_zipfile(path):
+    with open(path, "rb") as f:
+        zip_magic = f.read(4) == b"PK\x03\x04"  # torch.save's format is a zip archive
+    if zip_magic and not zipfile.is_zipfile(path):
+        raise ValueError(f"{what}: {path} is a truncated or corrupt PyTorch file (its zip directory is missing)")
+    if zip_magic:
         try:
             with zipfile.ZipFile(path) as archive:
                 bad = archive.testzip()
