@@ -15,6 +15,7 @@ printed only with ``--debug`` (anywhere on the command line). Programming errors
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 from collections.abc import Sequence
@@ -79,10 +80,18 @@ def _lightning_cli(args: Sequence[str], from_command_line: bool = False) -> None
         return
     # From Python (tests, notebooks): hand LightningCLI the arguments and hide the caller's own sys.argv,
     # which it would otherwise report as a mix of both.
+    with hidden_argv():
+        FaceZooCLI(LightningModule, LightningDataModule, args=list(args), **kwargs)
+
+
+@contextlib.contextmanager
+def hidden_argv():
+    """``sys.argv`` reduced to the program name while LightningCLI is given explicit ``args`` (it warns
+    when it sees both)."""
     saved = sys.argv
     sys.argv = sys.argv[:1]
     try:
-        FaceZooCLI(LightningModule, LightningDataModule, args=list(args), **kwargs)
+        yield
     finally:
         sys.argv = saved
 
