@@ -12,7 +12,6 @@ import torch
 from _reliability import TINY_METHOD
 
 from facezoo.cli import main
-from facezoo.nn.weights import load_torch_file
 
 
 @pytest.fixture(scope="module")
@@ -57,6 +56,8 @@ def _one_error_line(err: str) -> str:
 
 def test_torch_load_alone_does_not_see_an_in_place_edit(ckpt, tmp_path):
     """Why the CRC check exists: torch.load returns the edited weights without a word."""
+    from facezoo.nn.weights import load_torch_file
+
     _edit_first_float(ckpt, tmp_path / "edited.ckpt")
     edited = torch.load(tmp_path / "edited.ckpt", weights_only=True)["state_dict"]
     good = torch.load(ckpt, weights_only=True)["state_dict"]
