@@ -183,8 +183,18 @@ def user_error(err: BaseException) -> str | None:
         return err.code if isinstance(err.code, str) else None
     kinds = (OSError, ValueError, ShardError, Image.DecompressionBombError)
     if isinstance(err, kinds) and str(err):
-        return str(err)
+        return _from_worker(str(err))
     return None
+
+
+def _from_worker(message: str) -> str:
+    """A DataLoader worker's error comes back as "Caught X in DataLoader worker process N. Original
+    Traceback ...": keep its last line, the error itself, without the type name."""
+    if "Original Traceback" not in message:
+        return message
+    last = [ln for ln in message.strip().splitlines() if ln.strip()][-1].strip()
+    name, sep, rest = last.partition(": ")
+    return rest if sep and name.replace(".", "").replace("_", "").isalnum() else last
 
 
 def _raised_in(err: BaseException, package: str) -> bool:

@@ -18,11 +18,25 @@ from facezoo.cli import main
 def ckpt(tmp_path_factory):
     """A checkpoint written by `facezoo fit` (one step on synthetic faces), as users get them."""
     root = tmp_path_factory.mktemp("fit")
-    assert main(["fit", *TINY_METHOD, "--data=facezoo.datamodules.synthetic.SyntheticFaces",
-                 "--data.morphable_model=procedural:600", "--data.image_size=48", "--data.num_train=2",
-                 "--data.num_val=2", "--data.batch_size=2", "--trainer.max_steps=1",
-                 "--trainer.limit_val_batches=0", "--trainer.logger=false",
-                 f"--trainer.default_root_dir={root}"]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "fit",
+                *TINY_METHOD,
+                "--data=facezoo.datamodules.synthetic.SyntheticFaces",
+                "--data.morphable_model=procedural:600",
+                "--data.image_size=48",
+                "--data.num_train=2",
+                "--data.num_val=2",
+                "--data.batch_size=2",
+                "--trainer.max_steps=1",
+                "--trainer.limit_val_batches=0",
+                "--trainer.logger=false",
+                f"--trainer.default_root_dir={root}",
+            ]
+        )
+        == 0
+    )
     (path,) = (root / "checkpoints").glob("*.ckpt")
     return path
 
@@ -39,9 +53,19 @@ def _edit_first_float(src, dst, value=5000.0):
 
 
 def _run_test(aflw_root, tmp_path, ckpt_path, capsys):
-    rc = main(["test", *TINY_METHOD, "--data=facezoo.datamodules.AFLW2000", f"--data.root={aflw_root}",
-               "--data.image_size=48", "--data.num_workers=0", "--trainer.logger=false",
-               f"--trainer.default_root_dir={tmp_path}", f"--ckpt_path={ckpt_path}"])  # fmt: skip
+    rc = main(
+        [
+            "test",
+            *TINY_METHOD,
+            "--data=facezoo.datamodules.AFLW2000",
+            f"--data.root={aflw_root}",
+            "--data.image_size=48",
+            "--data.num_workers=0",
+            "--trainer.logger=false",
+            f"--trainer.default_root_dir={tmp_path}",
+            f"--ckpt_path={ckpt_path}",
+        ]
+    )
     captured = capsys.readouterr()
     return rc, captured.err
 

@@ -52,7 +52,16 @@ def test_debug_shows_the_traceback(tmp_path):
 
 
 def test_skin_fit_missing_images_folder(tmp_path, capsys):
-    args = ["skin", "fit", "--images", str(tmp_path / "no"), "--masks", str(tmp_path), "-o", str(tmp_path / "s")]
+    args = [
+        "skin",
+        "fit",
+        "--images",
+        str(tmp_path / "no"),
+        "--masks",
+        str(tmp_path),
+        "-o",
+        str(tmp_path / "s"),
+    ]
     assert main(args) == 2
     assert "skin: error: --images" in _error_line(capsys)
 
@@ -70,8 +79,16 @@ def test_skin_fit_truncated_mask(tmp_path, capsys):
         (tmp_path / folder).mkdir()
         Image.fromarray(np.full((16, 16, 3), 200, np.uint8)).save(tmp_path / folder / "a.png")
     truncate(tmp_path / "mask" / "a.png", 60)
-    args = ["skin", "fit", "--images", str(tmp_path / "img"), "--masks", str(tmp_path / "mask"),
-            "-o", str(tmp_path / "s.npz")]  # fmt: skip
+    args = [
+        "skin",
+        "fit",
+        "--images",
+        str(tmp_path / "img"),
+        "--masks",
+        str(tmp_path / "mask"),
+        "-o",
+        str(tmp_path / "s.npz"),
+    ]
     assert main(args) == 2
     assert "a.png: corrupt or truncated image" in _error_line(capsys)
 
@@ -82,9 +99,49 @@ def test_model_command_keeps_the_convention(tmp_path, capsys):
 
 
 def test_lightning_command_user_error_is_one_line(tmp_path, capsys):
-    rc = main(["test", "--model=facezoo.methods.Deep3DFace", "--model.morphable_model=procedural:600",
-               "--model.backbone=resnet18", "--model.image_size=48", "--data=facezoo.datamodules.AFLW2000",
-               f"--data.root={tmp_path / 'no_aflw'}", "--trainer.logger=false",
-               f"--trainer.default_root_dir={tmp_path}"])  # fmt: skip
+    rc = main(
+        [
+            "test",
+            "--model=facezoo.methods.Deep3DFace",
+            "--model.morphable_model=procedural:600",
+            "--model.backbone=resnet18",
+            "--model.image_size=48",
+            "--data=facezoo.datamodules.AFLW2000",
+            f"--data.root={tmp_path / 'no_aflw'}",
+            "--trainer.logger=false",
+            f"--trainer.default_root_dir={tmp_path}",
+        ]
+    )
     err = capsys.readouterr().err  # (Lightning's log handler may report a closed pytest stream: not ours)
     assert rc == 2 and "test: error: AFLW2000-3D root" in err and "FileNotFoundError" not in err
+
+
+def test_bad_sample_in_a_dataloader_worker_is_one_line(aflw_root, tmp_path, capsys):
+    from _reliability import TINY_METHOD
+
+    truncate(aflw_root / "image00001.jpg")
+    rc = main(
+        [
+            "test",
+            *TINY_METHOD,
+            "--data=facezoo.datamodules.AFLW2000",
+            f"--data.root={aflw_root}",
+            "--data.image_size=48",
+            "--data.num_workers=1",
+            "--trainer.logger=false",
+            f"--trainer.default_root_dir={tmp_path}",
+        ]
+    )
+    err = capsys.readouterr().err
+    line = next(ln for ln in err.splitlines() if ": error: " in ln)
+    assert rc == 2 and line.endswith(
+        f"test: error: {aflw_root / 'image00001.jpg'}: corrupt or truncated image (Truncated File Read)"
+    )
+    assert "Original Traceback" not in err
+
+
+@pytest.mark.parametrize(("flag", "value"), [("--size", "0"), ("--sigma", "nan")])
+def test_model_preview_bad_sizes(tmp_path, capsys, flag, value):
+    assert main(["model", "preview", "procedural", "-o", str(tmp_path / "p.png"), flag, value]) == 2
+    assert f"{flag}: expected" in _error_line(capsys)
+    assert not (tmp_path / "p.png").exists()

@@ -9,17 +9,19 @@ import shutil
 import numpy as np
 import pytest
 from _reliability import TINY_METHOD, writers
+from facezoo.datamodules import MICCDataset, W300LPDataset, read_micc_annotations
 from scipy.io import loadmat, savemat
 
 from facezoo.cli import main
 from facezoo.data import BadSampleError
-from facezoo.datamodules import MICCDataset, W300LPDataset, read_micc_annotations
 
 
 def test_w300lp_triplet_mode_without_triplets_names_root_and_what_is_missing(w300lp_root):
     for flip in ("AFW_Flip", "IBUG_Flip"):  # the mirrors hold the other side's yaws: without them, no triplet
         shutil.rmtree(w300lp_root / flip)
-    with pytest.raises(ValueError, match=rf"{w300lp_root}.*no \(frontal, left, right\) triplet.*left yaw <= -15"):
+    with pytest.raises(
+        ValueError, match=rf"{w300lp_root}.*no \(frontal, left, right\) triplet.*left yaw <= -15"
+    ):
         W300LPDataset(w300lp_root, mode="triplet", image_size=32)
     assert len(W300LPDataset(w300lp_root, mode="single", image_size=32)) == 5
 
@@ -63,7 +65,8 @@ def micc_root(tmp_path):
 
 
 @pytest.mark.parametrize(
-    "content", ["{not json", json.dumps({"subjects": []}), json.dumps({"cases": [{"frame": "x.jpg"}]})],
+    "content",
+    ["{not json", json.dumps({"subjects": []}), json.dumps({"cases": [{"frame": "x.jpg"}]})],
     ids=["not-json", "no-cases", "case-without-correspondences"],
 )
 def test_micc_malformed_annotations_name_the_file(tmp_path, content):
@@ -78,8 +81,9 @@ def test_micc_malformed_correspondences_name_the_file(tmp_path):
     corr.parent.mkdir(parents=True)
     corr.write_text("nose_base 123\nlips_central twelve\n")
     path = tmp_path / "annotations.json"
-    path.write_text(json.dumps({"cases": [{"correspondences": "cases/subject_3/correspondences.txt",
-                                           "frame": "f.jpg"}]}))  # fmt: skip
+    path.write_text(
+        json.dumps({"cases": [{"correspondences": "cases/subject_3/correspondences.txt", "frame": "f.jpg"}]})
+    )
     with pytest.raises(ValueError, match=rf"{corr}: line 2: expected 'name vertex_id'"):
         read_micc_annotations(path)
 
@@ -95,9 +99,19 @@ def test_micc_without_scans_fails_before_the_test_loop(micc_root, tmp_path, caps
     updates = []
     monkeypatch.setattr(MICCProtocol, "update", lambda self, method, batch: updates.append(batch))
     shutil.rmtree(micc_root / "subject_02" / "Model")
-    rc = main(["test", *TINY_METHOD, "--data=facezoo.datamodules.MICC", f"--data.root={micc_root}",
-               "--data.image_size=48", "--data.num_workers=0", "--data.batch_size=1",
-               "--trainer.logger=false", f"--trainer.default_root_dir={tmp_path}"])  # fmt: skip
+    rc = main(
+        [
+            "test",
+            *TINY_METHOD,
+            "--data=facezoo.datamodules.MICC",
+            f"--data.root={micc_root}",
+            "--data.image_size=48",
+            "--data.num_workers=0",
+            "--data.batch_size=1",
+            "--trainer.logger=false",
+            f"--trainer.default_root_dir={tmp_path}",
+        ]
+    )
     captured = capsys.readouterr()
     assert rc == 2 and "no ground-truth scan" in captured.err and "[2]" in captured.err
     assert updates == []  # refused when the protocol starts, before any batch is evaluated

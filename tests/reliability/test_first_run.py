@@ -17,15 +17,26 @@ from _reliability import TINY_METHOD
 from facezoo.cli import main
 
 REPO = Path(__file__).resolve().parents[2]
-SYNTHETIC = ["--data=facezoo.datamodules.synthetic.SyntheticFaces", "--data.morphable_model=procedural:600",
-             "--data.image_size=48", "--data.num_train=8", "--data.num_val=2", "--data.batch_size=2"]  # fmt: skip
+SYNTHETIC = [
+    "--data=facezoo.datamodules.synthetic.SyntheticFaces",
+    "--data.morphable_model=procedural:600",
+    "--data.image_size=48",
+    "--data.num_train=8",
+    "--data.num_val=2",
+    "--data.batch_size=2",
+]
 
 
 def test_first_run_without_the_model_file_explains_itself(tmp_path):
     exe = Path(sys.executable).parent / "lightning"
     command = [str(exe)] if exe.exists() else [sys.executable, "-m", "facezoo"]
-    run = subprocess.run([*command, "fit", "--config", str(REPO / "zoo" / "deep3d.yaml")], cwd=tmp_path,
-                         capture_output=True, text=True, timeout=300)  # fmt: skip
+    run = subprocess.run(
+        [*command, "fit", "--config", str(REPO / "zoo" / "deep3d.yaml")],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     err = run.stderr
     assert run.returncode == 2, err
     assert "Traceback" not in err and "Does not validate" not in err and "Namespace(" not in err
@@ -42,16 +53,39 @@ def test_first_run_without_the_model_file_explains_itself(tmp_path):
 def test_default_root_dir_moves_the_default_logger(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     root = tmp_path / "elsewhere"
-    assert main(["fit", *TINY_METHOD, *SYNTHETIC, "--trainer.max_steps=1", "--trainer.limit_val_batches=0",
-                 f"--trainer.default_root_dir={root}"]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "fit",
+                *TINY_METHOD,
+                *SYNTHETIC,
+                "--trainer.max_steps=1",
+                "--trainer.limit_val_batches=0",
+                f"--trainer.default_root_dir={root}",
+            ]
+        )
+        == 0
+    )
     assert list(root.rglob("lightning_logs/version_0/hparams.yaml")) and list(root.rglob("*.ckpt"))
     assert not (tmp_path / "runs").exists()  # nothing left in the default place
 
 
 def test_non_interactive_log_is_rate_limited(tmp_path, capfd):
-    assert main(["fit", *TINY_METHOD, *SYNTHETIC, "--trainer.max_steps=12", "--trainer.limit_val_batches=0",
-                 "--trainer.logger=false", "--trainer.enable_checkpointing=false",
-                 f"--trainer.default_root_dir={tmp_path}"]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "fit",
+                *TINY_METHOD,
+                *SYNTHETIC,
+                "--trainer.max_steps=12",
+                "--trainer.limit_val_batches=0",
+                "--trainer.logger=false",
+                "--trainer.enable_checkpointing=false",
+                f"--trainer.default_root_dir={tmp_path}",
+            ]
+        )
+        == 0
+    )
     captured = capfd.readouterr()
     log = captured.out + captured.err
     assert "\r" not in log  # no tqdm redraws
@@ -93,9 +127,18 @@ def test_no_args_parameter_warning_from_python(tmp_path, capsys):
 
 
 def test_test_table_prints_the_logged_values_and_their_unit(aflw_root, tmp_path, capsys):
-    main(["test", *TINY_METHOD, "--data=facezoo.datamodules.AFLW2000", f"--data.root={aflw_root}",
-          "--data.image_size=48", "--data.num_workers=0", "--trainer.logger=false",
-          f"--trainer.default_root_dir={tmp_path}"])  # fmt: skip
+    main(
+        [
+            "test",
+            *TINY_METHOD,
+            "--data=facezoo.datamodules.AFLW2000",
+            f"--data.root={aflw_root}",
+            "--data.image_size=48",
+            "--data.num_workers=0",
+            "--trainer.logger=false",
+            f"--trainer.default_root_dir={tmp_path}",
+        ]
+    )
     out = capsys.readouterr().out
     metrics = json.loads((tmp_path / "test_results.json").read_text())["metrics"]
     assert "NME: fraction" in out and "x100 = %" in out

@@ -42,9 +42,19 @@ def test_ckpt_path_payload_is_refused(aflw_root, tmp_path, payload, capsys):
     pickled, marker = payload
     ckpt = tmp_path / "evil.ckpt"
     _torch_file_with(pickled, ckpt)
-    rc = main(["test", *TINY_METHOD, "--data=facezoo.datamodules.AFLW2000", f"--data.root={aflw_root}",
-               "--data.image_size=48", "--data.num_workers=0", "--trainer.logger=false",
-               f"--trainer.default_root_dir={tmp_path}", f"--ckpt_path={ckpt}"])  # fmt: skip
+    rc = main(
+        [
+            "test",
+            *TINY_METHOD,
+            "--data=facezoo.datamodules.AFLW2000",
+            f"--data.root={aflw_root}",
+            "--data.image_size=48",
+            "--data.num_workers=0",
+            "--trainer.logger=false",
+            f"--trainer.default_root_dir={tmp_path}",
+            f"--ckpt_path={ckpt}",
+        ]
+    )
     err = capsys.readouterr().err
     assert rc == 2 and "evil.ckpt" in err and "Python code" in err and "Traceback" not in err
     assert not marker.exists()
@@ -85,8 +95,9 @@ def test_model_file_payload_is_refused(tmp_path, payload, capsys):
 
 
 def test_mat_label_payload_is_refused(aflw_root, payload):
-    from facezoo.data import BadSampleError
     from facezoo.datamodules.aflw2000 import AFLW2000Dataset
+
+    from facezoo.data import BadSampleError
 
     pickled, marker = payload
     (aflw_root / "image00001.mat").write_bytes(pickled)
@@ -98,7 +109,9 @@ def test_mat_label_payload_is_refused(aflw_root, payload):
 
 def _shards(aflw_root, tmp_path):
     out = tmp_path / "shards"
-    assert main(["prepare", "aflw2000", "--root", str(aflw_root), "--out", str(out), "--image-size", "32"]) == 0
+    assert (
+        main(["prepare", "aflw2000", "--root", str(aflw_root), "--out", str(out), "--image-size", "32"]) == 0
+    )
     return out / "test"
 
 

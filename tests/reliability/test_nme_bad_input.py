@@ -52,7 +52,9 @@ def test_degenerate_target_is_skipped_and_counted(how):
     else:
         gt[1, 5, 0] = float("inf") if how == "inf target" else float("nan")
     m = LandmarkNME()
-    with pytest.warns(UserWarning, match=r"skipped 1 sample\(s\) with degenerate ground truth.*batch row \[1\]"):
+    with pytest.warns(
+        UserWarning, match=r"skipped 1 sample\(s\) with degenerate ground truth.*batch row \[1\]"
+    ):
         m.update(pred, gt, yaw=torch.tensor([10.0, 10.0, 45.0, 70.0]))
     out = m.compute()
     assert int(out["skipped"]) == 1 and float(m.count) == 3

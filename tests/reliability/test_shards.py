@@ -17,7 +17,9 @@ from facezoo.data import ShardDataset, ShardError
 @pytest.fixture
 def shards(aflw_root, tmp_path):
     out = tmp_path / "shards"
-    assert main(["prepare", "aflw2000", "--root", str(aflw_root), "--out", str(out), "--image-size", "32"]) == 0
+    assert (
+        main(["prepare", "aflw2000", "--root", str(aflw_root), "--out", str(out), "--image-size", "32"]) == 0
+    )
     return out / "test"
 
 

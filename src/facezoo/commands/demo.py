@@ -89,8 +89,8 @@ def execute(args: argparse.Namespace) -> int:
         defaults["callbacks"] = [LogProgress(30.0)]
     with hidden_argv():  # the arguments are ours, not the command line's (no "args parameter" warning)
         cli = LightningCLI(
-            LightningModule, LightningDataModule, subclass_mode_model=True, subclass_mode_data=True, run=False,
-            trainer_defaults=defaults, save_config_callback=None, args=cli_args,
+            LightningModule, LightningDataModule, subclass_mode_model=True, subclass_mode_data=True,
+            run=False, trainer_defaults=defaults, save_config_callback=None, args=cli_args,
         )  # fmt: skip
     method, dm, trainer = cli.model, cli.datamodule, cli.trainer
     held_out = dm.test_dataloader()

@@ -33,10 +33,11 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
 class BadSampleError(ValueError):
     """A sample that cannot be read. ``path`` is the offending file, ``problem`` what is wrong with it."""
 
-    def __init__(self, path: str | Path, problem: str):
+    def __init__(self, path: str | Path, problem: str | None = None):
         self.path = str(path)
         self.problem = problem
-        super().__init__(f"{self.path}: {problem}")
+        # one argument: a message rebuilt by torch's DataLoader when it re-raises a worker's error
+        super().__init__(self.path if problem is None else f"{self.path}: {problem}")
 
 
 SKIPPED = "_skipped"

@@ -46,7 +46,9 @@ def load_torch_file(path: str | os.PathLike[str], what: str = "checkpoint") -> o
     with open(path, "rb") as f:
         zip_magic = f.read(4) == b"PK\x03\x04"  # torch.save's format is a zip archive
     if zip_magic and not zipfile.is_zipfile(path):
-        raise ValueError(f"{what}: {path} is a truncated or corrupt PyTorch file (its zip directory is missing)")
+        raise ValueError(
+            f"{what}: {path} is a truncated or corrupt PyTorch file (its zip directory is missing)"
+        )
     if zip_magic:
         try:
             with zipfile.ZipFile(path) as archive:

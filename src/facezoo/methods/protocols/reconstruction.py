@@ -37,6 +37,8 @@ class ReconstructionProtocol(ProtocolRunner):
             keys = [k for k in nme if k.startswith("nme_") and k[4].isdigit()] + ["nme_balanced"]
             keys = keys if int(method.val_nme.bucket_count.sum()) > 0 else []
             results.update({k: float(nme[k]) for k in ["nme", "nme_std", *keys] if not nme[k].isnan()})
+            # samples LandmarkNME could not score (degenerate ground truth) or bucket (non-finite yaw)
+            results.update({f"nme_{k}": float(nme[k]) for k in ("skipped", "no_yaw") if nme[k] > 0})
         method.val_vertex_error.reset()
         method.val_nme.reset()
         table = format_table({type(method).__name__: results}, precision=4) if results else ""
