@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import json
+import shutil
 import zipfile
 
 import numpy as np
@@ -143,3 +144,28 @@ def test_manifest_entry_to_a_payload_outside_the_folder_is_refused(aflw_root, tm
         with pytest.raises(ShardError, match=r"'\.\./\.\./outside\.h5' points outside the shard folder"):
             ShardDataset(folder, verify=verify)
     assert not marker.exists()
+
+
+def _bfm_mean_sources(folder, shared):
+    """3DDFA's real mean-model files (u_shp/u_exp, keypoints, tri) copied from ../shared/data."""
+    folder.mkdir()
+    for name in ("u_shp.npy", "u_exp.npy", "keypoints_sim.npy", "tri.mat"):
+        shutil.copy(shared / "bfm_parts" / "3ddfa_v1" / name, folder / name)
+
+
+@pytest.mark.parametrize("target", ["u_shp.npy", "tri.mat"])
+def test_model_convert_source_payloads_are_refused(shared_data, tmp_path, payload, capsys, target):
+    pickled, marker = payload
+    src = tmp_path / "3ddfa"
+    _bfm_mean_sources(src, shared_data)
+    if target.endswith(".npy"):  # an object array: np.save pickles it
+        header = io.BytesIO()
+        np.lib.format.write_array_header_1_0(header, {"descr": "|O", "fortran_order": False, "shape": (1,)})
+        (src / target).write_bytes(header.getvalue() + pickled)
+    else:
+        (src / target).write_bytes(pickled)
+    out = tmp_path / "m.h5"
+    assert main(["model", "convert", str(src), "--format", "bfm-3ddfa-mean", "-o", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert f"{src / target}: cannot read" in err and "Traceback" not in err
+    assert not marker.exists() and not out.exists()
