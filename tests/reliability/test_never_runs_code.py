@@ -169,3 +169,16 @@ def test_model_convert_source_payloads_are_refused(shared_data, tmp_path, payloa
     err = capsys.readouterr().err
     assert f"{src / target}: cannot read" in err and "Traceback" not in err
     assert not marker.exists() and not out.exists()
+
+
+def test_ict_npz_with_a_pickled_array_is_refused(tmp_path, payload, capsys):
+    pickled, marker = payload
+    path = tmp_path / "ict.npz"
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(header, {"descr": "|O", "fortran_order": False, "shape": (1,)})
+    with zipfile.ZipFile(path, "w") as z:
+        z.writestr("neutral.npy", header.getvalue() + pickled)
+    (tmp_path / "vertex_indices.json").write_text(json.dumps({"idx_to_landmark_verts": list(range(68))}))
+    assert main(["model", "convert", str(path), "--format", "ict", "-o", str(tmp_path / "m.h5")]) == 2
+    err = capsys.readouterr().err
+    assert f"{path}: cannot read as an .npz" in err and not marker.exists()
