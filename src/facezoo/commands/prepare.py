@@ -103,16 +103,16 @@ def write_split(dataset, writer, desc: str) -> tuple[int, list[str]]:
     ``on_bad_sample="skip"``) is left out, never replaced. Returns (samples written, skip reasons)."""
     from tqdm import tqdm
 
-    from facezoo.data.io import SKIPPED
+    from facezoo.data.io import SKIPPED, is_skip_marker
 
     written, skipped = 0, []
     for i in tqdm(range(len(dataset)), desc=desc, unit="sample", mininterval=10.0):
         sample = dataset[i]
-        reasons = sample.pop(SKIPPED, [])
-        skipped.extend(reasons)
-        if sample and not reasons:
-            writer.add(sample)
-            written += 1
+        if is_skip_marker(sample):
+            skipped.extend(sample[SKIPPED])
+            continue
+        writer.add({k: v for k, v in sample.items() if k != SKIPPED})
+        written += 1
     return written, skipped
 
 
