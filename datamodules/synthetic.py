@@ -35,6 +35,8 @@ from torch.utils.data import DataLoader, Dataset
 
 from facezoo.data.sample import collate
 
+from ._base import batch_keys
+
 SPLITS = {"train": 0, "val": 1, "test": 2, "predict": 3}
 
 
@@ -103,7 +105,12 @@ class SyntheticFaces(LightningDataModule):
         renderer_backend: rasterizer backend for rendering the data.
     """
 
-    provides = ("image", "landmarks68", "landmarks5", "params", "identity", "view", "yaw", "mask", "index")
+    protocol = "reconstruction"
+    provides = batch_keys(
+        "image", "landmarks68", "landmarks5", "identity", "view", "yaw", "mask", "index",
+        params=("id", "exp", "tex", "angles", "translation", "light", "vertices"),
+    )  # fmt: skip
+    partial = ()  # every sample has every key (see FaceDataModule for the contract)
 
     def __init__(
         self,
