@@ -40,6 +40,12 @@ def _lightning_cli(args: Sequence[str]) -> None:
     class FaceZooCLI(LightningCLI):
         """LightningCLI with facezoo's defaults (CSV logger, progress bar, overwrite-safe config saving)."""
 
+        def add_arguments_to_parser(self, parser) -> None:
+            # The method's input size and morphable model are the data's too (one value in the configs). A
+            # link applies per class: a datamodule without the argument (Mixture) is left as it is.
+            for key in ("image_size", "morphable_model"):
+                parser.link_arguments(f"model.init_args.{key}", f"data.init_args.{key}")
+
     FaceZooCLI(
         LightningModule,
         LightningDataModule,

@@ -289,3 +289,38 @@ def test_mixture_forwards_protocol_provides_and_partial(tmp_path, w300lp_root):
         Mixture([vgg, W300LP(root=str(w300lp_root), image_size=64)])
     with pytest.raises(ValueError, match="eval_member must be in"):
         Mixture([vgg], eval_member=1)
+
+
+# ------------------------------------------------------------------ model -> data links (facezoo.cli)
+
+
+@pytest.fixture
+def parsed(monkeypatch):
+    """``parsed(args)``: run ``facezoo fit args`` up to the instantiated classes, return (model, data)."""
+    from lightning.pytorch.cli import LightningCLI
+
+    seen = []
+    monkeypatch.setattr(LightningCLI, "_run_subcommand", lambda self, sub: seen.append(self))
+
+    def run(args):
+        model = ["--model=facezoo.methods.Deep3DFace", "--model.morphable_model=procedural:600",
+                 "--model.image_size=40", "--model.backbone=resnet18", "--trainer.logger=false"]  # fmt: skip
+        assert main(["fit", *model, *args]) == 0
+        return seen[-1].model, seen[-1].datamodule
+
+    return run
+
+
+def test_data_takes_image_size_and_morphable_model_from_the_model(parsed, tmp_path, w300lp_root):
+    model, data = parsed(["--data=facezoo.datamodules.SyntheticFaces"])
+    assert (
+        (data.image_size, data.morphable_model)
+        == (40, "procedural:600")
+        == (40, model.hparams.morphable_model)
+    )
+    # a datamodule without morphable_model takes the image size only; one with neither is left alone
+    _, data = parsed(["--data=facezoo.datamodules.W300LP", f"--data.root={w300lp_root}"])
+    assert data.image_size == 40
+    member = f"{{class_path: facezoo.datamodules.W300LP, init_args: {{root: {w300lp_root}, image_size: 40}}}}"
+    _, data = parsed(["--data=facezoo.datamodules.Mixture", f"--data.datamodules=[{member}]"])
+    assert data.members[0].image_size == 40
