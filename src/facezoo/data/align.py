@@ -20,11 +20,11 @@ Two croppers:
 
 Example:
     >>> import torch
-    >>> lm = torch.tensor([[[100.0, 100.0], [200.0, 220.0]]], dtype=torch.float64)
+    >>> lm = torch.tensor([[[100.0, 100.0], [200.0, 228.0]]], dtype=torch.float64)
     >>> A = landmark_box_affine(lm, 224, scale=1.0)
-    >>> transform_points(lm, A)  # the box [100,200]x[100,220] -> 120 px square centred in the crop
-    tensor([[[ 18.6667,   0.0000],
-             [205.3333, 224.0000]]], dtype=torch.float64)
+    >>> transform_points(lm, A)  # the box [100,200]x[100,228] -> a 224 px square centred on it
+    tensor([[[ 24.5000,   0.0000],
+             [199.5000, 224.0000]]], dtype=torch.float64)
 """
 
 from __future__ import annotations
