@@ -13,8 +13,8 @@ from torch.utils.data import Dataset
 
 from facezoo.data.align import crop_pose_300wlp, transform_points, warp_image
 from facezoo.data.augment import Augment
-from facezoo.data.io import OnBadSample, ReportingDataLoader, to_tensor
-from facezoo.data.sample import collate
+from facezoo.data.io import FaceDataset, OnBadSample, ReportingDataLoader, to_tensor
+from facezoo.data.sample import collate, stack_views
 from facezoo.data.samplers import ShardedRandomSampler
 from facezoo.data.shards import ShardDataset
 
@@ -77,6 +77,31 @@ def crop_face(
             0
         ].float()
     return out
+
+
+class ViewSetDataset(FaceDataset):
+    """A dataset whose items are tuples of record indices: one index is a single image, several a multi-view
+    set (:func:`facezoo.data.stack_views`, views in the tuple's order). Subclasses implement
+    ``_view(record) -> Sample`` and may override :meth:`view_index` (the ``view`` of a single image; 0 by
+    default); ``transform`` (augmentation) applies to the whole sample."""
+
+    transform = None
+
+    def _view(self, record: int) -> dict:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def view_index(self, record: int) -> int:
+        return 0
+
+    def load(self, index: int) -> dict:
+        records = self.items[index]
+        views = [self._view(i) for i in records]
+        if len(views) == 1:
+            sample = views[0]
+            sample["view"] = self.view_index(records[0])
+        else:
+            sample = stack_views(views)
+        return self.transform(sample) if self.transform is not None else sample
 
 
 class FaceDataModule(LightningDataModule):
@@ -155,6 +180,14 @@ class FaceDataModule(LightningDataModule):
 
     def raw_dataset(self, split: str, train: bool) -> Dataset:  # pragma: no cover - abstract
         raise NotImplementedError
+
+    def dataset_args(self, train: bool) -> dict[str, Any]:
+        """Arguments every raw-layout dataset takes: crop size, bad-sample policy, augmentation (train)."""
+        return dict(
+            image_size=self.image_size,
+            transform=self.augment if train else None,
+            on_bad_sample=self.on_bad_sample,
+        )
 
     def dataset(self, split: str) -> Dataset:
         """The dataset of ``split`` (cached), from shards when ``shards`` is set; an evaluation set (``splits

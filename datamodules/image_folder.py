@@ -136,14 +136,13 @@ class ImageFolder(FaceDataModule):
 
     def __init__(
         self,
-        val_root: str | None = None,
-        test_root: str | None = None,
+        val_root: str | None = None, test_root: str | None = None,
         alignment: str = "deep3d",
         box_scale: float = 1.25,
         recursive: bool = False,
         missing_landmarks: str = "error",
         **kwargs,
-    ):
+    ):  # fmt: skip
         super().__init__(**kwargs)
         root = self.root
         self.roots = {"train": root, "val": val_root or root, "test": test_root or root}
@@ -152,10 +151,4 @@ class ImageFolder(FaceDataModule):
         )
 
     def raw_dataset(self, split: str, train: bool) -> ImageFolderDataset:
-        return ImageFolderDataset(
-            self.roots[split],
-            image_size=self.image_size,
-            transform=self.augment if train else None,
-            on_bad_sample=self.on_bad_sample,
-            **self.options,
-        )
+        return ImageFolderDataset(self.roots[split], **self.dataset_args(train), **self.options)

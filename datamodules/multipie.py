@@ -23,11 +23,10 @@ import torch
 
 from facezoo.data.align import center_scale_affine, landmark_box_affine
 from facezoo.data.augment import random_box_shift
-from facezoo.data.io import BadSampleError, FaceDataset, OnBadSample, check_root, load_image_uint8
+from facezoo.data.io import BadSampleError, OnBadSample, check_root, load_image_uint8
 from facezoo.data.landmarks import read_landmark_file
-from facezoo.data.sample import stack_views
 
-from ._base import FaceDataModule, batch_keys, crop_face
+from ._base import FaceDataModule, ViewSetDataset, batch_keys, crop_face
 
 # Horizontal Multi-PIE cameras and their nominal yaw (degrees), from 11_0 (-90) to 24_0 (+90).
 CAMERA_YAW = {
@@ -85,7 +84,7 @@ def subject_split(subjects, test_fraction: float, seed: int) -> set[int]:
     return {subjects[i] for i in torch.randperm(len(subjects), generator=g)[:n_test].tolist()}
 
 
-class MultiPIEDataset(FaceDataset):
+class MultiPIEDataset(ViewSetDataset):
     """Multi-PIE samples or triplets (see the module docstring)."""
 
     def __init__(
@@ -163,14 +162,9 @@ class MultiPIEDataset(FaceDataset):
         )
         return out
 
-    def load(self, index: int) -> dict:
-        views = [self._view(i) for i in self.items[index]]
-        if len(views) == 1:
-            sample = views[0]
-            sample["view"] = list(CAMERA_YAW).index(self.records[self.items[index][0]]["camera"])
-        else:
-            sample = stack_views(views)
-        return self.transform(sample) if self.transform is not None else sample
+    def view_index(self, record: int) -> int:
+        """A single image's ``view`` is its camera's index in :data:`CAMERA_YAW`."""
+        return list(CAMERA_YAW).index(self.records[record]["camera"])
 
 
 class MultiPIE(FaceDataModule):
@@ -227,12 +221,7 @@ class MultiPIE(FaceDataModule):
         self.max_shift = max_shift
 
     def raw_dataset(self, split: str, train: bool) -> MultiPIEDataset:
+        shift = self.max_shift if train else 0.0
         return MultiPIEDataset(
-            self.root,
-            split=split,
-            image_size=self.image_size,
-            max_shift=self.max_shift if train else 0.0,
-            transform=self.augment if train else None,
-            on_bad_sample=self.on_bad_sample,
-            **self.options,
+            self.root, split=split, max_shift=shift, **self.dataset_args(train), **self.options
         )

@@ -107,11 +107,10 @@ class VGGFace2(FaceDataModule):
     def __init__(
         self,
         meta: str | None = None,
-        p: int | None = None,
-        k: int | None = None,
+        p: int | None = None, k: int | None = None,
         box_scale: float = 1.3,
         **kwargs,
-    ):
+    ):  # fmt: skip
         if (p is None) != (k is None):
             raise ValueError("VGGFace2: give both p and k (P x K sampling) or neither")
         super().__init__(**kwargs)
@@ -120,14 +119,9 @@ class VGGFace2(FaceDataModule):
         self.meta, self.p, self.k, self.box_scale = meta, p, k, box_scale
 
     def raw_dataset(self, split: str, train: bool) -> VGGFace2Dataset:
+        split = "train" if split == "train" else "test"
         return VGGFace2Dataset(
-            self.root,
-            "train" if split == "train" else "test",
-            self.meta,
-            image_size=self.image_size,
-            box_scale=self.box_scale,
-            transform=self.augment if train else None,
-            on_bad_sample=self.on_bad_sample,
+            self.root, split, self.meta, box_scale=self.box_scale, **self.dataset_args(train)
         )
 
     def train_dataloader(self):

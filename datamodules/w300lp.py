@@ -34,11 +34,10 @@ import torch
 
 from facezoo.data.align import landmark_box_affine
 from facezoo.data.augment import random_box_shift
-from facezoo.data.io import BadSampleError, FaceDataset, OnBadSample, check_root, load_image_uint8
+from facezoo.data.io import BadSampleError, OnBadSample, check_root, load_image_uint8
 from facezoo.data.landmarks import read_3ddfa_mat, read_300wlp_landmarks
-from facezoo.data.sample import stack_views
 
-from ._base import FaceDataModule, batch_keys, crop_face
+from ._base import FaceDataModule, ViewSetDataset, batch_keys, crop_face
 
 SUBSETS = ("AFW", "HELEN", "IBUG", "LFPW")
 _NAME = re.compile(r"^(?P<source>.+)_(?P<k>\d+)$")
@@ -70,7 +69,7 @@ def scan_300wlp(root: str | Path, subsets=SUBSETS, include_flip: bool = True) ->
     return items
 
 
-class W300LPDataset(FaceDataset):
+class W300LPDataset(ViewSetDataset):
     """300W-LP samples or triplets (see the module docstring).
 
     Args:
@@ -168,15 +167,6 @@ class W300LPDataset(FaceDataset):
         )
         return out
 
-    def load(self, index: int) -> dict:
-        views = [self._view(i) for i in self.items[index]]
-        if len(views) == 1:
-            sample = views[0]
-            sample["view"] = 0
-        else:
-            sample = stack_views(views)
-        return self.transform(sample) if self.transform is not None else sample
-
 
 class W300LP(FaceDataModule):
     """300W-LP datamodule (single images or MVF-Net triplets).
@@ -215,23 +205,14 @@ class W300LP(FaceDataModule):
     ):
         super().__init__(**kwargs)
         self.options = dict(
-            mode=mode,
-            val_fraction=val_fraction,
-            include_flip=include_flip,
-            landmark_source=landmark_source,
-            box_scale=box_scale,
-            frontal_max_yaw=frontal_max_yaw,
-            side_min_yaw=side_min_yaw,
-        )
+            mode=mode, val_fraction=val_fraction, include_flip=include_flip, landmark_source=landmark_source,
+            box_scale=box_scale, frontal_max_yaw=frontal_max_yaw, side_min_yaw=side_min_yaw,
+        )  # fmt: skip
         self.max_shift = max_shift
 
     def raw_dataset(self, split: str, train: bool) -> W300LPDataset:
+        split = "val" if split != "train" else "train"
+        shift = self.max_shift if train else 0.0
         return W300LPDataset(
-            self.root,
-            split="val" if split != "train" else "train",
-            image_size=self.image_size,
-            max_shift=self.max_shift if train else 0.0,
-            transform=self.augment if train else None,
-            on_bad_sample=self.on_bad_sample,
-            **self.options,
+            self.root, split=split, max_shift=shift, **self.dataset_args(train), **self.options
         )

@@ -48,53 +48,52 @@ def check(dm, batch: dict) -> None:
 # ------------------------------------------------------------------------------------------ fixtures
 
 
-def image_folder(root, n: int = 4, lm68_every: int = 2):
-    """``n`` images with 5-point files, every ``lm68_every``-th with a 68-point file instead."""
+ANGLES = np.linspace(0, 2 * np.pi, 68, endpoint=False)
+LM68 = "\n".join(f"{32 + 14 * np.cos(a)} {36 + 16 * np.sin(a)}" for a in ANGLES) + "\n"
+
+
+def write(path, rng, size: int = 64, landmarks: str | None = None):
+    """A random RGB image at ``path`` (folders created) and, when given, its landmark file beside it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(rng.integers(0, 255, (size, size, 3), dtype=np.uint8)).save(path)
+    if landmarks is not None:
+        path.with_suffix(".txt").write_text(landmarks)
+
+
+def image_folder(root, n: int = 4):
+    """``n`` images with landmark files: 68 points for the even ones, 5 for the odd ones."""
     rng = np.random.default_rng(0)
-    ang = np.linspace(0, 2 * np.pi, 68, endpoint=False)
-    lm68 = np.stack([32 + 14 * np.cos(ang), 36 + 16 * np.sin(ang)], 1)
     for i in range(n):
-        Image.fromarray(rng.integers(0, 255, (64, 64, 3), dtype=np.uint8)).save(root / f"{i}.jpg")
-        if i % lm68_every:
-            (root / f"{i}.txt").write_text(LM5)
-        else:
-            (root / f"{i}.txt").write_text("\n".join(f"{x} {y}" for x, y in lm68) + "\n")
+        write(root / f"{i}.jpg", rng, landmarks=LM5 if i % 2 else LM68)
     return root
 
 
 def vggface2(root, classes: int = 4, per_class: int = 3):
     """VGGFace2 layout; the loose-landmark file lists the first image of each class only."""
     rng = np.random.default_rng(1)
-    rows = []
+    rows = ["NAME_ID,P1X,P1Y,P2X,P2Y,P3X,P3Y,P4X,P4Y,P5X,P5Y"]
     for c in range(classes):
         for j in range(per_class):
-            path = root / "train" / f"n{c:06d}" / f"{j:04d}_01.jpg"
-            path.parent.mkdir(parents=True, exist_ok=True)
-            Image.fromarray(rng.integers(0, 255, (64, 64, 3), dtype=np.uint8)).save(path)
+            write(root / "train" / f"n{c:06d}" / f"{j:04d}_01.jpg", rng)
         rows.append(f'"n{c:06d}/0000_01",20,25,44,25,32,37,22,48,42,48')
     (root / "bb_landmark").mkdir()
-    header = "NAME_ID,P1X,P1Y,P2X,P2Y,P3X,P3Y,P4X,P4Y,P5X,P5Y"
-    (root / "bb_landmark/loose_landmark_train.csv").write_text("\n".join([header, *rows]) + "\n")
+    (root / "bb_landmark/loose_landmark_train.csv").write_text("\n".join(rows) + "\n")
     return root
 
 
 def multipie(root):
     """Two subjects, one triplet each; landmark files for the first subject only."""
     rng = np.random.default_rng(2)
-    ang = np.linspace(0, 2 * np.pi, 68, endpoint=False)
-    lm = "\n".join(f"{32 + 14 * np.cos(a)} {36 + 16 * np.sin(a)}" for a in ang) + "\n"
     for subject in (1, 2):
         for cam in ("05_1", "14_0", "05_0"):
             name = f"{subject:03d}_01_01_{cam.replace('_', '')}_07.png"
             path = root / "session01/multiview" / f"{subject:03d}" / "01" / cam / name
-            path.parent.mkdir(parents=True, exist_ok=True)
-            Image.fromarray(rng.integers(0, 255, (64, 64, 3), dtype=np.uint8)).save(path)
-            if subject == 1:
-                path.with_suffix(".txt").write_text(lm)
+            write(path, rng, landmarks=LM68 if subject == 1 else None)
     return root
 
 
 def micc(root):
+    """Two subjects with a scan and two frames each; the first frame of each has a 5-point file."""
     rng = np.random.default_rng(3)
     for s in (1, 2):
         obj = root / f"subject_{s:02d}/Model/frontal1/obj/scan.obj"
@@ -102,18 +101,15 @@ def micc(root):
         obj.write_text("v 0 0 0\nv 1 0 0\nv 0 1 0\nf 1 2 3\n")
         for f in range(2):
             path = root / "frames" / f"subject_{s:02d}" / "PTZ-Indoor" / f"frame{f:04d}.jpg"
-            path.parent.mkdir(parents=True, exist_ok=True)
-            Image.fromarray(rng.integers(0, 255, (72, 72, 3), dtype=np.uint8)).save(path)
-            if f == 0:
-                path.with_suffix(".txt").write_text(LM5)
+            write(path, rng, 72, landmarks=LM5 if f == 0 else None)
     return root
 
 
 def lfw(root):
+    rng = np.random.default_rng(4)
     for name in ("Ann_Lee", "Bo_Li"):
         for k in (1, 2):
-            (root / name).mkdir(parents=True, exist_ok=True)
-            Image.fromarray(np.full((64, 64, 3), 40 * k, np.uint8)).save(root / name / f"{name}_{k:04d}.jpg")
+            write(root / name / f"{name}_{k:04d}.jpg", rng)
     (root / "pairs.txt").write_text("1\t1\nAnn_Lee\t1\t2\nAnn_Lee\t1\tBo_Li\t2\n")
     return root
 
