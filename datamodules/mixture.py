@@ -63,7 +63,8 @@ class MixtureBlockSampler(DistributedSampler):
     The member sequence comes from one generator seeded with ``seed + epoch`` (the same on every rank); each
     member batch is the next one of that member's own batch sampler (rank-aware for facezoo's samplers, so
     ranks never share a sample). A member that runs out starts a new pass (its sampler's epoch advanced).
-    A ``DistributedSampler`` so that Lightning keeps it as it is.
+    A ``DistributedSampler`` so that Lightning keeps it as it is; it does not split anything across ranks
+    itself (``num_replicas=1``): every rank steps through the same ``num_batches``.
     """
 
     def __init__(
@@ -86,11 +87,9 @@ class MixtureBlockSampler(DistributedSampler):
             raise ValueError(f"Mixture: member(s) {empty} have a positive probability but no training batch")
         if num_batches < 1 or blocks < 1:
             raise ValueError(f"Mixture: num_batches and blocks must be >= 1, got {num_batches}, {blocks}")
+        super().__init__(range(num_batches), num_replicas=1, rank=0, shuffle=False, seed=seed)
         self.batch_samplers, self.probs = list(batch_samplers), probs / probs.sum()
-        self.num_batches, self.blocks, self.seed, self.epoch = int(num_batches), int(blocks), int(seed), 0
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = int(epoch)
+        self.num_batches, self.blocks = int(num_batches), int(blocks)
 
     def _member_pass(self, member: int, n: int) -> Iterator[list[int]]:
         sampler = getattr(self.batch_samplers[member], "sampler", None)
@@ -197,9 +196,21 @@ class Mixture(LightningDataModule):
         member_partial = {k for m in self.members for k in getattr(m, "partial", ())}
         return tuple(k for k in key_names(provides) if k in member_partial or not all(k in n for n in names))
 
-    # -- loaders
+    # -- hooks and loaders
+    def prepare_data(self) -> None:
+        for m in self.members:
+            m.prepare_data()
+
+    def setup(self, stage: str) -> None:
+        for m in self.members:
+            m.setup(stage)
+
     def dataset(self, split: str) -> Dataset:
-        """The eval member's dataset of ``split`` (for the protocol runners); training reads the members'."""
+        """The eval member's dataset of an evaluation ``split`` (what the protocol runners read)."""
+        if split == "train":
+            raise ValueError(
+                "Mixture: training reads every member's dataset, see datamodules[i].dataset('train')"
+            )
         return self.eval_datamodule.dataset(split)
 
     def train_dataloader(self) -> ReportingDataLoader:

@@ -320,3 +320,31 @@ def test_data_takes_image_size_and_morphable_model_from_the_model(parsed, tmp_pa
     member = f"{{class_path: facezoo.datamodules.W300LP, init_args: {{root: {w300lp_root}, image_size: 40}}}}"
     _, data = parsed(["--data=facezoo.datamodules.Mixture", f"--data.datamodules=[{member}]"])
     assert data.members[0].image_size == 40
+
+
+def test_mixture_sampler_under_ddp_draws_the_same_members_and_disjoint_samples():
+    """Two ranks: each builds its members' rank-aware samplers; the member sequence is shared, the samples are
+    not (within a member's pass), and P x K groups stay whole."""
+    from facezoo.datamodules.mixture import MixtureBlockSampler
+    from torch.utils.data import BatchSampler
+
+    from facezoo.data import IdentityBalancedSampler, ShardedRandomSampler
+
+    labels = [i // 4 for i in range(64)]  # 16 identities x 4 images: 4 P x K batches per rank and pass
+    steps = []
+    for rank in (0, 1):
+        plain = BatchSampler(ShardedRandomSampler(range(80), num_replicas=2, rank=rank, seed=1), 4, True)
+        pxk = BatchSampler(IdentityBalancedSampler(labels, 2, 2, num_replicas=2, rank=rank, seed=1), 4, True)
+        # 4 member batches in all: no member starts a second pass (which may repeat the other rank's samples)
+        sampler = MixtureBlockSampler([plain, pxk], [0.5, 0.5], num_batches=2, blocks=2, seed=5)
+        sampler.set_epoch(3)
+        steps.append(list(sampler))
+    assert [[m for m, _ in step] for step in steps[0]] == [[m for m, _ in step] for step in steps[1]]
+    for member in (0, 1):
+        seen = [[i for step in s for m, idx in step if m == member for i in idx] for s in steps]
+        assert seen[0] and set(seen[0]).isdisjoint(seen[1])
+    for step in steps[0] + steps[1]:
+        for m, idx in step:
+            if m == 1:  # 2 identities x 2 images, in order
+                ids = [labels[i] for i in idx]
+                assert ids[0] == ids[1] != ids[2] == ids[3]
