@@ -80,6 +80,18 @@ def test_missing_batch_key_fails_with_the_key_and_datamodule(batch, tiny_method,
 
 
 def test_base_is_abstract(tiny_method):
+    """The hooks are an explicit contract: a method lacking one cannot be instantiated, and the error names
+    the missing hooks."""
     assert issubclass(type(tiny_method()), FaceMethod)
-    with pytest.raises(NotImplementedError):
-        FaceMethod("procedural:600", image_size=32).reconstruct({"image": torch.zeros(1, 3, 32, 32)})
+    with pytest.raises(TypeError, match="neutral_shape.*reconstruct.*training_losses"):
+        FaceMethod("procedural:600", image_size=32)
+
+    class NoNeutral(FaceMethod):
+        def reconstruct(self, batch, render=False):
+            raise AssertionError
+
+        def training_losses(self, batch):
+            raise AssertionError
+
+    with pytest.raises(TypeError, match="neutral_shape"):
+        NoNeutral("procedural:600", image_size=32)

@@ -115,7 +115,8 @@ class SIREncoderConfig:
     Attributes:
         units, channels, input_size: the Sphere64a backbone (see :class:`SphereFaceConfig`).
         hidden: MLP hidden width.
-        n_id, n_albedo, n_exp, n_camera, n_light: output sizes (199, 512, 29, 7, 27 in the paper).
+        n_id, n_tex, n_exp, n_pose, n_light: output sizes (199 shape, 512 albedo latent, 29, 7 camera, 27 in
+            the paper).
     """
 
     units: tuple[int, int, int, int] = (3, 8, 16, 3)
@@ -123,17 +124,17 @@ class SIREncoderConfig:
     input_size: tuple[int, int] = (112, 96)
     hidden: int = 512
     n_id: int = 199
-    n_albedo: int = 512
+    n_tex: int = 512
     n_exp: int = 29
-    n_camera: int = 7
+    n_pose: int = 7
     n_light: int = 27
 
 
 class SIREncoder(nn.Module):
     """Shared Sphere64a trunk (stages 1-2) + three tails (stages 3-4 + MLP).
 
-    ``forward(x [B,3,H,W]) -> {"id": [B,n_id], "albedo": [B,n_albedo], "exp": [B,n_exp],
-    "camera": [B,n_camera], "light": [B,n_light]}``.
+    ``forward(x [B,3,H,W]) -> {"id": [B,n_id], "tex": [B,n_tex], "exp": [B,n_exp], "pose": [B,n_pose],
+    "light": [B,n_light]}`` (``tex``: the albedo latent; ``pose``: quaternion, translation, scale).
     """
 
     def __init__(self, config: SIREncoderConfig = SIREncoderConfig()) -> None:
@@ -145,7 +146,7 @@ class SIREncoder(nn.Module):
         c, u = config.channels, config.units
         self.trunk = nn.Sequential(SphereStage(3, c[0], u[0]), SphereStage(c[0], c[1], u[1]))
         flat = c[3] * (h // 16) * (w // 16)
-        n_other = config.n_exp + config.n_camera + config.n_light
+        n_other = config.n_exp + config.n_pose + config.n_light
 
         def tail(n_out: int) -> nn.Sequential:
             return nn.Sequential(
@@ -155,7 +156,7 @@ class SIREncoder(nn.Module):
 
         self.id_tail, self.albedo_tail, self.other_tail = (
             tail(config.n_id),
-            tail(config.n_albedo),
+            tail(config.n_tex),
             tail(n_other),
         )
         _init_sphere(self)
@@ -164,12 +165,12 @@ class SIREncoder(nn.Module):
         cfg = self.config
         _check_input(x, cfg.input_size, "SIREncoder")
         f = self.trunk(x)
-        exp, camera, light = self.other_tail(f).split([cfg.n_exp, cfg.n_camera, cfg.n_light], dim=1)
+        exp, pose, light = self.other_tail(f).split([cfg.n_exp, cfg.n_pose, cfg.n_light], dim=1)
         return {
             "id": self.id_tail(f),
-            "albedo": self.albedo_tail(f),
+            "tex": self.albedo_tail(f),
             "exp": exp,
-            "camera": camera,
+            "pose": pose,
             "light": light,
         }
 
