@@ -223,3 +223,29 @@ def test_cosine_lr_schedule_anneals_per_step(tiny_method, tiny_data):
     endless = Trainer(max_steps=-1, max_epochs=-1, logger=False, enable_checkpointing=False)
     with pytest.raises(ValueError, match="finite"):
         endless.fit(tiny_method(lr_schedule="cosine"), tiny_data(num_train=8, batch_size=4))
+
+
+def test_deep3d_losses_ignore_a_placeholder_row(batch, tiny_method):
+    """A Mixture batch whose second sample has no landmarks (zero-filled, valid False): the landmark term is
+    that of the other rows, every image term still counts all rows; a row whose image is a placeholder counts
+    in no term."""
+    method = tiny_method().eval()
+    with torch.no_grad():
+        params, _ = method.regress(batch["image"])
+        rec = method._reconstruction(params, render=False)
+        weights = method.loss_weights()
+        reference = method.losses(batch, rec, weights)
+        keep = torch.tensor([0, 2, 3])
+        sub = {"image": batch["image"][keep], "landmarks68": batch["landmarks68"][keep]}
+        sub_terms = method.losses(sub, rec[keep], weights)
+        mixed = dict(batch, landmarks68=batch["landmarks68"].clone())
+        mixed["landmarks68"][1] = 0.0
+        mixed["valid"] = {"landmarks68": torch.tensor([True, False, True, True])}
+        terms = method.losses(mixed, rec, weights)
+        assert torch.allclose(terms["lan"], sub_terms["lan"])
+        for k in ("photo", "coef", "tex"):
+            assert torch.equal(terms[k], reference[k]), k
+        no_image = dict(batch, valid={"image": torch.tensor([True, False, True, True])})
+        terms = method.losses(no_image, rec, weights)
+        for k in ("photo", "lan", "coef", "tex"):
+            assert torch.allclose(terms[k], sub_terms[k], rtol=1e-5, atol=1e-7), k

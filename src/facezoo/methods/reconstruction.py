@@ -80,12 +80,15 @@ class FaceReconstruction:
                 out[f.name] = None if value is None else fn_tensor(value)
         return FaceReconstruction(**out)
 
-    def to(self, device: torch.device | str) -> FaceReconstruction:
-        """A copy on ``device`` (triangles too)."""
+    def to(self, device: torch.device | str | None = None, dtype: torch.dtype | None = None) -> FaceReconstruction:
+        """A copy on ``device`` (triangles and meta tensors too) with floating-point tensors (camera included)
+        cast to ``dtype``; integer tensors keep their dtype."""
+
+        def move(t: Tensor) -> Tensor:
+            return t.to(device=device, dtype=dtype if t.is_floating_point() else None)
+
         moved = self._map(
-            lambda t: t.to(device),
-            lambda c: c.to(device),
-            lambda m: m.to(device) if isinstance(m, Tensor) else m,
+            move, lambda c: c.to(device=device, dtype=dtype), lambda m: move(m) if isinstance(m, Tensor) else m
         )
         moved.triangles = self.triangles.to(device)
         return moved

@@ -20,6 +20,7 @@ Example:
 from __future__ import annotations
 
 import pickle
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -46,15 +47,21 @@ def read_checkpoint(path: str | Path, argument: str = "checkpoint") -> dict[str,
     try:
         content = torch.load(p, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        found = re.search(r"Unsupported global: GLOBAL (\S+)", str(err))
+        if found is None:  # not a pickle torch understands (a text file, a truncated file...)
+            raise ValueError(f"{argument}: {p} is not a readable torch checkpoint") from None
         raise ValueError(
-            f"{argument}: {p} holds objects other than tensors and plain containers, refused (loading them "
-            f"could run code); save only the weights, e.g. torch.save({{'state_dict': ...}}). ({first})"
+            f"{argument}: {p} holds an object that needs code to be rebuilt ({found.group(1)}), refused (loading "
+            "it could run code); save plain weights instead, e.g. torch.save({'state_dict': ...})"
         ) from None
-    except Exception as err:  # truncated zip, text file, ...: name the file, not the zip reader's internals
-        raise ValueError(f"{argument}: {p} is not a readable torch checkpoint ({type(err).__name__}: {err})") from None
+    except Exception as err:  # truncated zip, ...: name the file, not the zip reader's internals
+        raise ValueError(
+            f"{argument}: {p} is not a readable torch checkpoint ({type(err).__name__}: {err})"
+        ) from None
     if not isinstance(content, Mapping):
-        raise ValueError(f"{argument}: {p} holds a {type(content).__name__}, expected a dict with 'state_dict'")
+        raise ValueError(
+            f"{argument}: {p} holds a {type(content).__name__}, expected a dict with 'state_dict'"
+        )
     return dict(content)
 
 
