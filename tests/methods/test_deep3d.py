@@ -1,3 +1,5 @@
+import csv
+
 import pytest
 import torch
 
@@ -137,11 +139,35 @@ def test_predict_step_returns_face_reconstruction(batch, tiny_method):
     assert len(rec) == 6 and torch.allclose(rec.params["id"][0], rec.params["id"][2])
 
 
-def test_validation_logs_metrics(batch, tiny_method):
+def test_validation_logs_metrics(tiny_method, tiny_data, tmp_path):
+    """What `validate` actually logs: val/vertex_error_mm and the NME figures, in the CSV log and in
+    trainer.callback_metrics, equal to the metrics recomputed by hand from the reconstructions."""
+    from lightning.pytorch import Trainer
+    from lightning.pytorch.loggers import CSVLogger
+
+    from facezoo.methods import vertex_error
+    from facezoo.metrics import landmark_nme
+
     method = tiny_method()
-    method.validation_step(batch, 0)
-    assert method.val_vertex_error.update_count == 1 and int(method.val_nme.count) == 4
-    assert float(method.val_vertex_error.compute()) > 0
+    dm = tiny_data(num_val=6, batch_size=3, yaw_range=20.0)
+    trainer = Trainer(
+        logger=CSVLogger(tmp_path), enable_progress_bar=False, enable_model_summary=False, accelerator="cpu"
+    )
+    trainer.validate(method, dm)
+    logged = trainer.callback_metrics
+    rows = [r for r in csv.DictReader(next(tmp_path.rglob("metrics.csv")).open())]
+    assert float(rows[-1]["val/nme"]) == pytest.approx(float(logged["val/nme"]))
+    with torch.no_grad():
+        errs, nmes = [], []
+        for batch in dm.val_dataloader():
+            rec = method.eval().reconstruct(batch)
+            gt = batch["params"]["vertices"]
+            errs.append(vertex_error(rec.vertices, gt, method.morphable.mask("front")))
+            nmes.append(landmark_nme(rec.landmarks2d, batch["landmarks68"]))
+    assert float(logged["val/vertex_error_mm"]) == pytest.approx(float(torch.cat(errs).mean()), rel=1e-5)
+    assert float(logged["val/nme"]) == pytest.approx(float(torch.cat(nmes).mean()), rel=1e-5)
+    assert float(logged["val/nme_0_30"]) == pytest.approx(float(logged["val/nme"]), rel=1e-5)  # |yaw| < 20
+    assert method.val_vertex_error.update_count == 0  # read and reset at epoch end
 
 
 def test_bad_arguments(tiny_method):
