@@ -47,7 +47,9 @@ def write_mesh(path: str | Path, vertices: Tensor, triangles: Tensor, colours: T
     f = triangles.detach().cpu().long().numpy()
     if f.ndim != 2 or f.shape[1] != 3 or (f.size and (f.min() < 0 or f.max() >= len(v))):
         raise ValueError(f"triangles: expected [T,3] indices in [0, {len(v)}), got {f.shape}")
-    mesh = o3d.geometry.TriangleMesh(o3d.utility.Vector3dVector(v), o3d.utility.Vector3iVector(f.astype(np.int32)))
+    mesh = o3d.geometry.TriangleMesh(
+        o3d.utility.Vector3dVector(v), o3d.utility.Vector3iVector(f.astype(np.int32))
+    )
     if colours is not None:
         c = colours.detach().cpu().double().clamp(0, 1).numpy()
         if c.shape != v.shape:

@@ -31,7 +31,9 @@ def test_each_loss_ignores_an_invalid_row():
     full[1][1] = 1.0  # the placeholder's rendering is far from its (zero) image and fully covered
     full[2][1] = 1.0
     full[3][1] = 1.0
-    assert torch.allclose(photometric_loss(*full, valid=VALID), photometric_loss(image, rendered, mask, attention))
+    assert torch.allclose(
+        photometric_loss(*full, valid=VALID), photometric_loss(image, rendered, mask, attention)
+    )
     assert not torch.allclose(photometric_loss(*full), photometric_loss(image, rendered, mask, attention))
 
     pred, target = torch.rand(2, 68, 2) * 50, torch.rand(2, 68, 2) * 50
@@ -47,7 +49,9 @@ def test_each_loss_ignores_an_invalid_row():
     assert not torch.allclose(texture_variance(c_full), texture_variance(colours))
 
     values = torch.tensor([2.0, 7.0])
-    assert torch.allclose(masked_mean(_with_placeholder(values) + torch.tensor([0, 5.0, 0]), VALID), values.mean())
+    assert torch.allclose(
+        masked_mean(_with_placeholder(values) + torch.tensor([0, 5.0, 0]), VALID), values.mean()
+    )
 
 
 def test_perceptual_loss_ignores_an_invalid_row():
@@ -70,4 +74,3 @@ def test_no_valid_row_gives_zero_with_a_graph_and_bad_masks_are_named():
     assert float(texture_variance(torch.rand(2, 5, 3), valid=none)) == 0.0
     with pytest.raises(ValueError, match=r"valid: expected a bool mask \[2\]"):
         photometric_loss(image, image, torch.ones(2, 1, 4, 4), valid=torch.tensor([True]))
-

@@ -40,7 +40,9 @@ def test_vertex_error_is_similarity_invariant_and_exact():
     # the exact value: an independent Umeyama (numpy SVD) and the MEAN (not RMS) per-vertex distance
     gen = np.random.default_rng(3)
     target = gen.normal(size=(2, 60, 3)) * 30.0
-    pred = 0.8 * target @ _rot(0.4).T + 5.0 + gen.normal(size=target.shape) * np.linspace(0.1, 3.0, 60)[:, None]
+    pred = (
+        0.8 * target @ _rot(0.4).T + 5.0 + gen.normal(size=target.shape) * np.linspace(0.1, 3.0, 60)[:, None]
+    )
     got = vertex_error(torch.tensor(pred), torch.tensor(target)).numpy()
     for b in range(2):
         aligned = _umeyama_apply(pred[b], target[b])
@@ -50,7 +52,9 @@ def test_vertex_error_is_similarity_invariant_and_exact():
     mask = torch.zeros(60, dtype=torch.bool)
     mask[::3] = True  # alignment and mean over the masked vertices only
     d = np.linalg.norm(_umeyama_apply(pred[0, ::3], target[0, ::3]) - target[0, ::3], axis=1)
-    assert float(vertex_error(torch.tensor(pred[:1]), torch.tensor(target[:1]), mask)) == pytest.approx(d.mean())
+    assert float(vertex_error(torch.tensor(pred[:1]), torch.tensor(target[:1]), mask)) == pytest.approx(
+        d.mean()
+    )
 
 
 def _rot(angle: float) -> np.ndarray:

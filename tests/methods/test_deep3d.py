@@ -76,9 +76,7 @@ def test_a_few_steps_reduce_the_total_loss(batch, tiny_method):
     opt = method.configure_optimizers()
     losses = []
     for _ in range(6):
-        params, _ = method.regress(batch["image"])
-        rec = method._reconstruction(params, render=False)
-        total = method.losses(batch, rec, method.loss_weights())["total"]
+        total = method.training_losses(batch)["total"]
         opt.zero_grad()
         total.backward()
         opt.step()

@@ -71,8 +71,11 @@ def test_evaluate_refuses_ground_truth_of_another_model(tiny_method, tiny_data):
         datamodule = dm
 
     method._trainer = FakeTrainer()
-    with pytest.raises(ValueError, match=r"SyntheticFaces renders faces of morphable_model='procedural:600' \("
-                       r"\d+ vertices\) and Deep3DFace reconstructs with morphable_model='procedural.*"):
+    with pytest.raises(
+        ValueError,
+        match=r"SyntheticFaces renders faces of morphable_model='procedural:600' \("
+        r"\d+ vertices\) and Deep3DFace reconstructs with morphable_model='procedural.*",
+    ):
         method.setup("validate")
     method._trainer = None
     batch = next(iter(dm.val_dataloader()))

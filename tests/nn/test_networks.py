@@ -16,7 +16,7 @@ TINY = {
     "resnet50": (dict(width=8, layers=(1, 1, 1, 1)), lambda: torch.rand(2, 3, 64, 64), {"out": (2, 1000)}),
     "deep3d_rnet": (dict(width=8, layers=(1, 2, 1, 1)), lambda: torch.rand(2, 3, 64, 64), {"out": (2, 239)}),
     "deep3d_cnet": (
-        dict(stage1_channels=32, pooled_dim=64, conv_channels=16, hidden=32),
+        dict(stage1_channels=32, pooled_dim=64, conv_channels=(16, 16, 16), hidden=32),
         lambda: (torch.rand(2, 32, 16, 16), torch.rand(2, 64)),
         {"out": (2, 80)},
     ),

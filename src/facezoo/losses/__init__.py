@@ -9,8 +9,8 @@
   False.
 """
 
-from facezoo.losses.masks import masked_mean
 from facezoo.losses.landmark import DEEP3D_LANDMARK_WEIGHTS, landmark_loss, landmark_weights
+from facezoo.losses.masks import masked_mean
 from facezoo.losses.perceptual import FaceEmbedder, cosine_distance
 from facezoo.losses.photometric import photometric_loss
 from facezoo.losses.regularisers import coefficient_l2, texture_variance

@@ -38,7 +38,8 @@ class FaceEmbedder(nn.Module):
         input_size: the recogniser's square input (112 for ArcFace).
 
     Example:
-        >>> net = facezoo.nn.build("iresnet50", layers=(1, 1, 1, 1), width=8)
+        >>> from facezoo.nn import build
+        >>> net = build("iresnet50", layers=(1, 1, 1, 1), width=8)
         >>> FaceEmbedder(net)(torch.rand(2, 3, 64, 64)).shape
         torch.Size([2, 512])
     """

@@ -50,8 +50,8 @@ def photometric_loss(
     Example:
         >>> img = torch.zeros(1, 3, 2, 2); ren = torch.zeros(1, 3, 2, 2); ren[0, :, 0, 0] = 1.0
         >>> m = torch.ones(1, 1, 2, 2)
-        >>> round(float(photometric_loss(img, ren, m)), 4)  # one pixel off by sqrt(3), averaged over 4
-        0.433
+        >>> round(float(photometric_loss(img, ren, m)), 4)  # sqrt(3) + 3 x sqrt(EPS), over 4
+        0.4331
     """
     _check_image("image", image, 3)
     _check_image("rendered", rendered, 3)

@@ -128,7 +128,6 @@ def vertex_error(pred: Tensor, target: Tensor, mask: Tensor | None = None) -> Te
     return (aligned - t).norm(dim=-1).mean(-1).to(pred.dtype)
 
 
-
 def linear_neutral_shape(model: MorphableModel, rec: FaceReconstruction) -> Tensor:
     """``neutral_shape`` of a linear-model method: ``model(rec.params["id"], exp=None)`` ``[N,V,3]`` (mm),
     without gradients.
@@ -142,7 +141,9 @@ def linear_neutral_shape(model: MorphableModel, rec: FaceReconstruction) -> Tens
     """
     ident = rec.params.get("id") if isinstance(rec.params, Mapping) else None
     if not isinstance(ident, Tensor):
-        raise ValueError(f"neutral shape: needs rec.params['id'] (identity coefficients); got {sorted(rec.params)}")
+        raise ValueError(
+            f"neutral shape: needs rec.params['id'] (identity coefficients); got {sorted(rec.params)}"
+        )
     with torch.no_grad():
         return model(ident.detach(), None)
 
@@ -187,7 +188,11 @@ class FaceMethod(LightningModule, metaclass=abc.ABCMeta):
                 raise ValueError(f"stage: expected one of {list(self.stages)}, got {stage!r}")
         elif stage is not None:
             raise ValueError(f"stage: {type(self).__name__} has no training stages, got {stage!r}")
-        if isinstance(max_nonfinite_steps, bool) or not isinstance(max_nonfinite_steps, int) or max_nonfinite_steps < 1:
+        if (
+            isinstance(max_nonfinite_steps, bool)
+            or not isinstance(max_nonfinite_steps, int)
+            or max_nonfinite_steps < 1
+        ):
             raise ValueError(f"max_nonfinite_steps: expected an int >= 1, got {max_nonfinite_steps!r}")
         self.stage = stage
         self.max_nonfinite_steps = max_nonfinite_steps
@@ -226,7 +231,8 @@ class FaceMethod(LightningModule, metaclass=abc.ABCMeta):
 
         Args:
             path: a Lightning checkpoint (or ``torch.save({"state_dict": ...})``) of the earlier stage; its
-                ``<module>.*`` weights load strictly (missing / unexpected keys and shape mismatches are named).
+                ``<module>.*`` weights load strictly (missing / unexpected keys and shape mismatches are
+                named).
                 ``None`` or ``""``: a warning, and the modules keep their fresh initialisation.
             modules: the sub-networks to load, e.g. ``("rnet",)``.
             argument: the init argument that gave ``path`` (for messages), e.g. ``"rnet_checkpoint"``.
@@ -237,8 +243,8 @@ class FaceMethod(LightningModule, metaclass=abc.ABCMeta):
         names = ", ".join(modules)
         if not path:
             rank_zero_warn(
-                f"{type(self).__name__} stage {self.stage!r}: no {argument} given, so {names} start(s) from a "
-                "fresh initialisation instead of an earlier stage's weights"
+                f"{type(self).__name__} stage {self.stage!r}: no {argument} given, so {names} start(s) "
+                "from a fresh initialisation instead of an earlier stage's weights"
             )
             return None
         ckpt = read_checkpoint(path, argument)
@@ -330,7 +336,8 @@ class FaceMethod(LightningModule, metaclass=abc.ABCMeta):
         when every row is real (the losses then take their unmasked path).
 
         Example:
-            >>> b = {"valid": {"landmarks68": torch.tensor([True, False]), "params.id": torch.tensor([False, True])}}
+            >>> yes_no, no_yes = torch.tensor([True, False]), torch.tensor([False, True])
+            >>> b = {"valid": {"landmarks68": yes_no, "params.id": no_yes}}
             >>> FaceMethod.valid_rows(b, "landmarks68").tolist(), FaceMethod.valid_rows(b, "image") is None
             ([True, False], True)
             >>> FaceMethod.valid_rows(b, "landmarks68", "params").tolist()
@@ -385,7 +392,7 @@ class FaceMethod(LightningModule, metaclass=abc.ABCMeta):
             key = f"{prefix}/loss" if name == "total" else f"{prefix}/loss_{name}"
             self.log(key, value.detach(), prog_bar=name == "total", batch_size=batch_size)
 
-    # -- non-finite losses: skip the step, count, stop after max_nonfinite_steps in a row ----------------------
+    # -- non-finite losses: skip the step, count, stop after max_nonfinite_steps in a row ------------------
     def _watch_nonfinite(self, terms: Mapping[str, Tensor]) -> None:
         state = self._nonfinite
         if bool(torch.isfinite(terms["total"].detach()).all()):  # one device sync per step
@@ -455,7 +462,7 @@ class FaceMethod(LightningModule, metaclass=abc.ABCMeta):
                 yaw = yaw[keep] if isinstance(yaw, Tensor) else yaw
                 affine = affine[keep] if isinstance(affine, Tensor) else affine
             if len(pred):
-                # AFLW2000-3D protocol: per-|yaw| buckets, NME measured in the original image (crop affine undone)
+                # AFLW2000-3D protocol: per-|yaw| buckets, NME in the original image (crop affine undone)
                 self.val_nme.update(pred, target, yaw=yaw, crop_transform=affine)
                 from facezoo.metrics import landmark_nme
 

@@ -361,7 +361,9 @@ class Deep3DFace(FaceMethod):
             terms["photo"] = photometric_loss(image, out.image, out.mask, attention, valid=rows)
             embedder = self._externals.get("embedder")
             terms["per"] = (
-                embedder.distance(image, out.image, valid=rows) if embedder is not None else image.new_zeros(())
+                embedder.distance(image, out.image, valid=rows)
+                if embedder is not None
+                else image.new_zeros(())
             )
         terms["lan"] = landmark_loss(
             rec.landmarks2d, target_lm, self.lm_weights, scale=224.0 / self.image_size,

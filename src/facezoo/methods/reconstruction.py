@@ -57,7 +57,9 @@ class FaceReconstruction:
         if self.triangles.ndim != 2 or self.triangles.shape[-1] != 3:
             raise ValueError(f"triangles: expected [T,3], got {tuple(self.triangles.shape)}")
         if not isinstance(self.views, int) or self.views < 1 or len(self) % self.views:
-            raise ValueError(f"views: expected a positive divisor of the {len(self)} rows, got {self.views!r}")
+            raise ValueError(
+                f"views: expected a positive divisor of the {len(self)} rows, got {self.views!r}"
+            )
 
     def __len__(self) -> int:
         return self.vertices.shape[0]
@@ -80,7 +82,9 @@ class FaceReconstruction:
                 out[f.name] = None if value is None else fn_tensor(value)
         return FaceReconstruction(**out)
 
-    def to(self, device: torch.device | str | None = None, dtype: torch.dtype | None = None) -> FaceReconstruction:
+    def to(
+        self, device: torch.device | str | None = None, dtype: torch.dtype | None = None
+    ) -> FaceReconstruction:
         """A copy on ``device`` (triangles and meta tensors too) with floating-point tensors (camera included)
         cast to ``dtype``; integer tensors keep their dtype."""
 
@@ -88,7 +92,9 @@ class FaceReconstruction:
             return t.to(device=device, dtype=dtype if t.is_floating_point() else None)
 
         moved = self._map(
-            move, lambda c: c.to(device=device, dtype=dtype), lambda m: move(m) if isinstance(m, Tensor) else m
+            move,
+            lambda c: c.to(device=device, dtype=dtype),
+            lambda m: move(m) if isinstance(m, Tensor) else m,
         )
         moved.triangles = self.triangles.to(device)
         return moved

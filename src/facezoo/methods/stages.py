@@ -51,8 +51,8 @@ def read_checkpoint(path: str | Path, argument: str = "checkpoint") -> dict[str,
         if found is None:  # not a pickle torch understands (a text file, a truncated file...)
             raise ValueError(f"{argument}: {p} is not a readable torch checkpoint") from None
         raise ValueError(
-            f"{argument}: {p} holds an object that needs code to be rebuilt ({found.group(1)}), refused (loading "
-            "it could run code); save plain weights instead, e.g. torch.save({'state_dict': ...})"
+            f"{argument}: {p} holds an object that needs code to be rebuilt ({found.group(1)}), refused "
+            "(loading it could run code); save plain weights instead, e.g. torch.save({'state_dict': ...})"
         ) from None
     except Exception as err:  # truncated zip, ...: name the file, not the zip reader's internals
         raise ValueError(

@@ -24,7 +24,8 @@ are repeated over their sample's views so that each row carries its own label an
 
 Example:
     >>> batch = {"image": torch.zeros(2, 3, 3, 8, 8), "yaw": torch.zeros(2, 3), "index": torch.tensor([4, 7]),
-    ...          "params": {"id": torch.zeros(2, 3, 5)}, "valid": {"landmarks68": torch.tensor([True, False])}}
+    ...          "params": {"id": torch.zeros(2, 3, 5)},
+    ...          "valid": {"landmarks68": torch.tensor([True, False])}}
     >>> flat = flatten_views(batch)
     >>> tuple(flat["image"].shape), flat["index"].tolist(), flat["valid"]["landmarks68"].tolist()
     ((6, 3, 8, 8), [4, 4, 4, 7, 7, 7], [True, True, True, False, False, False])

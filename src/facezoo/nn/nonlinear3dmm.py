@@ -241,7 +241,10 @@ class ProxyResidualDecoder(nn.Module):
 
     Example:
         >>> dec = ProxyResidualDecoder(ProxyDecoderConfig(activation="tanh"))     # albedo decoder
-        >>> out = dec(torch.randn(2, 320)); out["full"].shape                      # [2, 3, 192, 224]
+        >>> out = dec(torch.randn(2, 320)); out["full"].shape
+        torch.Size([2, 3, 192, 224])
+        >>> torch.allclose(out["residual"], out["full"] - out["proxy"])
+        True
     """
 
     def __init__(self, config: ProxyDecoderConfig = ProxyDecoderConfig()) -> None:

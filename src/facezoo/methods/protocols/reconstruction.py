@@ -29,8 +29,8 @@ class ReconstructionProtocol(ProtocolRunner):
         if "landmarks68" not in batch and not (isinstance(params, Mapping) and "vertices" in params):
             source = type(self.datamodule).__name__ if self.datamodule is not None else "the dataloader"
             raise ValueError(
-                f"the 'reconstruction' protocol measures the landmark NME ('landmarks68') and the vertex error "
-                f"(params['vertices']); {source} gives neither (batch keys: {sorted(batch)})"
+                "the 'reconstruction' protocol measures the landmark NME ('landmarks68') and the vertex "
+                f"error (params['vertices']); {source} gives neither (batch keys: {sorted(batch)})"
             )
         method.evaluate(method.reconstruct(batch), batch)
 
