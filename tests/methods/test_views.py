@@ -121,3 +121,27 @@ def test_cnet_config_fits_as_typed_and_validates_on_image_sets(tmp_path):
     assert len(val) == 1 and float(val[0]["val/nme"]) > 0 and float(val[0]["val/vertex_error_mm"]) > 0
     assert any(r.get("train/loss_lan") for r in rows)
     assert {"train/loss_photo", "train/loss_per", "train/loss"} <= set(rows[0])
+
+
+def test_evaluate_leaves_out_placeholder_rows(tiny_method, tiny_data):
+    """A mixed batch whose landmarks / vertices are zero-filled in some rows: those rows count in neither
+    metric (the placeholders would otherwise give a huge NME and a vertex error against the origin)."""
+    method = tiny_method().eval()
+    batch = next(iter(tiny_data(batch_size=4).val_dataloader()))
+    with torch.no_grad():
+        rec = method.reconstruct(batch)
+    keep = torch.tensor([True, False, True, True])
+    mixed = dict(batch, landmarks68=batch["landmarks68"].clone(), params=dict(batch["params"]))
+    mixed["landmarks68"][1] = 0.0
+    mixed["params"]["vertices"] = batch["params"]["vertices"].clone()
+    mixed["params"]["vertices"][2:] = 0.0
+    mixed["valid"] = {"landmarks68": keep, "params.vertices": torch.tensor([True, True, False, False])}
+    out = method.evaluate(rec, mixed)
+    reference = tiny_method().eval()
+    sub = {"landmarks68": batch["landmarks68"][keep], "image": batch["image"][keep]}
+    ref = reference.evaluate(rec[keep], sub)
+    assert int(method.val_nme.count) == 3 and torch.allclose(out["nme"], ref["nme"])
+    vert = reference.evaluate(
+        rec[:2], {"image": batch["image"][:2], "params": {"vertices": batch["params"]["vertices"][:2]}}
+    )
+    assert torch.allclose(out["vertex_error_mm"], vert["vertex_error_mm"])
