@@ -394,36 +394,41 @@ class FaceMethod(LightningModule, metaclass=abc.ABCMeta):
 
     # -- non-finite losses: skip the step, count, stop after max_nonfinite_steps in a row ------------------
     def _watch_nonfinite(self, terms: Mapping[str, Tensor]) -> None:
-        state = self._nonfinite
-        if bool(torch.isfinite(terms["total"].detach()).all()):  # one device sync per step
-            state["streak"] = 0
-            state["terms"] = set()
-        else:
-            state["streak"] += 1
-            state["skipped"] += 1
+        """Note a non-finite total (one device sync per step) and the terms that were not finite; the
+        decision to skip is taken in :meth:`on_before_optimizer_step`, the same on every rank."""
+        if not bool(torch.isfinite(terms["total"].detach()).all()):
+            state = self._nonfinite
             state["pending"] = True
             state["terms"] |= {k for k, v in terms.items() if not bool(torch.isfinite(v.detach()).all())}
-            if state["streak"] >= self.max_nonfinite_steps:
-                raise FloatingPointError(
-                    f"{type(self).__name__}: {state['streak']} training steps in a row had a non-finite loss "
-                    f"(terms {sorted(state['terms'])}); stopping (max_nonfinite_steps="
-                    f"{self.max_nonfinite_steps}). Lower the learning rate or check the data of those terms."
-                )
-        if self._trainer is not None:
-            self.log("train/skipped_nonfinite", float(state["skipped"]), reduce_fx="max")
 
     def on_before_optimizer_step(self, optimizer) -> None:
         """Skip the update of a step whose loss was not finite (on every rank, if any had one): gradients set
         to ``None`` make the optimizer leave every parameter (and its moments) as it was. (Returning ``None``
-        from ``training_step`` would skip it too, but Lightning refuses that under DDP.)"""
-        skip = self._nonfinite["pending"]
+        from ``training_step`` would skip it too, but Lightning refuses that under DDP.) Counts the skips
+        (``train/skipped_nonfinite``) and stops the run after ``max_nonfinite_steps`` in a row, on every
+        rank at the same step."""
+        state = self._nonfinite
+        skip = state["pending"]
         trainer = self._trainer
         if trainer is not None and trainer.world_size > 1:  # the same decision on every rank
             flag = torch.tensor(float(skip), device=self.device)
             skip = float(trainer.strategy.reduce(flag, reduce_op="sum")) > 0
-        self._nonfinite["pending"] = False
-        if skip:
+        state["pending"] = False
+        if not skip:
+            state["streak"], state["terms"] = 0, set()
+        else:
             optimizer.zero_grad(set_to_none=True)
+            state["streak"] += 1
+            state["skipped"] += 1
+        if trainer is not None:
+            self.log("train/skipped_nonfinite", float(state["skipped"]), reduce_fx="max")
+        if state["streak"] >= self.max_nonfinite_steps:
+            terms = sorted(state["terms"]) or "non-finite on another rank"
+            raise FloatingPointError(
+                f"{type(self).__name__}: {state['streak']} training steps in a row had a non-finite loss "
+                f"(terms {terms}); stopping (max_nonfinite_steps={self.max_nonfinite_steps}). Lower the "
+                "learning rate or check the data of those terms."
+            )
 
     # -- evaluation ------------------------------------------------------------------------------------------
     def _eval_mask(self, n_vertices: int) -> Tensor | None:
