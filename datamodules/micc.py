@@ -45,17 +45,35 @@ def read_micc_annotations(path: str | Path) -> dict[int, dict]:
     path = Path(path)
     base = path.parent
     out = {}
-    for case in json.loads(path.read_text())["cases"]:
-        corr_path = base / case["correspondences"]
+    try:
+        cases = json.loads(path.read_text())["cases"]
+        cases = [(c["correspondences"], c["frame"]) for c in cases]
+    except (OSError, ValueError, KeyError, TypeError) as err:  # missing, not JSON, or another layout
+        raise ValueError(
+            f"{path}: not a MICC annotations file ({type(err).__name__}: {err}); expected "
+            '{"cases": [{"correspondences": ..., "frame": ...}, ...]}'
+        ) from err
+    for corr_name, frame in cases:
+        corr_path = base / corr_name
         m = _SUBJECT.match(corr_path.parent.name)
         if m is None:
-            raise ValueError(f"{path}: cannot read the subject from {case['correspondences']!r}")
+            raise ValueError(f"{path}: cannot read the subject from {corr_name!r}")
         corr = {}
-        for line in corr_path.read_text().split("\n"):
+        try:
+            lines = corr_path.read_text().split("\n")
+        except OSError as err:
+            raise FileNotFoundError(
+                f"{corr_path}: correspondences file named in {path} is unreadable"
+            ) from err
+        for k, line in enumerate(lines):
             if line.strip():
-                name, vid = line.split()
-                corr[name] = int(vid)
-        out[int(m[1])] = {"frame": base / case["frame"], "correspondences": corr}
+                tok = line.split()
+                if len(tok) != 2 or not tok[1].isdigit():
+                    raise ValueError(
+                        f"{corr_path}: line {k + 1}: expected 'name vertex_id', got {line.strip()!r}"
+                    )
+                corr[tok[0]] = int(tok[1])
+        out[int(m[1])] = {"frame": base / frame, "correspondences": corr}
     return out
 
 
@@ -74,6 +92,8 @@ class MICCDataset(FaceDataset):
         on_bad_sample: OnBadSample = "error",
     ):
         super().__init__(on_bad_sample)
+        if group == "subject" and (not isinstance(frames_per_subject, int) or frames_per_subject < 1):
+            raise ValueError(f"frames_per_subject: expected a positive integer, got {frames_per_subject!r}")
         root = check_root(root, "MICC Florence")
         frames = check_root(
             frames_root or root / "frames", "MICC frames (run `facezoo prepare micc` or extract them)"

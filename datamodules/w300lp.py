@@ -141,6 +141,17 @@ class W300LPDataset(FaceDataset):
             left = [i for i, y in yaws.items() if y <= -side_min]
             right = [i for i, y in yaws.items() if y >= side_min]
             triplets.extend(itertools.product(frontal, left, right))
+        if not triplets and self.records:  # reliability: say why, instead of 0 batches and ds[0] IndexError
+            yaws = [float(np.degrees(read_3ddfa_mat(r["mat"])["pose"][1])) for r in self.records]
+            raise ValueError(
+                f"300W-LP root {str(self.root)!r}: mode='triplet' found no (frontal, left, right) triplet of "
+                f"one source face among {len(self.records)} images of {len(groups)} faces (frontal |yaw| <= "
+                f"{frontal_max}: {sum(abs(y) <= frontal_max for y in yaws)} images, left yaw <= -{side_min}: "
+                f"{sum(y <= -side_min for y in yaws)}, right yaw >= {side_min}: "
+                f"{sum(y >= side_min for y in yaws)}"
+                f"{'' if across_flip else '; triplets_across_flip=False'}); use mode='single' or the full "
+                "dataset with its _Flip folders"
+            )
         return triplets
 
     def _view(self, i: int) -> dict:

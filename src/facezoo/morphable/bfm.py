@@ -47,7 +47,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from facezoo.morphable.formats import find_file, loadmat, mat_index, mat_names, orient_front
+from facezoo.morphable.formats import find_file, load_npy, loadmat, mat_index, mat_names, orient_front
 from facezoo.morphable.model import MorphableModel
 
 __all__ = [
@@ -295,7 +295,7 @@ def _tddfa_topology(folders, V: int, mean: np.ndarray) -> dict:
         lm = mat_index(lm_src[0], "keypoints", lm_src[1], 68, V, "68 landmark vertices")
     else:
         p = find_file(folders, "keypoints_sim.npy", "204 0-based coordinate indices (68 x xyz)", WHERE_3DDFA)
-        k = np.load(p).reshape(-1).astype(np.int64)
+        k = load_npy(p).reshape(-1).astype(np.int64)
         if (
             k.size != 204
             or np.any(k[0::3] % 3 != 0)
@@ -315,7 +315,7 @@ def _tddfa_topology(folders, V: int, mean: np.ndarray) -> dict:
         masks["front"][front] = True
     p = find_file(folders, "indices.npy", "", WHERE_3DDFA, required=False)
     if p is not None:
-        keep = np.load(p).reshape(-1).astype(np.int64)
+        keep = load_npy(p).reshape(-1).astype(np.int64)
         if keep.size and (keep.min() < 0 or keep.max() >= V):
             raise ValueError(f"{p}: 3DDFA_V2 indices should be 0-based into {V} vertices")
         masks["no_neck"] = np.zeros(V, bool)
@@ -375,7 +375,7 @@ def load_3ddfa_mean(folders) -> MorphableModel:
         folders, "u_shp.npy", "the BFM mean shape [159645,1] in the 53215 crop (µm)", WHERE_3DDFA
     )
     p_exp = find_file(folders, "u_exp.npy", "the expression mean [159645,1] (µm)", WHERE_3DDFA)
-    u_shp, u_exp = np.load(p_shp).reshape(-1), np.load(p_exp).reshape(-1)
+    u_shp, u_exp = load_npy(p_shp).reshape(-1), load_npy(p_exp).reshape(-1)
     if u_shp.size % 3 or u_shp.size != u_exp.size:
         raise ValueError(
             f"{p_shp} ({u_shp.size}) and {p_exp} ({u_exp.size}): expected equal sizes, 3 per vertex"
