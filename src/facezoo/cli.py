@@ -66,6 +66,12 @@ def _lightning_cli(args: Sequence[str], from_command_line: bool = False) -> None
                 check_ckpt_fits(self._ckpt, self.config_init[self.subcommand]["ckpt_path"], self.model)
                 self._ckpt = None  # Lightning loads it again to restore; do not hold two copies
 
+        def add_arguments_to_parser(self, parser) -> None:
+            # The method's input size and morphable model are the data's too (one value in the configs). A
+            # link applies per class: a datamodule without the argument (Mixture) is left as it is.
+            for key in ("image_size", "morphable_model"):
+                parser.link_arguments(f"model.init_args.{key}", f"data.init_args.{key}")
+
         before_fit = before_validate = before_test = before_predict = _check_ckpt_path
 
     kwargs = dict(

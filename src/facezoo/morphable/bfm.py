@@ -237,22 +237,34 @@ def load_bfm_deep3d(
         mean = mean - mean.mean(0, keepdims=True)
     tri, _ = orient_front(mean, tri.reshape(-1, 3))
     uv = _optional_uv(folders, trim.size, idx_exp)
-    return MorphableModel(
+    return _bfm_model(
+        "bfm09-deep3d",
+        "BFM 2009 + FaceWarehouse expressions, Deep3DFace front crop (transferBFM09)",
         mean=mean,
-        id_basis=bfm["shapePC"][index_shape, :, :n_id] * UM_TO_MM,
-        id_std=bfm["shapeEV"][:n_id],
+        **_identity_texture(bfm, index_shape, n_id, n_tex),
         exp_basis=exp_pc[idx_exp, :, :n_exp] * UM_TO_MM,
         exp_std=std_exp[:n_exp],
-        tex_mean=bfm["texMU"][index_shape] / 255.0,
-        tex_basis=bfm["texPC"][index_shape, :, :n_tex] / 255.0,
-        tex_std=bfm["texEV"][:n_tex],
         triangles=tri,
         landmarks68=lm,
         uv=uv,
         masks=masks,
-        name="bfm09-deep3d",
-        source="BFM 2009 + FaceWarehouse expressions, Deep3DFace front crop (transferBFM09)",
-        licence=BFM_LICENCE,
+    )
+
+
+def _bfm_model(name: str, source: str, **parts) -> MorphableModel:
+    """A :class:`MorphableModel` of BFM 2009 data: ``parts`` are its arrays, the licence is the BFM's."""
+    return MorphableModel(**parts, name=name, source=source, licence=BFM_LICENCE)
+
+
+def _identity_texture(bfm: dict, rows: np.ndarray, n_id: int, n_tex: int) -> dict:
+    """The BFM 2009 identity and albedo parts of a :class:`MorphableModel` for the vertex ``rows`` of a crop:
+    bases in mm (shape, from µm) and [0, 1] (albedo, from 0-255), standard deviations as stored."""
+    return dict(
+        id_basis=bfm["shapePC"][rows, :, :n_id] * UM_TO_MM,
+        id_std=bfm["shapeEV"][:n_id],
+        tex_mean=bfm["texMU"][rows] / 255.0,
+        tex_basis=bfm["texPC"][rows, :, :n_tex] / 255.0,
+        tex_std=bfm["texEV"][:n_tex],
     )
 
 
@@ -351,19 +363,14 @@ def load_bfm_3ddfa(folders, n_id: int = 199, n_exp: int = 29, n_tex: int = 199) 
         n_id=(n_id, bfm["shapePC"].shape[2]), n_exp=(n_exp, K), n_tex=(n_tex, bfm["texPC"].shape[2])
     )
     mean = (bfm["shapeMU"][trim].astype(np.float64) + e["mu_exp"].reshape(V, 3)) * UM_TO_MM
-    return MorphableModel(
+    return _bfm_model(
+        "bfm09-3ddfa",
+        "BFM 2009 + 3DDFA expression basis, 53215-vertex crop (300W-LP / AFLW2000-3D)",
         mean=mean,
-        id_basis=bfm["shapePC"][trim, :, :n_id] * UM_TO_MM,
-        id_std=bfm["shapeEV"][:n_id],
+        **_identity_texture(bfm, trim, n_id, n_tex),
         exp_basis=e["w_exp"].reshape(V, 3, K)[:, :, :n_exp] * UM_TO_MM,
         exp_std=sigma,
-        tex_mean=bfm["texMU"][trim] / 255.0,
-        tex_basis=bfm["texPC"][trim, :, :n_tex] / 255.0,
-        tex_std=bfm["texEV"][:n_tex],
         **_tddfa_topology(folders, V, mean),
-        name="bfm09-3ddfa",
-        source="BFM 2009 + 3DDFA expression basis, 53215-vertex crop (300W-LP / AFLW2000-3D)",
-        licence=BFM_LICENCE,
     )
 
 
@@ -381,15 +388,9 @@ def load_3ddfa_mean(folders) -> MorphableModel:
             f"{p_shp} ({u_shp.size}) and {p_exp} ({u_exp.size}): expected equal sizes, 3 per vertex"
         )
     mean = (u_shp.astype(np.float64) + u_exp).reshape(-1, 3) * UM_TO_MM
-    return MorphableModel(
-        mean=mean,
-        id_basis=None,
-        exp_basis=None,
-        **_tddfa_topology(folders, mean.shape[0], mean),
-        name="bfm09-3ddfa-mean",
-        source="3DDFA mean shape u_shp + u_exp (53215-vertex BFM crop), no bases",
-        licence=BFM_LICENCE,
-    )
+    topology = _tddfa_topology(folders, mean.shape[0], mean)
+    source = "3DDFA mean shape u_shp + u_exp (53215-vertex BFM crop), no bases"
+    return _bfm_model("bfm09-3ddfa-mean", source, mean=mean, id_basis=None, exp_basis=None, **topology)
 
 
 # ------------------------------------------------------------------------------------- 300W-LP parameters
