@@ -273,3 +273,27 @@ def test_deep3d_losses_ignore_a_placeholder_row(batch, tiny_method):
         terms = method.losses(no_image, rec, weights)
         for k in ("photo", "lan", "coef", "tex"):
             assert torch.allclose(terms[k], sub_terms[k], rtol=1e-5, atol=1e-7), k
+
+
+def test_a_collated_mixed_batch_trains_on_the_real_landmarks_only(tiny_method, tiny_data):
+    """The real collate of samples with and without landmarks (what a Mixture hands over): the landmark term
+    equals the one of the labelled samples alone, and the step's loss is finite."""
+    from facezoo.data.sample import collate
+
+    ds = tiny_data().dataset("train")
+    samples = [ds[i] for i in range(4)]
+    unlabelled = {k: v for k, v in samples[2].items() if k not in ("landmarks68", "landmarks5")}
+    batch = collate([samples[0], samples[1], unlabelled, samples[3]])
+    assert batch["valid"]["landmarks68"].tolist() == [True, True, False, True]
+    method = tiny_method().eval()
+    with torch.no_grad():
+        params, _ = method.regress(batch["image"])
+        rec = method._reconstruction(params, render=False)
+        mixed = method.losses(batch, rec, method.loss_weights())
+        keep = torch.tensor([0, 1, 3])
+        labelled = method.losses(
+            {"image": batch["image"][keep], "landmarks68": batch["landmarks68"][keep]},
+            rec[keep],
+            {"lan": 1.0},
+        )
+    assert torch.allclose(mixed["lan"], labelled["lan"]) and torch.isfinite(mixed["total"])
