@@ -48,7 +48,7 @@ def test_demo_command_fits_and_writes_its_outputs(tmp_path, capsys):
         args += ["--set", item[2:]]
     for key, value in (("image_size", 32), ("batch_size", 8), ("num_train", 64), ("num_test", 8)):
         args += ["--set", f"data.init_args.{key}={value}"]
-    args += ["--set", "model.init_args.image_size=32", "--set", "trainer.enable_progress_bar=false"]
+    args += ["--set", "model.init_args.image_size=32"]
     args += ["--set", "trainer.log_every_n_steps=1"]
     assert main(args) == 0
     printed = capsys.readouterr().out
