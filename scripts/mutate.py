@@ -136,12 +136,12 @@ MUTATIONS: tuple[Mutation, ...] = (
         ("tests/geometry", "tests/data/test_align.py"),
     ),
     Mutation(
-        "300W-LP yaw sign (R_y transposed)",
+        "300W-LP yaw sign flipped (rotation_300wlp)",
         "src/facezoo/data/align.py",
         (
             (
-                "ry = torch.stack([cy, zero, -sy, zero, one, zero, sy, zero, cy], -1)",
-                "ry = torch.stack([cy, zero, sy, zero, one, zero, -sy, zero, cy], -1)",
+                'return euler_to_matrix(angles, "3ddfa")',
+                'return euler_to_matrix(angles * angles.new_tensor([1.0, -1.0, 1.0]), "3ddfa")',
             ),
         ),
         ("tests/data", "tests/geometry", "tests/datamodules"),
