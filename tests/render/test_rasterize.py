@@ -5,15 +5,16 @@ from _reference import grid_surface, reference_rasterize
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from facezoo.render import rasterize
-from facezoo.render.backends import builtin_backend
-from facezoo.render.backends.builtin import warp_available
+from facezoo.render import rasterize, use_kernels
+from facezoo.render._runtime import _load
 
-IMPLS = ["torch"] + (["warp"] if warp_available() else [])
+WARP = _load()[0] is not None
+IMPLS = ["torch"] + (["warp"] if WARP else [])
 
 
 def _rast(pos, tri, res, impl, cull=False):
-    return builtin_backend.rasterize_builtin(pos, tri, res, cull, impl=impl)
+    with use_kernels(impl):
+        return rasterize(pos, tri, res, backend="builtin", cull_backface=cull)
 
 
 def _compare(pos, tri, res, impl, cull=False):
@@ -67,7 +68,7 @@ def test_matches_reference_on_grid_surface(impl):
 
 
 def test_warp_and_torch_agree_on_real_size_mesh():
-    if not warp_available():
+    if not WARP:
         pytest.skip("warp not importable")
     pos, tri = grid_surface(10000, batch=2)
     a = _rast(pos, tri, (64, 64), "warp")

@@ -1,0 +1,83 @@
+"""Warp kernels of ``facezoo.render.interpolate``: interpolation on a compact list of covered pixels and its
+backward (launched by :mod:`facezoo.render.interpolate`)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import warp as wp
+
+from facezoo.render.kernels._common import offset3, overload
+
+wp.set_module_options({"enable_backward": False})  # every backward is written by hand
+
+
+@wp.kernel
+def interp_fwd_kernel(
+    attr: wp.array2d(dtype=Any),
+    rast: wp.array2d(dtype=Any),
+    pix: wp.array(dtype=wp.int64),
+    tri: wp.array(dtype=wp.vec3i),
+    off: int,
+    full: int,
+    out: wp.array2d(dtype=Any),
+):
+    """Covered pixel p = ``pix[p]`` (flat index into ``rast [B*H*W,4]``): ``a2 + u (a0 - a2) + v (a1 - a2)``
+    into row ``pix[p]`` of out (``full`` != 0) or row p (packed). ``off`` is added to the vertex indices
+    (the batch item's first row when attr is per item): a launch covers pixels of one batch item."""
+    p = wp.tid()
+    q = int(pix[p])
+    u = rast[q, 0]
+    v = rast[q, 1]
+    idx = tri[int(rast[q, 3]) - 1]
+    rows = offset3(idx, off)
+    o = p
+    if full != 0:
+        o = q
+    for k in range(attr.shape[1]):
+        a2 = attr[rows[2], k]
+        out[o, k] = a2 + u * (attr[rows[0], k] - a2) + v * (attr[rows[1], k] - a2)
+
+
+@wp.kernel
+def interp_bwd_kernel(
+    attr: wp.array2d(dtype=Any),
+    rast: wp.array2d(dtype=Any),
+    pix: wp.array(dtype=wp.int64),
+    tri: wp.array(dtype=wp.vec3i),
+    off: int,
+    full: int,
+    grad: wp.array2d(dtype=Any),
+    want_attr: int,
+    grad_attr: wp.array2d(dtype=Any),
+    grad_rast: wp.array2d(dtype=Any),
+):
+    """grad_attr[a_k] += w_k g (w = u, v, 1 - u - v); d/du = g . (a0 - a2), d/dv = g . (a1 - a2) written
+    into ``grad_rast`` (zero elsewhere)."""
+    p = wp.tid()
+    q = int(pix[p])
+    u = rast[q, 0]
+    v = rast[q, 1]
+    w = rast.dtype(1.0) - u - v
+    idx = tri[int(rast[q, 3]) - 1]
+    rows = offset3(idx, off)
+    o = p
+    if full != 0:
+        o = q
+    gu = rast.dtype(0.0)
+    gv = rast.dtype(0.0)
+    for k in range(attr.shape[1]):
+        g = grad[o, k]
+        a2 = attr[rows[2], k]
+        gu += g * (attr[rows[0], k] - a2)
+        gv += g * (attr[rows[1], k] - a2)
+        if want_attr != 0:
+            wp.atomic_add(grad_attr, rows[0], k, u * g)
+            wp.atomic_add(grad_attr, rows[1], k, v * g)
+            wp.atomic_add(grad_attr, rows[2], k, w * g)
+    grad_rast[q, 0] = gu
+    grad_rast[q, 1] = gv
+
+
+overload(interp_fwd_kernel, attr=(2, 0), rast=(2, 0), out=(2, 0))
+overload(interp_bwd_kernel, attr=(2, 0), rast=(2, 0), grad=(2, 0), grad_attr=(2, 0), grad_rast=(2, 0))
