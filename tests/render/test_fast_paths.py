@@ -259,7 +259,9 @@ def test_fused_pixel_stage_matches_the_unfused_ops(monkeypatch, case):
     weight = torch.rand(2, n_ch, 48, 48)
 
     def run(fused):
-        monkeypatch.setattr(renderer_module, "fused_available", fused_available if fused else lambda dtype: False)
+        monkeypatch.setattr(
+            renderer_module, "fused_available", fused_available if fused else lambda dtype: False
+        )
         x = verts.clone().requires_grad_(True)
         c = colors.clone().requires_grad_(True)
         g = None if light is None else light.clone().requires_grad_(True)

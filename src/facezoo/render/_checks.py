@@ -29,15 +29,17 @@ def check_tensor(
     device: torch.device | None = None,
     want: str | None = None,
 ) -> torch.Tensor:
-    """``x`` if it is a tensor of the given rank, last dimension, dtype and device; ``want`` (e.g. ``"[B,V,3]"``)
-    is named in the shape errors."""
+    """``x`` if it is a tensor of the given rank, last dimension, dtype and device; ``want`` (e.g.
+    ``"[B,V,3]"``) is named in the shape errors."""
     if not isinstance(x, torch.Tensor):
         raise TypeError(f"{name} must be a torch.Tensor{' ' + want if want else ''}, got {type(x).__name__}")
     expected = want or f"{ndim} dimensions"
     if ndim is not None and x.ndim != ndim:
         raise ValueError(f"{name} must be {expected}, got {describe(x)}")
     if last is not None and x.shape[-1] != last:
-        raise ValueError(f"{name} must be {want or f'of size {last} in its last dimension'}, got {describe(x)}")
+        raise ValueError(
+            f"{name} must be {want or f'of size {last} in its last dimension'}, got {describe(x)}"
+        )
     if dtypes is not None and x.dtype not in dtypes:
         allowed = " or ".join(str(d).replace("torch.", "") for d in dtypes)
         raise TypeError(f"{name} must be {allowed}, got {describe(x)}")
@@ -54,8 +56,11 @@ def _index_range(tri: torch.Tensor) -> tuple[int, int]:
 
 
 def check_tri(tri: object, n_vertices: int, device: torch.device, name: str = "tri") -> torch.Tensor:
-    """``tri [T,3]`` int32/int64 on ``device`` with every index in ``[0, n_vertices)`` (range memoised per tensor)."""
-    tri = check_tensor(name, tri, ndim=2, last=3, dtypes=(torch.int32, torch.int64), device=device, want="[T,3]")
+    """``tri [T,3]`` int32/int64 on ``device`` with every index in ``[0, n_vertices)`` (the range is
+    memoised per tensor)."""
+    tri = check_tensor(
+        name, tri, ndim=2, last=3, dtypes=(torch.int32, torch.int64), device=device, want="[T,3]"
+    )
     lo, hi = cached(tri, "index_range", lambda t: torch.tensor(_index_range(t)))
     if tri.numel() and (int(lo) < 0 or int(hi) >= n_vertices):
         raise ValueError(
@@ -86,9 +91,10 @@ def check_rast(rast: object, batch: int | None = None) -> torch.Tensor:
 
 
 def check_rast_ids(ids: torch.Tensor, n_tri: int, rast: torch.Tensor, covered: bool = True) -> None:
-    """rast's triangle ids (channel 3) must not exceed ``n_tri``: a rast made from other triangles than ``tri``
-    would make the kernels read past its end. ``covered``: ``ids [P]`` are those of the covered pixels (id > 0),
-    which must also be at least 1; else ``ids`` is the whole channel and only its maximum matters (NaN fails)."""
+    """rast's triangle ids (channel 3) must not exceed ``n_tri``: a rast made from other triangles than
+    ``tri`` would make the kernels read past its end. ``covered``: ``ids [P]`` are those of the covered pixels
+    (id > 0), which must also be at least 1; else ``ids`` is the whole channel and only its maximum matters
+    (NaN fails)."""
     if ids.numel() == 0:
         return
     if covered:

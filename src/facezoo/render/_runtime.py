@@ -41,7 +41,8 @@ def _mode() -> str:
 
 @contextlib.contextmanager
 def use_kernels(mode: str) -> Iterator[None]:
-    """Use the ``"warp"``, ``"torch"`` or ``"auto"`` kernels inside the block (overrides ``$FACEZOO_RENDER_KERNELS``).
+    """Use the ``"warp"``, ``"torch"`` or ``"auto"`` kernels inside the block (overrides the environment
+    variable ``FACEZOO_RENDER_KERNELS``); also a decorator.
 
     Example:
         >>> with use_kernels("torch"):
@@ -169,7 +170,7 @@ BATCH = object()
 
 
 def kernel_args(kernel, named: dict[str, Any]) -> list:
-    """The positional argument list of a Warp ``kernel`` from its arguments by name (all of them, no other)."""
+    """The positional argument list of a Warp ``kernel`` from its arguments by name (all, no other)."""
     names = [a.label for a in kernel.adj.args]
     if set(named) != set(names):
         missing, extra = set(names) - set(named), set(named) - set(names)

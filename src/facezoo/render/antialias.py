@@ -139,9 +139,17 @@ def _codes_warp(pos: torch.Tensor, tri32: torch.Tensor, rast: torch.Tensor, aux:
             k.silhouette.silhouette_kernel,
             n_span,
             dict(
-                scr=wscr, tri=wtri, adj=wadj, orient=wori, flag=wflag,
+                scr=wscr,
+                tri=wtri,
+                adj=wadj,
+                orient=wori,
+                flag=wflag,
                 rast=wp.from_torch(rast.detach().to(pos.dtype).contiguous()),
-                height=height, width=width, span=span, b=BATCH, code=wp.from_torch(code),
+                height=height,
+                width=width,
+                span=span,
+                b=BATCH,
+                code=wp.from_torch(code),
             ),
         ),
     ]
@@ -196,7 +204,9 @@ def antialias(
         raise TypeError(f"pos_clip must be a float tensor, got {describe(pos_clip)}")
     tri = check_tri(tri, pos_clip.shape[1], rast.device)
     if rast.shape[:3] != color.shape[:3] or pos_clip.shape[0] != rast.shape[0]:
-        raise ValueError(f"color ({describe(color)}), rast ({describe(rast)}) and pos_clip ({describe(pos_clip)}) disagree")
+        raise ValueError(
+            f"color ({describe(color)}), rast ({describe(rast)}) and pos_clip ({describe(pos_clip)}) disagree"
+        )
     check_rast_ids(rast[..., 3], tri.shape[0], rast, covered=False)
     return antialias_unchecked(color, rast, pos_clip, tri)
 

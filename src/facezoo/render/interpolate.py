@@ -19,14 +19,13 @@ from facezoo.render._runtime import (
     active_kernels,
     dispatch,
     launch,
+    loaded_kernels,
     per_thread_buffers,
     sum_buffers,
     threads,
     use_kernels,
     use_warp,
     warp_device,
-    warp_kernels,
-    loaded_kernels,
 )
 from facezoo.render.backends.builtin import barycentric_grad_packed
 
@@ -60,28 +59,38 @@ def _interp_jobs(bounds: list[int], n_vert: int, n_threads: int) -> list[list[tu
     return [j for j in jobs if j]
 
 
+def _launch_runs(kernel, attr, pix, bounds, n_vert, named, per_launch) -> None:
+    """Launch ``kernel`` over the covered pixels in :func:`_interp_jobs`' runs: ``named`` holds the arguments
+    shared by every launch, ``per_launch(job index, p0, p1)`` those of the run ``[p0, p1)`` (packed rows are
+    a launch's thread ids: a run gets its slice of the packed arrays)."""
+    wp = loaded_kernels().wp
+    wdev, _ = warp_device(attr.device)
+    jobs = _interp_jobs(bounds, n_vert, threads(attr.device))
+
+    def run(job: tuple[int, list[tuple[int, int, int]]]) -> None:
+        j, todo = job
+        for p0, p1, off in todo:
+            if p1 > p0:
+                own = per_launch(j, p0, p1)
+                launch(kernel, p1 - p0, wdev, **named, **own, pix=wp.from_torch(pix[p0:p1]), off=off)
+
+    dispatch(run, list(enumerate(jobs)), pix.shape[0] * attr.shape[1], attr.device)
+
+
 def _fwd_warp(attr, rast, pix, tri, bounds: list[int], n_vert: int, out, full: bool) -> torch.Tensor:
     """Interpolate ``attr [N,C]`` at the covered pixels ``pix [P]`` (int64 flat indices into ``rast [M,4]``,
     attr's dtype; ``bounds`` = where each batch item starts, plus P) of ``tri [T,3]`` int32 into ``out``
     (``[M,C]`` zeros when ``full``, else ``[P,C]``). ``n_vert`` > 0: attr holds one block of rows per item."""
     k = loaded_kernels()
     wp = k.wp
-    if pix.shape[0] == 0:
-        return out
-    wdev, _ = warp_device(attr.device)
-    common = dict(attr=wp.from_torch(attr), rast=wp.from_torch(rast), tri=wp.from_torch(tri, dtype=wp.vec3i))
+    named = dict(attr=wp.from_torch(attr), rast=wp.from_torch(rast), tri=wp.from_torch(tri, dtype=wp.vec3i))
+    named["full"] = int(full)
+    wout = wp.from_torch(out)
 
-    def run(todo: list[tuple[int, int, int]]) -> None:
-        for p0, p1, off in todo:
-            if p1 > p0:  # packed output rows are the launch's thread ids: each launch gets its slice of out
-                dst = out if full else out[p0:p1]
-                launch(
-                    k.interp.interp_fwd_kernel, p1 - p0, wdev, **common,
-                    pix=wp.from_torch(pix[p0:p1]), off=off, full=int(full), out=wp.from_torch(dst),
-                )
+    def per_launch(j: int, p0: int, p1: int) -> dict:
+        return {"out": wout if full else wp.from_torch(out[p0:p1])}
 
-    jobs = _interp_jobs(bounds, n_vert, threads(attr.device))
-    dispatch(run, jobs, pix.shape[0] * attr.shape[1], attr.device)
+    _launch_runs(k.interp.interp_fwd_kernel, attr, pix, bounds, n_vert, named, per_launch)
     return out
 
 
@@ -92,29 +101,17 @@ def _bwd_warp(attr, rast, pix, tri, bounds: list[int], n_vert: int, grad, full: 
     k = loaded_kernels()
     wp = k.wp
     grad_rast = torch.zeros(rast.shape, dtype=rast.dtype, device=rast.device)
-    jobs = _interp_jobs(bounds, n_vert, threads(attr.device))
-    buffers = per_thread_buffers(attr, len(jobs), shared=n_vert == 0, want=want_attr)
-    wdev, _ = warp_device(attr.device)
-    common = dict(
-        attr=wp.from_torch(attr),
-        rast=wp.from_torch(rast),
-        tri=wp.from_torch(tri, dtype=wp.vec3i),
-        full=int(full),
-        want_attr=int(want_attr),
-        grad_rast=wp.from_torch(grad_rast),
-    )
+    n_jobs = len(_interp_jobs(bounds, n_vert, threads(attr.device)))
+    buffers = per_thread_buffers(attr, n_jobs, shared=n_vert == 0, want=want_attr)
+    named = dict(attr=wp.from_torch(attr), rast=wp.from_torch(rast), tri=wp.from_torch(tri, dtype=wp.vec3i))
+    named.update(full=int(full), want_attr=int(want_attr), grad_rast=wp.from_torch(grad_rast))
+    wgrad = wp.from_torch(grad)
 
-    def run(job: tuple[int, list[tuple[int, int, int]]]) -> None:
-        i, todo = job
-        for p0, p1, off in todo:
-            if p1 > p0:
-                g = grad if full else grad[p0:p1]
-                launch(
-                    k.interp.interp_bwd_kernel, p1 - p0, wdev, **common, pix=wp.from_torch(pix[p0:p1]),
-                    off=off, grad=wp.from_torch(g), grad_attr=wp.from_torch(buffers[i]),
-                )
+    def per_launch(j: int, p0: int, p1: int) -> dict:
+        g = wgrad if full else wp.from_torch(grad[p0:p1])
+        return {"grad": g, "grad_attr": wp.from_torch(buffers[j])}
 
-    dispatch(run, list(enumerate(jobs)), pix.shape[0] * attr.shape[1], attr.device)
+    _launch_runs(k.interp.interp_bwd_kernel, attr, pix, bounds, n_vert, named, per_launch)
     return sum_buffers(buffers), grad_rast
 
 
@@ -159,7 +156,9 @@ class _Interpolate(torch.autograd.Function):
         want_attr = ctx.needs_input_grad[0]
         grad = grad.to(attr_flat.dtype).contiguous()
         if ctx.warp:
-            g_attr, g_rast = _bwd_warp(attr_flat, rast_a, pix, tri, bounds.tolist(), n_vert, grad, full, want_attr)
+            g_attr, g_rast = _bwd_warp(
+                attr_flat, rast_a, pix, tri, bounds.tolist(), n_vert, grad, full, want_attr
+            )
         else:
             g = grad[pix] if full else grad
             rows = _rows(rast_a, pix, tri, bounds, n_vert)

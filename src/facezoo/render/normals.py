@@ -1,6 +1,6 @@
-"""The Warp fast path of :func:`facezoo.geometry.mesh.vertex_normals` (the one vertex-normal function; it calls
-:func:`warp_vertex_normals` when the render kernels are Warp's): area-weighted vertex normals with an analytic
-backward, a pass over the triangles and one over the vertices per batch item, forward and backward."""
+"""The Warp fast path of :func:`facezoo.geometry.mesh.vertex_normals` (the one vertex-normal function; it
+calls :func:`warp_vertex_normals` when the render kernels are Warp's): area-weighted vertex normals with an
+analytic backward: a pass over the triangles and one over the vertices per batch item, both ways."""
 
 from __future__ import annotations
 
@@ -31,9 +31,18 @@ def _normals_fwd(verts: torch.Tensor, tri: torch.Tensor) -> tuple[torch.Tensor, 
             (
                 k.normals.face_normal_sum_kernel,
                 tri.shape[0],
-                dict(verts=wp.from_torch(verts, dtype=vec), tri=wtri, b=BATCH, out=wp.from_torch(summed, dtype=vec)),
+                dict(
+                    verts=wp.from_torch(verts, dtype=vec),
+                    tri=wtri,
+                    b=BATCH,
+                    out=wp.from_torch(summed, dtype=vec),
+                ),
             ),
-            (k.normals.normalize_rows_kernel, n_vert, dict(m=wp.from_torch(summed), b=BATCH, out=wp.from_torch(unit))),
+            (
+                k.normals.normalize_rows_kernel,
+                n_vert,
+                dict(m=wp.from_torch(summed), b=BATCH, out=wp.from_torch(unit)),
+            ),
         ],
         batch,
         batch * tri.shape[0],
@@ -42,7 +51,9 @@ def _normals_fwd(verts: torch.Tensor, tri: torch.Tensor) -> tuple[torch.Tensor, 
     return unit, summed
 
 
-def _normals_bwd(verts: torch.Tensor, tri: torch.Tensor, summed: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:
+def _normals_bwd(
+    verts: torch.Tensor, tri: torch.Tensor, summed: torch.Tensor, grad: torch.Tensor
+) -> torch.Tensor:
     """Gradient w.r.t. ``verts [B,V,3]`` of :func:`_normals_fwd`'s unit normals given theirs."""
     k = loaded_kernels()
     wp = k.wp

@@ -125,8 +125,9 @@ class MeshRenderer(nn.Module):
         >>> out.image.shape, int(out.triangle_id[0, 16, 16])
         (torch.Size([1, 3, 32, 32]), 0)
         >>> uv = torch.tensor([[0.0, 0.0], [1.0, 0.0], [0.5, 1.0]])
-        >>> tex = torch.linspace(0, 1, 224).expand(1, 3, 192, 224)  # a 192 x 224 texture, brighter to the right
-        >>> img = MeshRenderer(32)(v, torch.tensor([[0, 1, 2]]), cam, texture=tex, uv=uv, antialias=False).image
+        >>> tex = torch.linspace(0, 1, 224).expand(1, 3, 192, 224)  # 192 x 224, brighter to the right
+        >>> out = MeshRenderer(32)(v, torch.tensor([[0, 1, 2]]), cam, texture=tex, uv=uv, antialias=False)
+        >>> img = out.image
         >>> bool(img[0, 0, 18, 12] < img[0, 0, 18, 20])  # u grows to the right of the image too
         True
     """
@@ -175,7 +176,9 @@ class MeshRenderer(nn.Module):
         if packed:
             rast, aux = rasterize_with_aux(pos, tri, self.image_size, self.cull_backface)
         else:
-            rast = rasterize(pos, tri, self.image_size, backend=self.backend, cull_backface=self.cull_backface)
+            rast = rasterize(
+                pos, tri, self.image_size, backend=self.backend, cull_backface=self.cull_backface
+            )
             aux = None
         vdepth = -view[..., 2:3]
         bg = self.background if background is None else background
@@ -210,7 +213,9 @@ class MeshRenderer(nn.Module):
         batch, n_vert = vertices.shape[:2]
         device = vertices.device
         if texture is not None:
-            texture = check_tensor("texture", texture, ndim=4, device=device, want="[B,C,H,W] (channels first)")
+            texture = check_tensor(
+                "texture", texture, ndim=4, device=device, want="[B,C,H,W] (channels first)"
+            )
             if not texture.is_floating_point():
                 raise TypeError(f"texture must be a float tensor [B,C,H,W], got {describe(texture)}")
             c, last = texture.shape[1], texture.shape[-1]
@@ -220,21 +225,30 @@ class MeshRenderer(nn.Module):
                     "channels-last [B,H,W,C]: pass texture.permute(0, 3, 1, 2)"
                 )
             if texture.shape[0] not in (1, batch):
-                raise ValueError(f"texture batch must be 1 or {batch} (the vertices'), got {describe(texture)}")
+                raise ValueError(
+                    f"texture batch must be 1 or {batch} (the vertices'), got {describe(texture)}"
+                )
             if lighting is not None and c != 3:
                 raise ValueError(f"a lit texture must have 3 channels (RGB albedo), got {describe(texture)}")
             if uv is None:
                 raise ValueError(f"texture needs uv [V,2] (V = {n_vert}) texture coordinates")
             uv = check_tensor("uv", uv, last=2, device=device, want=f"[{n_vert},2] or [B,{n_vert},2]")
-            if not uv.is_floating_point() or uv.ndim not in (2, 3) or uv.shape[-2] != n_vert or (
-                uv.ndim == 3 and uv.shape[0] not in (1, batch)
+            if (
+                not uv.is_floating_point()
+                or uv.ndim not in (2, 3)
+                or uv.shape[-2] != n_vert
+                or (uv.ndim == 3 and uv.shape[0] not in (1, batch))
             ):
                 raise ValueError(f"uv must be float [{n_vert},2] or [B,{n_vert},2], got {describe(uv)}")
             if colors is not None:
                 raise ValueError("give either colors or texture + uv, not both")
         elif colors is not None:
             colors = check_tensor("colors", colors, ndim=3, device=device, want=f"[B|1,{n_vert},C]")
-            if colors.shape[1] != n_vert or colors.shape[0] not in (1, batch) or not colors.is_floating_point():
+            if (
+                colors.shape[1] != n_vert
+                or colors.shape[0] not in (1, batch)
+                or not colors.is_floating_point()
+            ):
                 raise ValueError(f"colors must be float [B|1,{n_vert},C], got {describe(colors)}")
             if lighting is not None and colors.shape[-1] != 3:
                 raise ValueError(f"lit colors must have 3 channels (RGB albedo), got {describe(colors)}")

@@ -220,7 +220,9 @@ def shade_pixels(
     alb_off = n_vert if albedo.shape[0] == batch and batch > 1 else 0
     gamma = None
     if lighting is not None:
-        gamma = sh_coefficients(lighting, batch, "lighting").to(dtype) * torch.tensor(_K, dtype=dtype, device=pos.device)
+        gamma = sh_coefficients(lighting, batch, "lighting").to(dtype) * torch.tensor(
+            _K, dtype=dtype, device=pos.device
+        )
         normals = normals.reshape(-1, 3)
     return _ShadePixels.apply(
         pos,

@@ -20,7 +20,7 @@ def vertex_visibility(
     grow away from the camera). Vertices on a silhouette whose pixel centre is not covered count as hidden.
 
     Example:
-        >>> pos = torch.tensor([[[0.0, 0.0, 0.0, 1.0], [0.9, 0.9, 0.0, 1.0]]])  # centre; top-right pixel
+        >>> pos = torch.tensor([[[-0.5, -0.5, 0.0, 1.0], [0.5, 0.5, 0.0, 1.0]]])  # bottom-left, top-right
         >>> covered = torch.tensor([[[False, False], [True, False]]])  # only the bottom-left pixel
         >>> vertex_visibility(pos, torch.zeros(1, 2), torch.zeros(1, 2, 2), covered, torch.zeros(1))
         tensor([[ True, False]])
@@ -39,13 +39,16 @@ def vertex_visibility(
 def _visibility_warp(
     pos: torch.Tensor, vdepth: torch.Tensor, depth: torch.Tensor, rast: torch.Tensor, tol: torch.Tensor
 ) -> torch.Tensor:
-    """:func:`vertex_visibility`'s rule in one Warp pass (``pos [B,V,4]``, ``vdepth [B,V]``, ``depth [B,H,W]``,
-    ``rast [B,H,W,4]``, ``tol [B]``, all of pos's dtype, contiguous)."""
+    """:func:`vertex_visibility`'s rule in one Warp pass (``pos [B,V,4]``, ``vdepth [B,V]``, ``depth
+    [B,H,W]``, ``rast [B,H,W,4]``, ``tol [B]``, all of pos's dtype, contiguous)."""
     k = loaded_kernels()
     wp = k.wp
     batch, n_vert = pos.shape[:2]
     out = torch.empty((batch, n_vert), dtype=torch.bool, device=pos.device)
-    args = {name: wp.from_torch(x) for name, x in dict(pos=pos, vdepth=vdepth, depth=depth, rast=rast, tol=tol).items()}
+    args = {
+        name: wp.from_torch(x)
+        for name, x in dict(pos=pos, vdepth=vdepth, depth=depth, rast=rast, tol=tol).items()
+    }
     args.update(b=BATCH, visible=wp.from_torch(out, dtype=wp.bool))
     launch_items([(k.visibility.visibility_kernel, n_vert, args)], batch, 0, pos.device)
     return out
@@ -59,6 +62,10 @@ def visible_vertices(
     if use_warp(pos):
         d = pos.dtype
         return _visibility_warp(
-            pos.contiguous(), vdepth.to(d).contiguous(), depth.to(d).contiguous(), rast.detach().to(d).contiguous(), tol.to(d).contiguous()
+            pos.contiguous(),
+            vdepth.to(d).contiguous(),
+            depth.to(d).contiguous(),
+            rast.detach().to(d).contiguous(),
+            tol.to(d).contiguous(),
         )
     return vertex_visibility(pos, vdepth, depth, rast[..., 3] > 0, tol)

@@ -34,8 +34,9 @@ _TRI_SHIFT = 4294967296
 
 
 class RasterAux(NamedTuple):
-    """By-products of the Warp rasterizer for antialias: ``scr [B,V,4]`` float64 projected vertices (pixel-index
-    x, y, z/w, w) and ``orient [B,T]`` int8 screen orientations (-1, 0, 1; 2 where a vertex has w <= 0)."""
+    """By-products of the Warp rasterizer for antialias: ``scr [B,V,4]`` float64 projected vertices
+    (pixel-index x, y, z/w, w) and ``orient [B,T]`` int8 screen orientations (-1, 0, 1; 2 where a vertex has
+    w <= 0)."""
 
     scr: torch.Tensor
     orient: torch.Tensor
@@ -66,8 +67,16 @@ def rasterize_warp(
             (
                 k.raster.zbuffer_kernel,
                 n_tri,
-                dict(pos=wpos, scr=wscr, tri=wtri, **size, cull=int(cull), b=BATCH, zbuf=wz,
-                     orient=wp.from_torch(orient)),
+                dict(
+                    pos=wpos,
+                    scr=wscr,
+                    tri=wtri,
+                    **size,
+                    cull=int(cull),
+                    b=BATCH,
+                    zbuf=wz,
+                    orient=wp.from_torch(orient),
+                ),
             ),
             (
                 k.raster.resolve_kernel,
@@ -245,16 +254,17 @@ def barycentric_backward(pos: torch.Tensor, tri: torch.Tensor, rast: torch.Tenso
 def barycentric_grad_warp(
     pos: torch.Tensor, tri: torch.Tensor, rast: torch.Tensor, grad: torch.Tensor
 ) -> torch.Tensor:
-    """Warp implementation of the rast -> pos_clip backward (:func:`barycentric_backward`'s maths): a thread per
-    run of pixels, adding into ``[B,V,4]`` float64 (CPU threads own whole items: the adds never race)."""
+    """Warp implementation of the rast -> pos_clip backward (:func:`barycentric_backward`'s maths): a thread
+    per run of pixels, adding into ``[B,V,4]`` float64 (CPU threads own whole items: the adds never race)."""
     k = loaded_kernels()
     wp = k.wp
     batch, height, width = rast.shape[:3]
     dtype = pos.dtype
     gpos = torch.zeros(pos.shape, dtype=torch.float64, device=pos.device)
     span, n_span = pixel_spans(pos.device, height, width)
+    vec4 = wp.vec4d if dtype == torch.float64 else wp.vec4f
     args = dict(
-        pos=wp.from_torch(pos.detach().contiguous()),
+        pos4=wp.from_torch(pos.detach().contiguous(), dtype=vec4),
         tri=wp.from_torch(tri_int32(tri), dtype=wp.vec3i),
         rast=wp.from_torch(rast.detach().to(dtype).contiguous()),
         grad=wp.from_torch(grad.to(dtype).contiguous()),
@@ -262,7 +272,7 @@ def barycentric_grad_warp(
         width=width,
         span=span,
         b=BATCH,
-        gpos=wp.from_torch(gpos),
+        gpos4=wp.from_torch(gpos, dtype=wp.vec4d),
     )
     launch_items([(k.raster.bary_grad_kernel, n_span, args)], batch, batch * height * width, pos.device)
     return gpos
@@ -282,13 +292,14 @@ def barycentric_grad_packed(
     batch, height, width = rast.shape[:3]
     dtype = pos.dtype
     gpos = torch.zeros(pos.shape, dtype=torch.float64, device=pos.device)
+    vec4 = wp.vec4d if dtype == torch.float64 else wp.vec4f
     common = dict(
-        pos=wp.from_torch(pos.detach().contiguous()),
+        pos4=wp.from_torch(pos.detach().contiguous(), dtype=vec4),
         tri=wp.from_torch(tri32, dtype=wp.vec3i),
         rast=wp.from_torch(rast.detach().to(dtype).reshape(-1, 4).contiguous()),
         height=height,
         width=width,
-        gpos=wp.from_torch(gpos),
+        gpos4=wp.from_torch(gpos, dtype=wp.vec4d),
     )
     grad = grad.to(dtype).contiguous()
     starts = bounds.tolist()

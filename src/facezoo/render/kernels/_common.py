@@ -47,6 +47,16 @@ def pixel_ndc(r: int, c: int, height: int, width: int) -> wp.vec3d:
 
 
 @wp.func
+def pixel_run(i: int, span: int, width: int):
+    """Thread i's pixels of a per-pixel kernel: row r, columns [c0, c1). ``span`` (pixels per thread) is the
+    image width on CPU (a row per thread: no index division per pixel) or 1 on CUDA; runs never cross rows."""
+    p0 = i * span
+    r = p0 // width
+    c0 = p0 - r * width
+    return r, c0, wp.min(c0 + span, width)
+
+
+@wp.func
 def offset3(idx: wp.vec3i, off: int) -> wp.vec3i:
     """A triangle's three vertex rows shifted by ``off`` (the batch item's first row of per-item arrays)."""
     return wp.vec3i(idx[0] + off, idx[1] + off, idx[2] + off)
@@ -56,6 +66,18 @@ def offset3(idx: wp.vec3i, off: int) -> wp.vec3i:
 def screen_area(sa: wp.vec4d, sb: wp.vec4d, sc: wp.vec4d) -> wp.float64:
     """Twice the signed area of the projected triangle in pixel coordinates (rows point down)."""
     return (sb[0] - sa[0]) * (sc[1] - sa[1]) - (sb[1] - sa[1]) * (sc[0] - sa[0])
+
+
+@wp.func
+def screen_triangle(scr: wp.array2d(dtype=wp.vec4d), tri: wp.array(dtype=wp.vec3i), b: int, t: int):
+    """Triangle t's three projected vertices (``raster.project_kernel``'s rows: pixel x, y, z/w, w) and
+    whether all of them are in front of the eye (w > 0)."""
+    idx = tri[t]
+    sa = scr[b, idx[0]]
+    sb = scr[b, idx[1]]
+    sc = scr[b, idx[2]]
+    zero = wp.float64(0.0)
+    return sa, sb, sc, sa[3] > zero and sb[3] > zero and sc[3] > zero
 
 
 @wp.func
@@ -75,21 +97,14 @@ def vert_xyw(pos: wp.array3d(dtype=Any), b: int, i: int) -> wp.vec3d:
 
 
 @wp.func
-def add4(gpos: wp.array3d(dtype=Any), b: int, i: int, gxyw: wp.vec3d, gz: wp.float64):
-    wp.atomic_add(gpos, b, i, 0, gpos.dtype(gxyw[0]))
-    wp.atomic_add(gpos, b, i, 1, gpos.dtype(gxyw[1]))
-    wp.atomic_add(gpos, b, i, 2, gpos.dtype(gz))
-    wp.atomic_add(gpos, b, i, 3, gpos.dtype(gxyw[2]))
-
-
-@wp.func
-def add4v(gpos4: wp.array2d(dtype=Any), b: int, i: int, gxyw: wp.vec3d):
-    wp.atomic_add(gpos4, b, i, gpos4.dtype(wp.vec4d(gxyw[0], gxyw[1], wp.float64(0.0), gxyw[2])))
+def add4(gpos4: wp.array2d(dtype=Any), b: int, i: int, gxyw: wp.vec3d, gz: wp.float64):
+    """Adds ``(gx, gy, gz, gw)`` to row ``gpos4[b, i]`` (vec4 rows of the clip-space position gradient)."""
+    wp.atomic_add(gpos4, b, i, gpos4.dtype(wp.vec4d(gxyw[0], gxyw[1], gz, gxyw[2])))
 
 
 @wp.func
 def bary_grad_pixel(
-    pos: wp.array3d(dtype=Any),
+    pos4: wp.array2d(dtype=Any),
     tri: wp.array(dtype=wp.vec3i),
     b: int,
     r: int,
@@ -100,56 +115,13 @@ def bary_grad_pixel(
     gz: wp.float64,
     height: int,
     width: int,
-    gpos: wp.array3d(dtype=Any),
-):
-    """Adds d loss / d pos of pixel (r, c) covered by triangle t, given d loss / d (u, v, z/w)."""
-    idx = tri[t]
-    va = vert_xyw(pos, b, idx[0])
-    vb = vert_xyw(pos, b, idx[1])
-    vc = vert_xyw(pos, b, idx[2])
-    za = wp.float64(pos[b, idx[0], 2])
-    zb = wp.float64(pos[b, idx[1], 2])
-    zc = wp.float64(pos[b, idx[2], 2])
-    p = pixel_ndc(r, c, height, width)
-    n0 = wp.cross(vb, vc)
-    n1 = wp.cross(vc, va)
-    n2 = wp.cross(va, vb)
-    e0 = wp.dot(n0, p)
-    e1 = wp.dot(n1, p)
-    e2 = wp.dot(n2, p)
-    inv_s = wp.float64(1.0) / (e0 + e1 + e2)
-    inv_det = wp.float64(1.0) / wp.dot(va, n0)
-    zw = (e0 * za + e1 * zb + e2 * zc) * inv_det
-    dot = (g0 * e0 + g1 * e1) * inv_s
-    gzd = gz * inv_det
-    ge0 = (g0 - dot) * inv_s + gzd * za
-    ge1 = (g1 - dot) * inv_s + gzd * zb
-    ge2 = -dot * inv_s + gzd * zc
-    gdet = -gzd * zw
-    ga = ge1 * wp.cross(p, vc) + ge2 * wp.cross(vb, p) + gdet * n0
-    gb = ge0 * wp.cross(vc, p) + ge2 * wp.cross(p, va) + gdet * n1
-    gc = ge0 * wp.cross(p, vb) + ge1 * wp.cross(va, p) + gdet * n2
-    add4(gpos, b, idx[0], ga, gzd * e0)
-    add4(gpos, b, idx[1], gb, gzd * e1)
-    add4(gpos, b, idx[2], gc, gzd * e2)
-
-
-@wp.func
-def bary_uv_grad_pixel(
-    pos4: wp.array2d(dtype=Any),
-    tri: wp.array(dtype=wp.vec3i),
-    b: int,
-    r: int,
-    c: int,
-    t: int,
-    g0: wp.float64,
-    g1: wp.float64,
-    height: int,
-    width: int,
     gpos4: wp.array2d(dtype=Any),
 ):
-    """``bary_grad_pixel`` without a z/w gradient (u and v do not depend on z: nothing goes to channel 2),
-    on ``[B,V]`` arrays of vec4 rows."""
+    """Adds d loss / d pos of pixel (r, c) covered by triangle t, given d loss / d (u, v, z/w), into the vec4
+    rows ``gpos4 [B,V]`` (``pos4 [B,V]`` vec4 rows too). With ``V_i = (x_i, y_i, w_i)``, ``p = (ndc_x, ndc_y,
+    1)``: ``e_0 = (V_1 x V_2) . p`` (cyclic), ``u = e_0 / sum(e)``, ``v = e_1 / sum(e)`` and ``z/w = sum(e_i
+    z_i) / det`` with ``det = V_0 . (V_1 x V_2)`` (``builtin.barycentric_backward``'s maths). ``gz = 0`` skips
+    the z/w terms (u and v do not depend on z)."""
     idx = tri[t]
     qa = wp.vec4d(pos4[b, idx[0]])
     qb = wp.vec4d(pos4[b, idx[1]])
@@ -158,14 +130,27 @@ def bary_uv_grad_pixel(
     vb = wp.vec3d(qb[0], qb[1], qb[3])
     vc = wp.vec3d(qc[0], qc[1], qc[3])
     p = pixel_ndc(r, c, height, width)
-    e0 = wp.dot(wp.cross(vb, vc), p)
-    e1 = wp.dot(wp.cross(vc, va), p)
-    e2 = wp.dot(wp.cross(va, vb), p)
+    n0 = wp.cross(vb, vc)
+    n1 = wp.cross(vc, va)
+    n2 = wp.cross(va, vb)
+    e0 = wp.dot(n0, p)
+    e1 = wp.dot(n1, p)
+    e2 = wp.dot(n2, p)
     inv_s = wp.float64(1.0) / (e0 + e1 + e2)
     dot = (g0 * e0 + g1 * e1) * inv_s
     ge0 = (g0 - dot) * inv_s
     ge1 = (g1 - dot) * inv_s
     ge2 = -dot * inv_s
-    add4v(gpos4, b, idx[0], ge1 * wp.cross(p, vc) + ge2 * wp.cross(vb, p))
-    add4v(gpos4, b, idx[1], ge0 * wp.cross(vc, p) + ge2 * wp.cross(p, va))
-    add4v(gpos4, b, idx[2], ge0 * wp.cross(p, vb) + ge1 * wp.cross(va, p))
+    gzd = wp.float64(0.0)
+    gdet = wp.float64(0.0)
+    if gz != wp.float64(0.0):
+        inv_det = wp.float64(1.0) / wp.dot(va, n0)
+        gzd = gz * inv_det
+        ge0 += gzd * qa[2]
+        ge1 += gzd * qb[2]
+        ge2 += gzd * qc[2]
+        zw = (e0 * qa[2] + e1 * qb[2] + e2 * qc[2]) * inv_det
+        gdet = -gzd * zw
+    add4(gpos4, b, idx[0], ge1 * wp.cross(p, vc) + ge2 * wp.cross(vb, p) + gdet * n0, gzd * e0)
+    add4(gpos4, b, idx[1], ge0 * wp.cross(vc, p) + ge2 * wp.cross(p, va) + gdet * n1, gzd * e1)
+    add4(gpos4, b, idx[2], ge0 * wp.cross(p, vb) + ge1 * wp.cross(va, p) + gdet * n2, gzd * e2)

@@ -58,6 +58,7 @@ for _v in (wp.vec3f, wp.vec3d):
     wp.overload(face_normal_sum_kernel, {"verts": _r, "out": _r})
     wp.overload(face_normal_sum_bwd_kernel, {"verts": _r, "grad": _r, "gverts": _r})
 
+
 @wp.kernel
 def normalize_rows_kernel(m: wp.array3d(dtype=Any), b: int, out: wp.array3d(dtype=Any)):
     """``out[b, i] = m[b, i] / max(|m[b, i]|, 1e-12)`` (``F.normalize``'s rule)."""

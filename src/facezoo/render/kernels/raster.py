@@ -35,7 +35,9 @@ from facezoo.render.kernels._common import (
     bary_grad_pixel,
     overload,
     pixel_ndc,
+    pixel_run,
     screen_area,
+    screen_triangle,
     vert_xyw,
 )
 
@@ -82,11 +84,9 @@ def zbuffer_kernel(
 ):
     t = wp.tid()
     idx = tri[t]
-    sa = scr[b, idx[0]]
-    sb = scr[b, idx[1]]
-    sc = scr[b, idx[2]]
+    sa, sb, sc, front = screen_triangle(scr, tri, b, t)
     zero = wp.float64(0.0)
-    if sa[3] > zero and sb[3] > zero and sc[3] > zero:
+    if front:
         # e_a(p) = (c - b) x (p - b), etc.; e_a + e_b + e_c = area (= (b - a) x (c - a)) everywhere
         area = screen_area(sa, sb, sc)
         orient[b, t] = area_sign(area)  # tri_orientation_kernel's value, for antialias (saves it a pass)
@@ -186,11 +186,8 @@ def resolve_kernel(
 ):
     """Thread i resolves pixels ``[i * span, (i + 1) * span)`` of batch item b (row-major)."""
     i = wp.tid()
-    p0 = i * span
-    p1 = wp.min(p0 + span, height * width)
-    r = p0 // width
-    c = p0 - r * width
-    for _p in range(p0, p1):
+    r, c0, c1 = pixel_run(i, span, width)
+    for c in range(c0, c1):
         key = zbuf[b, r, c]
         if key == wp.int64(EMPTY_KEY):
             for k in range(4):
@@ -217,10 +214,6 @@ def resolve_kernel(
             out[b, r, c, 1] = out.dtype(e1 / s)
             out[b, r, c, 2] = out.dtype(zw)
             out[b, r, c, 3] = out.dtype(t + 1)
-        c += 1
-        if c == width:
-            c = 0
-            r += 1
 
 
 for _s in FLOATS:
@@ -232,7 +225,7 @@ for _s in FLOATS:
 
 @wp.kernel
 def bary_grad_kernel(
-    pos: wp.array3d(dtype=Any),
+    pos4: wp.array2d(dtype=Any),
     tri: wp.array(dtype=wp.vec3i),
     rast: wp.array4d(dtype=Any),
     grad: wp.array4d(dtype=Any),
@@ -240,31 +233,24 @@ def bary_grad_kernel(
     width: int,
     span: int,
     b: int,
-    gpos: wp.array3d(dtype=wp.float64),
+    gpos4: wp.array2d(dtype=wp.vec4d),
 ):
-    """d loss / d pos from d loss / d (u, v, z/w) (``builtin_backend.barycentric_backward``'s maths) for
-    pixels ``[i * span, (i + 1) * span)`` of batch item b; accumulates into float64 ``gpos [B,V,4]``."""
+    """d loss / d pos from d loss / d (u, v, z/w) for thread i's pixels of batch item b (see ``pixel_run``);
+    accumulates into float64 ``gpos4 [B,V]`` (vec4 rows)."""
     i = wp.tid()
-    p0 = i * span
-    p1 = wp.min(p0 + span, height * width)
-    r = p0 // width
-    c = p0 - r * width
-    for _p in range(p0, p1):
+    r, c0, c1 = pixel_run(i, span, width)
+    for c in range(c0, c1):
         tf = rast[b, r, c, 3]
         if tf > rast.dtype(0.0):
             g0 = wp.float64(grad[b, r, c, 0])
             g1 = wp.float64(grad[b, r, c, 1])
             gz = wp.float64(grad[b, r, c, 2])
-            bary_grad_pixel(pos, tri, b, r, c, int(tf) - 1, g0, g1, gz, height, width, gpos)
-        c += 1
-        if c == width:
-            c = 0
-            r += 1
+            bary_grad_pixel(pos4, tri, b, r, c, int(tf) - 1, g0, g1, gz, height, width, gpos4)
 
 
 @wp.kernel
 def bary_grad_packed_kernel(
-    pos: wp.array3d(dtype=Any),
+    pos4: wp.array2d(dtype=Any),
     tri: wp.array(dtype=wp.vec3i),
     rast: wp.array2d(dtype=Any),
     pix: wp.array(dtype=wp.int64),
@@ -272,7 +258,7 @@ def bary_grad_packed_kernel(
     height: int,
     width: int,
     b: int,
-    gpos: wp.array3d(dtype=wp.float64),
+    gpos4: wp.array2d(dtype=wp.vec4d),
 ):
     """As ``bary_grad_kernel`` for the covered pixels ``pix`` (flat indices into ``rast [B*H*W,4]``, all
     of batch item b) given ``grad [P,2]`` = d loss / d (u, v)."""
@@ -283,17 +269,8 @@ def bary_grad_packed_kernel(
     c = rc - r * width
     g0 = wp.float64(grad[p, 0])
     g1 = wp.float64(grad[p, 1])
-    bary_grad_pixel(pos, tri, b, r, c, int(rast[q, 3]) - 1, g0, g1, wp.float64(0.0), height, width, gpos)
+    bary_grad_pixel(pos4, tri, b, r, c, int(rast[q, 3]) - 1, g0, g1, wp.float64(0.0), height, width, gpos4)
 
 
-for _s in FLOATS:
-    wp.overload(
-        bary_grad_kernel,
-        {"pos": wp.array3d(dtype=_s), "rast": wp.array4d(dtype=_s), "grad": wp.array4d(dtype=_s)},
-    )
-    wp.overload(
-        bary_grad_packed_kernel,
-        {"pos": wp.array3d(dtype=_s), "rast": wp.array2d(dtype=_s), "grad": wp.array2d(dtype=_s)},
-    )
-
-
+overload(bary_grad_kernel, pos4=(2, 4), rast=(4, 0), grad=(4, 0))
+overload(bary_grad_packed_kernel, pos4=(2, 4), rast=(2, 0), grad=(2, 0))

@@ -8,7 +8,7 @@ from typing import Any
 
 import warp as wp
 
-from facezoo.render.kernels._common import FLOATS, bary_uv_grad_pixel, offset3
+from facezoo.render.kernels._common import FLOATS, bary_grad_pixel, offset3
 
 wp.set_module_options({"enable_backward": False})  # every backward is written by hand
 
@@ -159,7 +159,7 @@ def shade_bwd_kernel(
 ):
     """Backward of ``shade_fwd_kernel`` over the same pixels: adds into the per-vertex gradients of albedo,
     normals and depth (barycentric weights), into ``g_gamma [B,3,9]`` (summed over the span first) and,
-    through d(out)/d(u, v), into the clip-space positions (``bary_uv_grad_pixel``). The coverage channel is
+    through d(out)/d(u, v), into the clip-space positions (``bary_grad_pixel``). The coverage channel is
     constant on covered pixels: its gradient goes nowhere here (antialias carries silhouette gradients)."""
     i = wp.tid()
     hw = height * width
@@ -246,7 +246,7 @@ def shade_bwd_kernel(
         if want_pos != 0:
             rc = q - b * hw
             r = rc // width
-            bary_uv_grad_pixel(pos4, tri, b, r, rc - r * width, t, gu, gv, height, width, gpos4)
+            bary_grad_pixel(pos4, tri, b, r, rc - r * width, t, gu, gv, wp.float64(0.0), height, width, gpos4)
     if lit != 0:
         for k in range(3):
             for j in range(9):
@@ -290,5 +290,3 @@ for _s in FLOATS:
             "gpos4": wp.array2d(dtype=wp.types.vector(4, _s)),
         },
     )
-
-

@@ -7,7 +7,7 @@ from typing import Any
 
 import warp as wp
 
-from facezoo.render.kernels._common import FLOATS, area_sign, screen_area
+from facezoo.render.kernels._common import FLOATS, area_sign, pixel_run, screen_area, screen_triangle
 
 wp.set_module_options({"enable_backward": False})  # every backward is written by hand
 
@@ -27,13 +27,9 @@ def tri_orientation_kernel(
     """``orient[b, t]``: the sign (-1, 0, 1) of triangle t's signed area in pixel coordinates (y down), or
     2 when a vertex is not in front of the eye (w <= 0). ``scr`` is ``project_kernel``'s output."""
     t = wp.tid()
-    idx = tri[t]
-    sa = scr[b, idx[0]]
-    sb = scr[b, idx[1]]
-    sc = scr[b, idx[2]]
-    zero = wp.float64(0.0)
+    sa, sb, sc, front = screen_triangle(scr, tri, b, t)
     res = wp.int8(2)
-    if sa[3] > zero and sb[3] > zero and sc[3] > zero:
+    if front:
         res = area_sign(screen_area(sa, sb, sc))
     orient[b, t] = res
 
@@ -86,11 +82,8 @@ def silhouette_kernel(
     else 0. The occluder, the edge walked through and the silhouette test are ``antialias``'s rule; the
     geometry is in pixel-index coordinates (``scr``: centre of column c at x = c)."""
     i = wp.tid()
-    p0 = i * span
-    p1 = wp.min(p0 + span, height * width)
-    r = p0 // width
-    c = p0 - r * width
-    for _p in range(p0, p1):
+    r, c0, c1 = pixel_run(i, span, width)
+    for c in range(c0, c1):
         ia = int(rast[b, r, c, 3]) - 1
         for d in range(2):
             rq = r + d
@@ -112,10 +105,6 @@ def silhouette_kernel(
                         if flag[b, t] != wp.int8(0):
                             res = _walk(scr, tri, adj, orient, b, t, pp, qq, a_first)
             code[b, r, c, d] = res
-        c += 1
-        if c == width:
-            c = 0
-            r += 1
 
 
 @wp.func

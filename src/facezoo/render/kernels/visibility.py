@@ -50,5 +50,3 @@ for _s in FLOATS:
             "tol": wp.array(dtype=_s),
         },
     )
-
-
