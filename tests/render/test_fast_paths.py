@@ -314,3 +314,24 @@ def test_antialias_with_the_rasterizers_by_products_equals_recomputing_them():
     assert len(given[0]) > 20
     assert key(given) == key(antialias_module._pairs_warp(rast, pos, tri))
     assert torch.equal(rast, rasterize(pos, tri, (40, 40)))
+
+
+@needs_warp
+def test_public_antialias_reuses_the_rasterizers_by_products_only_for_the_same_positions():
+    import gc
+
+    from facezoo.render._cache import tri_int32
+    from facezoo.render.backends import builtin
+
+    pos, tri = _two_poses(900)
+    tri32 = tri_int32(tri)
+    rast = rasterize(pos, tri, (40, 40))
+    assert builtin.recall_aux(rast, pos, tri32) is not None
+    assert builtin.recall_aux(rast.clone(), pos, tri32) is None  # another rast
+    assert builtin.recall_aux(rast, pos.clone(), tri32) is None  # other storage
+    pos[:, :, 0] += 0.1
+    assert builtin.recall_aux(rast, pos, tri32) is None  # modified in place
+    before = len(builtin._MEMO)
+    del rast
+    gc.collect()
+    assert len(builtin._MEMO) == before - 1  # the entry dies with its rast

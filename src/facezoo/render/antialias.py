@@ -17,7 +17,7 @@ from torch.autograd.function import once_differentiable
 from facezoo.render._cache import cached, tri_int32
 from facezoo.render._checks import check_rast, check_rast_ids, check_tensor, check_tri, describe
 from facezoo.render._runtime import BATCH, launch_items, loaded_kernels, pixel_spans, use_warp
-from facezoo.render.backends.builtin import RasterAux
+from facezoo.render.backends.builtin import RasterAux, recall_aux
 
 
 def edge_neighbours(tri: torch.Tensor) -> torch.Tensor:
@@ -208,7 +208,7 @@ def antialias(
             f"color ({describe(color)}), rast ({describe(rast)}) and pos_clip ({describe(pos_clip)}) disagree"
         )
     check_rast_ids(rast[..., 3], tri.shape[0], rast, covered=False)
-    return antialias_unchecked(color, rast, pos_clip, tri)
+    return antialias_unchecked(color, rast, pos_clip, tri, recall_aux(rast, pos_clip, tri_int32(tri)))
 
 
 def antialias_unchecked(

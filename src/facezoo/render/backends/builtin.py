@@ -6,11 +6,14 @@ Both rasterizers compute the same thing (see :mod:`facezoo.render.kernels.raster
 ``(quantised z/w, triangle)`` int64 keys reduced with min, then a per-pixel resolve of the winning triangle's
 perspective-correct barycentrics. Ties in depth go to the lower triangle index. rast comes back in the dtype
 of ``pos``. The Warp rasterizer also returns, as a by-product, what antialias needs of the same positions
-(:class:`RasterAux`); :class:`~facezoo.render.MeshRenderer` passes it on explicitly.
+(:class:`RasterAux`): :class:`~facezoo.render.MeshRenderer` passes it on explicitly, and the public
+:func:`~facezoo.render.antialias` finds it with :func:`recall_aux` (a table keyed by the rast tensor, each
+entry dropped with its rast, valid only for the very, unmodified positions), or recomputes it.
 """
 
 from __future__ import annotations
 
+import weakref
 from typing import NamedTuple
 
 import torch
@@ -316,11 +319,52 @@ def barycentric_grad_packed(
     return gpos.to(dtype)
 
 
+#: by-products of the rasts made by :func:`rasterize_builtin`, by ``id(rast)``: (rast, pos and tri as
+#: :func:`_fingerprint` saw them, the aux); an entry is dropped when its rast is freed
+_MEMO: dict[int, tuple] = {}
+
+
+def _fingerprint(x: torch.Tensor) -> tuple:
+    return (x.data_ptr(), x.shape, x.stride(), x.dtype, x._version)
+
+
+def _remember(rast: torch.Tensor, pos: torch.Tensor, tri32: torch.Tensor, aux: RasterAux | None) -> None:
+    """Keep ``aux`` for :func:`recall_aux` while ``rast`` lives. Inference tensors have no version counter to
+    prove the data unchanged: nothing is kept for them."""
+    if aux is None or any(x.is_inference() for x in (rast, pos, tri32)):
+        return
+    key = id(rast)
+    # pos and tri are held so that their memory cannot be reused by other data while the entry lives
+    _MEMO[key] = (_fingerprint(rast), pos.detach(), _fingerprint(pos), tri32, _fingerprint(tri32), aux)
+    weakref.finalize(rast, _MEMO.pop, key, None)
+
+
+def recall_aux(rast: torch.Tensor, pos: torch.Tensor, tri32: torch.Tensor) -> RasterAux | None:
+    """The :class:`RasterAux` that :func:`rasterize_builtin` computed for ``rast`` when ``rast``, ``pos`` and
+    ``tri32`` are the very tensors it saw, unmodified (same storage, shape, strides, dtype, version); else
+    None. This is how the public :func:`~facezoo.render.antialias` after the public
+    :func:`~facezoo.render.rasterize` saves two passes; :class:`~facezoo.render.MeshRenderer` passes the aux
+    explicitly (:func:`rasterize_with_aux`)."""
+    hit = _MEMO.get(id(rast))
+    if hit is None or any(x.is_inference() for x in (rast, pos, tri32)):
+        return None
+    rast_fp, _, pos_fp, tri_ref, tri_fp, aux = hit
+    same = (
+        rast_fp == _fingerprint(rast)
+        and pos_fp == _fingerprint(pos)
+        and tri_ref is tri32
+        and tri_fp == _fingerprint(tri32)
+    )
+    return aux if same else None
+
+
 class _Rasterize(torch.autograd.Function):
     @staticmethod
     def forward(ctx, pos, tri, height, width, cull):
         tri32 = tri_int32(tri)
-        rast, _ = _forward(pos.detach().contiguous(), tri32, height, width, cull)
+        source = pos.detach().contiguous()
+        rast, aux = _forward(source, tri32, height, width, cull)
+        _remember(rast, source, tri32, aux)
         ctx.save_for_backward(pos, tri32, rast)
         ctx.warp = warp_kernels() is not None
         return rast
