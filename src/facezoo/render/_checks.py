@@ -90,20 +90,20 @@ def check_rast(rast: object, batch: int | None = None) -> torch.Tensor:
     return rast
 
 
-def check_rast_ids(ids: torch.Tensor, n_tri: int, rast: torch.Tensor, covered: bool = True) -> None:
-    """rast's triangle ids (channel 3) must not exceed ``n_tri``: a rast made from other triangles than
-    ``tri`` would make the kernels read past its end. ``covered``: ``ids [P]`` are those of the covered pixels
-    (id > 0), which must also be at least 1; else ``ids`` is the whole channel and only its maximum matters
-    (NaN fails)."""
-    if ids.numel() == 0:
+def check_rast_ids(rast: torch.Tensor, n_tri: int, covered_ids: torch.Tensor | None = None) -> None:
+    """rast's triangle ids (channel 3: id + 1, 0 where empty) must name triangles of ``tri``: a rast made from
+    other triangles would make the kernels read past its end. The kernels take triangle ``int(id) - 1`` where
+    ``id > 0``, safe for every id below ``n_tri + 1``; as (u, v) lie in [0, 1] and z/w in [-1, 1], one
+    reduction over the whole (contiguous) rast checks that (NaN fails). ``covered_ids``: the ids at the pixels
+    the caller treats as covered (``id > 0``), which must also be at least 1."""
+    if rast.numel() == 0:
         return
-    if covered:
-        lo, hi = (float(v) for v in torch.aminmax(ids.detach()))
-    else:
-        lo, hi = 1.0, float(ids.detach().amax())
-    if not (lo >= 1 and hi <= n_tri):
+    hi = float(rast.detach().amax())
+    lo = float(covered_ids.detach().amin()) if covered_ids is not None and covered_ids.numel() else 1.0
+    if not (hi < n_tri + 1 and lo >= 1):
+        ids = rast.detach()[..., 3]
         raise ValueError(
             f"rast's triangle ids (channel 3: id + 1, 0 where empty) must lie in [1, {n_tri}] for the "
-            f"{n_tri} triangles of tri, got range [{lo:g}, {hi:g}] ({describe(rast)}): was rast made from "
-            "other triangles?"
+            f"{n_tri} triangles of tri, got range [{float(ids.amin()):g}, {float(ids.amax()):g}] "
+            f"({describe(rast)}): was rast made from other triangles?"
         )

@@ -207,7 +207,7 @@ def antialias(
         raise ValueError(
             f"color ({describe(color)}), rast ({describe(rast)}) and pos_clip ({describe(pos_clip)}) disagree"
         )
-    check_rast_ids(rast[..., 3], tri.shape[0], rast, covered=False)
+    check_rast_ids(rast, tri.shape[0])
     return antialias_unchecked(color, rast, pos_clip, tri, recall_aux(rast, pos_clip, tri_int32(tri)))
 
 

@@ -274,6 +274,6 @@ def interpolate(attr: torch.Tensor, rast: torch.Tensor, tri: torch.Tensor) -> to
         raise ValueError(f"attr batch must be 1 or {batch} (rast's), got {describe(attr)}")
     tri = check_tri(tri, attr.shape[1], rast.device)
     pixels = covered_pixels(rast)
-    check_rast_ids(rast.reshape(-1, 4)[pixels.pix, 3], tri.shape[0], rast)
+    check_rast_ids(rast, tri.shape[0], covered_ids=rast.reshape(-1, 4)[pixels.pix, 3])
     out = _apply(attr, rast, tri, pixels, full=True)
     return out.view(batch, height, width, attr.shape[2])

@@ -27,6 +27,7 @@ from facezoo.render._runtime import (
     launch_items,
     loaded_kernels,
     pixel_spans,
+    warp_device,
     warp_kernels,
 )
 from facezoo.render.backends import Backend
@@ -306,7 +307,7 @@ def barycentric_grad_packed(
     )
     grad = grad.to(dtype).contiguous()
     starts = bounds.tolist()
-    wdev = "cpu" if pos.device.type != "cuda" else wp.device_from_torch(pos.device)
+    wdev, _ = warp_device(pos.device)
 
     def run(items: tuple[int, int]) -> None:
         for b in range(*items):
