@@ -246,6 +246,7 @@ def _face_scene(batch=2, size=48):
 
 
 @needs_warp
+@use_kernels("warp")
 @pytest.mark.parametrize("case", ["lit_shared", "lit_per_item", "unlit_4ch", "image_background"])
 def test_fused_pixel_stage_matches_the_unfused_ops(monkeypatch, case):
     """shade_pixels (one Warp pass) = interpolate -> normalise -> SH -> composite, values and gradients."""
@@ -301,6 +302,7 @@ def test_vertex_visibility_warp_matches_pytorch():
 
 
 @needs_warp
+@use_kernels("warp")
 def test_antialias_with_the_rasterizers_by_products_equals_recomputing_them():
     """The renderer hands antialias the rasterizer's projected vertices and orientations (RasterAux)
     explicitly; public antialias recomputes them: same pairs."""
@@ -317,6 +319,7 @@ def test_antialias_with_the_rasterizers_by_products_equals_recomputing_them():
 
 
 @needs_warp
+@use_kernels("warp")
 def test_public_antialias_reuses_the_rasterizers_by_products_only_for_the_same_positions():
     import gc
 
