@@ -12,6 +12,24 @@ from facezoo.render.kernels._common import offset3, overload
 wp.set_module_options({"enable_backward": False})  # every backward is written by hand
 
 
+@wp.func
+def _pixel(
+    rast: wp.array2d(dtype=Any),
+    pix: wp.array(dtype=wp.int64),
+    tri: wp.array(dtype=wp.vec3i),
+    off: int,
+    full: int,
+    p: int,
+):
+    """Covered pixel p of the list: its flat index q into rast, its output row (q when ``full``, else p), its
+    (u, v) and the attribute rows of its triangle's vertices (shifted by ``off``)."""
+    q = int(pix[p])
+    o = p
+    if full != 0:
+        o = q
+    return q, o, rast[q, 0], rast[q, 1], offset3(tri[int(rast[q, 3]) - 1], off)
+
+
 @wp.kernel
 def interp_fwd_kernel(
     attr: wp.array2d(dtype=Any),
@@ -25,15 +43,7 @@ def interp_fwd_kernel(
     """Covered pixel p = ``pix[p]`` (flat index into ``rast [B*H*W,4]``): ``a2 + u (a0 - a2) + v (a1 - a2)``
     into row ``pix[p]`` of out (``full`` != 0) or row p (packed). ``off`` is added to the vertex indices
     (the batch item's first row when attr is per item): a launch covers pixels of one batch item."""
-    p = wp.tid()
-    q = int(pix[p])
-    u = rast[q, 0]
-    v = rast[q, 1]
-    idx = tri[int(rast[q, 3]) - 1]
-    rows = offset3(idx, off)
-    o = p
-    if full != 0:
-        o = q
+    q, o, u, v, rows = _pixel(rast, pix, tri, off, full, wp.tid())
     for k in range(attr.shape[1]):
         a2 = attr[rows[2], k]
         out[o, k] = a2 + u * (attr[rows[0], k] - a2) + v * (attr[rows[1], k] - a2)
@@ -54,16 +64,8 @@ def interp_bwd_kernel(
 ):
     """grad_attr[a_k] += w_k g (w = u, v, 1 - u - v); d/du = g . (a0 - a2), d/dv = g . (a1 - a2) written
     into ``grad_rast`` (zero elsewhere)."""
-    p = wp.tid()
-    q = int(pix[p])
-    u = rast[q, 0]
-    v = rast[q, 1]
+    q, o, u, v, rows = _pixel(rast, pix, tri, off, full, wp.tid())
     w = rast.dtype(1.0) - u - v
-    idx = tri[int(rast[q, 3]) - 1]
-    rows = offset3(idx, off)
-    o = p
-    if full != 0:
-        o = q
     gu = rast.dtype(0.0)
     gv = rast.dtype(0.0)
     for k in range(attr.shape[1]):
