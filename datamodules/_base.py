@@ -13,12 +13,39 @@ from torch.utils.data import Dataset
 
 from facezoo.data.align import crop_pose_300wlp, transform_points, warp_image
 from facezoo.data.augment import Augment
-from facezoo.data.io import OnBadSample, ReportingDataLoader, to_tensor
-from facezoo.data.sample import collate
+from facezoo.data.io import FaceDataset, OnBadSample, ReportingDataLoader, to_tensor
+from facezoo.data.sample import collate, stack_views
 from facezoo.data.samplers import ShardedRandomSampler
 from facezoo.data.shards import ShardDataset
 
 SQRT2 = math.sqrt(2.0)
+#: the ``params`` sub-keys that a horizontal flip removes (a mirrored face is another 3DMM shape).
+FLIP_DROPS = ("params.id", "params.exp", "params.tex")
+
+
+def batch_keys(*keys: str, params: tuple[str, ...] = ()) -> dict[str, tuple[str, ...]]:
+    """A ``provides`` declaration (see :class:`FaceDataModule`): ``{key: ()}`` for every key, plus
+    ``{"params": params}`` when ``params`` names sub-keys.
+
+    Example:
+        >>> batch_keys("image", "yaw", params=("id", "pose"))
+        {'image': (), 'yaw': (), 'params': ('id', 'pose')}
+    """
+    out: dict[str, tuple[str, ...]] = dict.fromkeys(keys, ())
+    if params:
+        out["params"] = tuple(params)
+    return out
+
+
+def key_names(provides: dict[str, tuple[str, ...]]) -> list[str]:
+    """Every key of a ``provides`` declaration, sub-keys as ``"<key>.<sub>"`` (the names of
+    ``batch["valid"]``).
+
+    Example:
+        >>> key_names(batch_keys("image", params=("id",)))
+        ['image', 'params', 'params.id']
+    """
+    return [n for k, subs in provides.items() for n in (k, *(f"{k}.{s}" for s in subs))]
 
 
 def crop_face(
@@ -52,8 +79,51 @@ def crop_face(
     return out
 
 
+class ViewSetDataset(FaceDataset):
+    """A dataset whose items are tuples of record indices: one index is a single image, several a multi-view
+    set (:func:`facezoo.data.stack_views`, views in the tuple's order). Subclasses implement
+    ``_view(record) -> Sample`` and may override :meth:`view_index` (the ``view`` of a single image; 0 by
+    default); ``transform`` (augmentation) applies to the whole sample."""
+
+    transform = None
+
+    def _view(self, record: int) -> dict:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def view_index(self, record: int) -> int:
+        return 0
+
+    def load(self, index: int) -> dict:
+        records = self.items[index]
+        views = [self._view(i) for i in records]
+        if len(views) == 1:
+            sample = views[0]
+            sample["view"] = self.view_index(records[0])
+        else:
+            sample = stack_views(views)
+        return self.transform(sample) if self.transform is not None else sample
+
+
 class FaceDataModule(LightningDataModule):
-    """Common init args and loaders. Subclasses implement ``raw_dataset(split) -> Dataset``.
+    """Common init args and loaders. Subclasses implement ``raw_dataset(split, train) -> Dataset``.
+
+    Subclasses declare only their own ``__init__`` arguments (or a default of their own, e.g. a batch size)
+    and pass ``**kwargs`` up: jsonargparse follows them here, so ``--data.help <Class>`` and configs see the
+    arguments below with these docs and defaults.
+
+    What a datamodule yields (class attributes, or properties where the options decide; the methods check
+    them at ``setup``):
+
+    * ``protocol``: the evaluation protocol that ``validate``/``test`` run
+      (:mod:`facezoo.methods.protocols`; ``"reconstruction"`` by default).
+    * ``provides``: ``{batch key: sub-keys}`` of its batches (:class:`facezoo.data.Batch`); the sub-keys are
+      those of ``params`` (``()`` for every other key), see :func:`batch_keys`. The bookkeeping keys
+      ``skipped`` and ``valid`` of :func:`facezoo.data.collate` are not listed.
+    * ``partial``: the keys that a sample may lack, named as in ``batch["valid"]`` (``"landmarks68"``,
+      ``"params.id"``): labels that exist for some files only, or ``params`` ``id``/``exp``/``tex``, which
+      :func:`facezoo.data.hflip_sample` drops when ``p_flip > 0``. In a batch where some samples have one,
+      ``collate`` zero-fills the others and ``batch["valid"][key]`` (bool ``[B]``) marks the real rows; a
+      batch where no sample has it lacks the key.
 
     Args:
         root: dataset root in its distributed layout.
@@ -63,11 +133,17 @@ class FaceDataModule(LightningDataModule):
         num_workers: DataLoader workers.
         image_size: side of the square crops in pixels.
         on_bad_sample: ``"error"`` (raise, naming the file) or ``"skip"`` (count and report at epoch end).
-        p_flip, p_color: train-time horizontal-flip and colour-jitter probabilities.
+        p_flip: train-time horizontal-flip probability.
+        p_color: train-time colour-jitter probability.
         seed: sampler seed (epoch-dependent permutations, identical on all ranks).
     """
 
+    #: the splits of the dataset; an evaluation set has only ``("test",)`` (every split reads it).
     splits: tuple[str, ...] = ("train", "val", "test")
+    protocol: str = "reconstruction"
+    provides: dict[str, tuple[str, ...]] = {}
+    #: keys of ``provides`` that samples may lack whatever the options (see :attr:`partial`).
+    partial_keys: tuple[str, ...] = ()
 
     def __init__(
         self,
@@ -82,9 +158,13 @@ class FaceDataModule(LightningDataModule):
         seed: int = 0,
     ):
         super().__init__()
+        name = type(self).__name__
         if root is None and shards is None:
+            raise ValueError(f"{name}: give root (raw layout) or shards (facezoo prepare output)")
+        if "train" not in self.splits and (p_flip or p_color):
             raise ValueError(
-                f"{type(self).__name__}: give root (raw layout) or shards (facezoo prepare output)"
+                f"{name}: p_flip, p_color are train-time augmentation, and {name} has no training split "
+                f"(got p_flip={p_flip}, p_color={p_color})"
             )
         self.root, self.shards = root, shards
         self.batch_size, self.num_workers, self.image_size = batch_size, num_workers, image_size
@@ -92,11 +172,28 @@ class FaceDataModule(LightningDataModule):
         self.augment = Augment(p_flip=p_flip, p_color=p_color) if (p_flip or p_color) else None
         self._datasets: dict[str, Dataset] = {}
 
+    @property
+    def partial(self) -> tuple[str, ...]:
+        """The keys of ``provides`` that samples may lack (class docstring)."""
+        flipped = FLIP_DROPS if self.augment is not None and self.augment.p_flip > 0 else ()
+        return tuple(k for k in key_names(self.provides) if k in self.partial_keys or k in flipped)
+
     def raw_dataset(self, split: str, train: bool) -> Dataset:  # pragma: no cover - abstract
         raise NotImplementedError
 
+    def dataset_args(self, train: bool) -> dict[str, Any]:
+        """Arguments every raw-layout dataset takes: crop size, bad-sample policy, augmentation (train)."""
+        return dict(
+            image_size=self.image_size,
+            transform=self.augment if train else None,
+            on_bad_sample=self.on_bad_sample,
+        )
+
     def dataset(self, split: str) -> Dataset:
-        """The dataset of ``split`` (cached), from shards when ``shards`` is set."""
+        """The dataset of ``split`` (cached), from shards when ``shards`` is set; an evaluation set (``splits
+        = ("test",)``) serves its test split for every split."""
+        if self.splits == ("test",):
+            split = "test"
         if split not in self._datasets:
             train = split == "train"
             transform = self.augment if train else None
@@ -124,6 +221,8 @@ class FaceDataModule(LightningDataModule):
         )
 
     def train_dataloader(self):
+        if "train" not in self.splits:
+            raise RuntimeError(f"{type(self).__name__} is an evaluation set: it has no training split")
         return self._loader("train")
 
     def val_dataloader(self):

@@ -20,7 +20,7 @@ from facezoo.data.align import landmark_box_affine
 from facezoo.data.io import FaceDataset, OnBadSample, check_root, load_image_uint8
 from facezoo.data.landmarks import read_3ddfa_mat
 
-from ._base import SQRT2, FaceDataModule, crop_face
+from ._base import SQRT2, FaceDataModule, batch_keys, crop_face
 
 
 class AFLW2000Dataset(FaceDataset):
@@ -59,26 +59,30 @@ class AFLW2000Dataset(FaceDataset):
 
 
 class AFLW2000(FaceDataModule):
-    """AFLW2000-3D test datamodule (``test_dataloader``/``predict_dataloader``; also served as ``val``)."""
+    """AFLW2000-3D test datamodule (``test``/``predict``; also served as ``val``).
 
-    def __init__(
-        self,
-        root: str | None = None,
-        shards: str | None = None,
-        box_scale: float = SQRT2,
-        batch_size: int = 32,
-        num_workers: int = 2,
-        image_size: int = 224,
-        on_bad_sample: OnBadSample = "error",
-    ):
-        super().__init__(root, shards, batch_size, num_workers, image_size, on_bad_sample)
+    Its own argument is below; the others are :class:`FaceDataModule`'s (an evaluation set: no ``p_flip``,
+    ``p_color``).
+
+    Args:
+        box_scale: crop side / landmark-box side (3DDFA's sqrt(2)).
+    """
+
+    splits = ("test",)
+    provides = batch_keys(
+        "image",
+        "affine",
+        "landmarks68",
+        "landmarks68_3d",
+        "yaw",
+        "path",
+        "index",
+        params=("id", "exp", "pose"),
+    )
+
+    def __init__(self, box_scale: float = SQRT2, **kwargs):
+        super().__init__(**kwargs)
         self.box_scale = box_scale
-
-    def dataset(self, split: str):
-        return super().dataset("test")
 
     def raw_dataset(self, split: str, train: bool) -> AFLW2000Dataset:
         return AFLW2000Dataset(self.root, self.image_size, self.box_scale, self.on_bad_sample)
-
-    def train_dataloader(self):
-        raise RuntimeError("AFLW2000-3D is a test set: it has no training split")

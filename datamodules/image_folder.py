@@ -20,7 +20,7 @@ from facezoo.data.align import center_scale_affine, deep3d_affine, landmark_box_
 from facezoo.data.io import IMAGE_SUFFIXES, FaceDataset, OnBadSample, check_root, load_image_uint8
 from facezoo.data.landmarks import landmarks68_to_5, read_landmark_file
 
-from ._base import FaceDataModule, crop_face
+from ._base import FaceDataModule, batch_keys, crop_face
 
 
 def find_landmark_file(image: Path) -> Path | None:
@@ -116,39 +116,39 @@ class ImageFolderDataset(FaceDataset):
 
 
 class ImageFolder(FaceDataModule):
-    """Image-folder datamodule: ``root`` serves train and predict; ``val_root``/``test_root`` optional."""
+    """Image-folder datamodule: ``root`` serves train and predict.
+
+    Its own arguments are below; the others are :class:`FaceDataModule`'s. ``landmarks68`` is partial: only
+    images with a 68-point file have it.
+
+    Args:
+        val_root: folder of the ``val`` split (default: ``root``).
+        test_root: folder of the ``test`` split (default: ``root``).
+        alignment: ``"deep3d"`` (5-point POS crop) or ``"box"`` (landmark box x ``box_scale``).
+        box_scale: crop side / landmark-box side for ``alignment="box"``.
+        recursive: also scan sub-folders.
+        missing_landmarks: ``"error"`` (list the images without a landmark file) or ``"ignore"`` (leave them
+            out with a warning).
+    """
+
+    provides = batch_keys("image", "affine", "landmarks5", "landmarks68", "path", "index")
+    partial_keys = ("landmarks68",)
 
     def __init__(
         self,
-        root: str | None = None,
-        shards: str | None = None,
-        val_root: str | None = None,
-        test_root: str | None = None,
+        val_root: str | None = None, test_root: str | None = None,
         alignment: str = "deep3d",
         box_scale: float = 1.25,
         recursive: bool = False,
         missing_landmarks: str = "error",
-        batch_size: int = 32,
-        num_workers: int = 2,
-        image_size: int = 224,
-        on_bad_sample: OnBadSample = "error",
-        p_flip: float = 0.0,
-        p_color: float = 0.0,
-        seed: int = 0,
-    ):
-        super().__init__(
-            root, shards, batch_size, num_workers, image_size, on_bad_sample, p_flip, p_color, seed
-        )
+        **kwargs,
+    ):  # fmt: skip
+        super().__init__(**kwargs)
+        root = self.root
         self.roots = {"train": root, "val": val_root or root, "test": test_root or root}
         self.options = dict(
             alignment=alignment, box_scale=box_scale, recursive=recursive, missing_landmarks=missing_landmarks
         )
 
     def raw_dataset(self, split: str, train: bool) -> ImageFolderDataset:
-        return ImageFolderDataset(
-            self.roots[split],
-            image_size=self.image_size,
-            transform=self.augment if train else None,
-            on_bad_sample=self.on_bad_sample,
-            **self.options,
-        )
+        return ImageFolderDataset(self.roots[split], **self.dataset_args(train), **self.options)

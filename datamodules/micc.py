@@ -32,7 +32,7 @@ import torch
 
 from facezoo.data.io import IMAGE_SUFFIXES, FaceDataset, OnBadSample, check_root
 
-from ._base import FaceDataModule
+from ._base import FaceDataModule, batch_keys
 from .image_folder import load_face_crop
 
 VIDEO_TYPES = ("Indoor-Cooperative", "PTZ-Indoor", "PTZ-Outdoor")
@@ -45,17 +45,35 @@ def read_micc_annotations(path: str | Path) -> dict[int, dict]:
     path = Path(path)
     base = path.parent
     out = {}
-    for case in json.loads(path.read_text())["cases"]:
-        corr_path = base / case["correspondences"]
+    try:
+        cases = json.loads(path.read_text())["cases"]
+        cases = [(c["correspondences"], c["frame"]) for c in cases]
+    except (OSError, ValueError, KeyError, TypeError) as err:  # missing, not JSON, or another layout
+        raise ValueError(
+            f"{path}: not a MICC annotations file ({type(err).__name__}: {err}); expected "
+            '{"cases": [{"correspondences": ..., "frame": ...}, ...]}'
+        ) from err
+    for corr_name, frame in cases:
+        corr_path = base / corr_name
         m = _SUBJECT.match(corr_path.parent.name)
         if m is None:
-            raise ValueError(f"{path}: cannot read the subject from {case['correspondences']!r}")
+            raise ValueError(f"{path}: cannot read the subject from {corr_name!r}")
         corr = {}
-        for line in corr_path.read_text().split("\n"):
+        try:
+            lines = corr_path.read_text().split("\n")
+        except OSError as err:
+            raise FileNotFoundError(
+                f"{corr_path}: correspondences file named in {path} is unreadable"
+            ) from err
+        for k, line in enumerate(lines):
             if line.strip():
-                name, vid = line.split()
-                corr[name] = int(vid)
-        out[int(m[1])] = {"frame": base / case["frame"], "correspondences": corr}
+                tok = line.split()
+                if len(tok) != 2 or not tok[1].isdigit():
+                    raise ValueError(
+                        f"{corr_path}: line {k + 1}: expected 'name vertex_id', got {line.strip()!r}"
+                    )
+                corr[tok[0]] = int(tok[1])
+        out[int(m[1])] = {"frame": base / frame, "correspondences": corr}
     return out
 
 
@@ -74,6 +92,8 @@ class MICCDataset(FaceDataset):
         on_bad_sample: OnBadSample = "error",
     ):
         super().__init__(on_bad_sample)
+        if group == "subject" and (not isinstance(frames_per_subject, int) or frames_per_subject < 1):
+            raise ValueError(f"frames_per_subject: expected a positive integer, got {frames_per_subject!r}")
         root = check_root(root, "MICC Florence")
         frames = check_root(
             frames_root or root / "frames", "MICC frames (run `facezoo prepare micc` or extract them)"
@@ -132,34 +152,43 @@ class MICCDataset(FaceDataset):
 class MICC(FaceDataModule):
     """MICC Florence evaluation datamodule (``test``/``predict``; ``val`` = ``test``).
 
-    Protocol options (see :mod:`facezoo.methods.protocols.micc`): ``eval_shape`` (``"neutral"``: identity
-    shape without expression, the default; ``"full"``: the reconstructed vertices), ``crop_radius`` (mm around
-    the nose tip, 95), ``forehead_cut`` (mm above the nose tip, None = no cut) and ``exclude_subjects``
-    (e.g. ``[2, 27]`` as MVF-Net).
+    Its own arguments are below; the others are :class:`FaceDataModule`'s (an evaluation set: no ``p_flip``,
+    ``p_color``). With ``group="frame"``, ``landmarks5`` is partial: only frames with a landmark file beside
+    them have it.
+
+    Args:
+        frames_root: folder of the extracted frames (default ``<root>/frames``).
+        video_types: the video types to read (default: all three).
+        group: ``"frame"`` (one sample per frame) or ``"subject"`` (``frames_per_subject`` frames stacked).
+        frames_per_subject: frames per sample with ``group="subject"``.
+        annotations: the shared ``micc/annotations.json`` (four annotated scan vertices per subject).
+        batch_size: samples per batch (per device).
+        eval_shape: ``"neutral"`` (identity shape without expression) or ``"full"`` (the reconstructed
+            vertices), see :mod:`facezoo.methods.protocols.micc`.
+        crop_radius: mm around the nose tip kept of the scan.
+        forehead_cut: mm above the nose tip cut off (None = no cut).
+        exclude_subjects: subjects left out (e.g. ``[2, 27]`` as MVF-Net).
     """
 
+    splits = ("test",)
     protocol = "micc"
-    provides = ("image", "affine", "identity", "view", "index", "path", "scan")
+    partial_keys = ("landmarks5",)
 
     def __init__(
         self,
-        root: str | None = None,
-        shards: str | None = None,
         frames_root: str | None = None,
         video_types: list[str] | None = None,
         group: str = "frame",
         frames_per_subject: int = 8,
         annotations: str | None = None,
         batch_size: int = 8,
-        num_workers: int = 2,
-        image_size: int = 224,
-        on_bad_sample: OnBadSample = "error",
         eval_shape: str = "neutral",
         crop_radius: float = 95.0,
         forehead_cut: float | None = None,
         exclude_subjects: list[int] | None = None,
+        **kwargs,
     ):
-        super().__init__(root, shards, batch_size, num_workers, image_size, on_bad_sample)
+        super().__init__(batch_size=batch_size, **kwargs)
         if eval_shape not in ("neutral", "full"):
             raise ValueError(f"eval_shape: expected 'neutral' or 'full', got {eval_shape!r}")
         self.protocol_options = dict(
@@ -176,13 +205,13 @@ class MICC(FaceDataModule):
             annotations=annotations,
         )
 
-    def dataset(self, split: str):
-        return super().dataset("test")
+    @property
+    def provides(self) -> dict[str, tuple[str, ...]]:  # type: ignore[override]
+        """Batch keys; stacked frames (``group="subject"``) keep only ``image``, ``affine`` of the crops."""
+        crop = ("image", "affine", "landmarks5") if self.options["group"] == "frame" else ("image", "affine")
+        return batch_keys(*crop, "identity", "view", "scan", "path", "index")
 
     def raw_dataset(self, split: str, train: bool) -> MICCDataset:
         return MICCDataset(
             self.root, image_size=self.image_size, on_bad_sample=self.on_bad_sample, **self.options
         )
-
-    def train_dataloader(self):
-        raise RuntimeError("MICC Florence is an evaluation set: it has no training split")

@@ -23,11 +23,10 @@ import torch
 
 from facezoo.data.align import center_scale_affine, landmark_box_affine
 from facezoo.data.augment import random_box_shift
-from facezoo.data.io import BadSampleError, FaceDataset, OnBadSample, check_root, load_image_uint8
+from facezoo.data.io import BadSampleError, OnBadSample, check_root, load_image_uint8
 from facezoo.data.landmarks import read_landmark_file
-from facezoo.data.sample import stack_views
 
-from ._base import FaceDataModule, crop_face
+from ._base import FaceDataModule, ViewSetDataset, batch_keys, crop_face
 
 # Horizontal Multi-PIE cameras and their nominal yaw (degrees), from 11_0 (-90) to 24_0 (+90).
 CAMERA_YAW = {
@@ -85,7 +84,7 @@ def subject_split(subjects, test_fraction: float, seed: int) -> set[int]:
     return {subjects[i] for i in torch.randperm(len(subjects), generator=g)[:n_test].tolist()}
 
 
-class MultiPIEDataset(FaceDataset):
+class MultiPIEDataset(ViewSetDataset):
     """Multi-PIE samples or triplets (see the module docstring)."""
 
     def __init__(
@@ -163,23 +162,36 @@ class MultiPIEDataset(FaceDataset):
         )
         return out
 
-    def load(self, index: int) -> dict:
-        views = [self._view(i) for i in self.items[index]]
-        if len(views) == 1:
-            sample = views[0]
-            sample["view"] = list(CAMERA_YAW).index(self.records[self.items[index][0]]["camera"])
-        else:
-            sample = stack_views(views)
-        return self.transform(sample) if self.transform is not None else sample
+    def view_index(self, record: int) -> int:
+        """A single image's ``view`` is its camera's index in :data:`CAMERA_YAW`."""
+        return list(CAMERA_YAW).index(self.records[record]["camera"])
 
 
 class MultiPIE(FaceDataModule):
-    """Multi-PIE datamodule; see :class:`MultiPIEDataset`. ``max_shift`` applies to training only."""
+    """Multi-PIE datamodule; see :class:`MultiPIEDataset`.
+
+    Its own arguments are below; the others are :class:`FaceDataModule`'s, except ``p_flip``: a mirrored
+    triplet would swap its left and right views. ``landmarks68`` is partial: only images with a landmark
+    file have it.
+
+    Args:
+        mode: ``"triplet"`` (frontal, left, right) or ``"single"`` images.
+        test_fraction: fraction of the subjects in the subject-disjoint ``test`` (= ``val``) split.
+        landmarks_root: folder of the 68-point landmark files (mirroring the image tree); default: beside
+            the images.
+        left_cameras: cameras of a triplet's left view (default ``14_0``, ``13_0``, ``08_0``).
+        right_cameras: cameras of a triplet's right view (default ``05_0``, ``04_1``, ``19_0``).
+        box_scale: crop side / landmark-box side.
+        max_shift: random box shift in training (fraction of the side); none in evaluation.
+        split_seed: seed of the subject split.
+        batch_size: samples (triplets) per batch (per device).
+    """
+
+    provides = batch_keys("image", "affine", "landmarks68", "identity", "yaw", "view", "path", "index")
+    partial_keys = ("landmarks68",)
 
     def __init__(
         self,
-        root: str | None = None,
-        shards: str | None = None,
         mode: str = "triplet",
         test_fraction: float = 0.1,
         landmarks_root: str | None = None,
@@ -189,13 +201,14 @@ class MultiPIE(FaceDataModule):
         max_shift: float = 0.05,
         split_seed: int = 0,
         batch_size: int = 12,
-        num_workers: int = 2,
-        image_size: int = 224,
-        on_bad_sample: OnBadSample = "error",
-        p_color: float = 0.0,
-        seed: int = 0,
+        **kwargs,
     ):
-        super().__init__(root, shards, batch_size, num_workers, image_size, on_bad_sample, 0.0, p_color, seed)
+        if kwargs.get("p_flip"):
+            raise ValueError(
+                f"MultiPIE: p_flip must be 0 (a mirrored triplet swaps its left and right views), "
+                f"got {kwargs['p_flip']}"
+            )
+        super().__init__(batch_size=batch_size, **kwargs)
         self.options = dict(
             mode=mode,
             test_fraction=test_fraction,
@@ -208,12 +221,7 @@ class MultiPIE(FaceDataModule):
         self.max_shift = max_shift
 
     def raw_dataset(self, split: str, train: bool) -> MultiPIEDataset:
+        shift = self.max_shift if train else 0.0
         return MultiPIEDataset(
-            self.root,
-            split=split,
-            image_size=self.image_size,
-            max_shift=self.max_shift if train else 0.0,
-            transform=self.augment if train else None,
-            on_bad_sample=self.on_bad_sample,
-            **self.options,
+            self.root, split=split, max_shift=shift, **self.dataset_args(train), **self.options
         )

@@ -26,12 +26,12 @@ from torch.utils.data import DataLoader, Dataset
 from facezoo.data.io import FaceDataset, OnBadSample, check_root
 from facezoo.data.sample import collate
 
-from ._base import FaceDataModule
+from ._base import FaceDataModule, batch_keys
 from .image_folder import load_face_crop
 
 __all__ = ["LFWPairs", "PairsDataset", "SyntheticPairs", "read_pairs"]
 
-PROVIDES = ("image", "same", "pair_index", "fold", "index")
+PROVIDES = ("image", "same", "pair_index", "fold", "index")  # what both kinds of pairs have
 
 
 def read_pairs(path: str | Path) -> tuple[int, list[tuple[str, int, str, int, bool, int]]]:
@@ -99,27 +99,26 @@ class PairsDataset(FaceDataset):
 class LFWPairs(FaceDataModule):
     """LFW-style verification pairs (evaluation only: ``test``, ``validate``, ``predict`` read the pairs).
 
+    Its own arguments are below; the others are :class:`FaceDataModule`'s (an evaluation set read from
+    ``root``: no ``shards``, ``p_flip``, ``p_color``).
+
     Args:
-        root: image root (``<root>/<name>/<name>_<NNNN>.jpg``).
         pairs: the pairs file (default ``<root>/pairs.txt``).
         center_fraction: central-square crop fraction for images without landmark files.
-        batch_size, num_workers, image_size, on_bad_sample: as :class:`FaceDataModule`.
+        batch_size: pairs per batch (per device).
     """
 
+    splits = ("test",)
     protocol = "verification"
-    provides = PROVIDES
+    provides = batch_keys(*PROVIDES, "affine", "path")
 
     def __init__(
-        self,
-        root: str | None = None,
-        pairs: str | None = None,
-        center_fraction: float = 0.6,
-        batch_size: int = 16,
-        num_workers: int = 2,
-        image_size: int = 224,
-        on_bad_sample: OnBadSample = "error",
+        self, pairs: str | None = None, center_fraction: float = 0.6, batch_size: int = 16, **kwargs
     ):
-        super().__init__(root, None, batch_size, num_workers, image_size, on_bad_sample)
+        if kwargs.get("shards") is not None:
+            raise ValueError(f"LFWPairs: reads pairs.txt and images from root; shards are not supported "
+                             f"(got shards={kwargs['shards']!r})")  # fmt: skip
+        super().__init__(batch_size=batch_size, **kwargs)
         self.pairs_file, self.center_fraction = pairs, center_fraction
 
     def raw_dataset(self, split: str, train: bool) -> PairsDataset:
@@ -127,15 +126,9 @@ class LFWPairs(FaceDataModule):
             self.root, self.pairs_file, self.image_size, self.center_fraction, self.on_bad_sample
         )
 
-    def dataset(self, split: str):
-        return super().dataset("test")
-
     @property
     def n_folds(self) -> int:
         return self.dataset("test").n_folds
-
-    def train_dataloader(self):
-        raise RuntimeError("LFWPairs is an evaluation set: it has no training split")
 
 
 class _SyntheticPairsDataset(Dataset):
@@ -181,7 +174,8 @@ class SyntheticPairs(LightningDataModule):
     """
 
     protocol = "verification"
-    provides = PROVIDES
+    provides = batch_keys(*PROVIDES, "identity")
+    partial = ()
 
     def __init__(
         self,

@@ -35,6 +35,8 @@ from torch.utils.data import DataLoader, Dataset
 
 from facezoo.data.sample import collate
 
+from ._base import batch_keys
+
 SPLITS = {"train": 0, "val": 1, "test": 2, "predict": 3}
 
 
@@ -103,37 +105,33 @@ class SyntheticFaces(LightningDataModule):
         renderer_backend: rasterizer backend for rendering the data.
     """
 
-    provides = ("image", "landmarks68", "landmarks5", "params", "identity", "view", "yaw", "mask", "index")
+    protocol = "reconstruction"
+    provides = batch_keys(
+        "image", "landmarks68", "landmarks5", "identity", "view", "yaw", "mask", "index",
+        params=("id", "exp", "tex", "angles", "translation", "light", "vertices"),
+    )  # fmt: skip
+    partial = ()  # every sample has every key (see FaceDataModule for the contract)
 
     def __init__(
         self,
         morphable_model: str = "procedural",
         image_size: int = 224,
         batch_size: int = 5,
-        num_train: int = 2000,
-        num_val: int = 50,
-        num_test: int = 50,
-        num_predict: int = 8,
+        num_train: int = 2000, num_val: int = 50, num_test: int = 50, num_predict: int = 8,
         set_size: int = 1,
         set_mode: str = "identity",
-        yaw_range: float = 45.0,
-        pitch_range: float = 15.0,
-        roll_range: float = 10.0,
-        id_scale: float = 1.0,
-        exp_scale: float = 0.7,
-        tex_scale: float = 0.5,
+        yaw_range: float = 45.0, pitch_range: float = 15.0, roll_range: float = 10.0,
+        id_scale: float = 1.0, exp_scale: float = 0.7, tex_scale: float = 0.5,
         light_scale: float = 0.12,
-        shift_range: float = 0.05,
-        depth_range: float = 0.5,
+        shift_range: float = 0.05, depth_range: float = 0.5,
         background: str = "smooth",
         occluder_prob: float = 0.0,
-        focal: float = 1015.0,
-        camera_distance: float = 1000.0,
+        focal: float = 1015.0, camera_distance: float = 1000.0,
         seed: int = 0,
         cache: bool = True,
         num_workers: int = 0,
         renderer_backend: str = "auto",
-    ) -> None:
+    ) -> None:  # fmt: skip
         super().__init__()
         self.save_hyperparameters()
         if set_mode not in ("identity", "multiview"):

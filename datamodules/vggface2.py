@@ -22,7 +22,7 @@ from facezoo.data.io import BadSampleError, FaceDataset, OnBadSample, check_root
 from facezoo.data.landmarks import read_vggface2_boxes, read_vggface2_landmarks, read_vggface2_meta
 from facezoo.data.samplers import IdentityBalancedSampler
 
-from ._base import FaceDataModule, crop_face
+from ._base import FaceDataModule, batch_keys, crop_face
 
 
 class VGGFace2Dataset(FaceDataset):
@@ -89,49 +89,39 @@ class VGGFace2Dataset(FaceDataset):
 
 
 class VGGFace2(FaceDataModule):
-    """VGGFace2 datamodule; ``p``/``k`` switch on P x K identity-balanced training batches
-    (``batch_size`` is then p*k)."""
+    """VGGFace2 datamodule; ``p``/``k`` switch on P x K identity-balanced training batches.
+
+    Its own arguments are below; the others are :class:`FaceDataModule`'s. ``landmarks5`` is partial: only
+    images listed in the loose-landmark file have it.
+
+    Args:
+        meta: the identity table (default ``<root>/identity_meta.csv`` when it exists).
+        p: identities per training batch (with ``k``; ``batch_size`` is then ``p * k``).
+        k: images per identity in a training batch.
+        box_scale: crop side / longer side of the loose box (images without landmarks).
+    """
+
+    provides = batch_keys("image", "affine", "landmarks5", "identity", "path", "index")
+    partial_keys = ("landmarks5",)
 
     def __init__(
         self,
-        root: str | None = None,
-        shards: str | None = None,
         meta: str | None = None,
-        p: int | None = None,
-        k: int | None = None,
+        p: int | None = None, k: int | None = None,
         box_scale: float = 1.3,
-        batch_size: int = 32,
-        num_workers: int = 2,
-        image_size: int = 224,
-        on_bad_sample: OnBadSample = "error",
-        p_flip: float = 0.0,
-        p_color: float = 0.0,
-        seed: int = 0,
-    ):
+        **kwargs,
+    ):  # fmt: skip
         if (p is None) != (k is None):
             raise ValueError("VGGFace2: give both p and k (P x K sampling) or neither")
-        super().__init__(
-            root,
-            shards,
-            p * k if p else batch_size,
-            num_workers,
-            image_size,
-            on_bad_sample,
-            p_flip,
-            p_color,
-            seed,
-        )
+        super().__init__(**kwargs)
+        if p:
+            self.batch_size = p * k
         self.meta, self.p, self.k, self.box_scale = meta, p, k, box_scale
 
     def raw_dataset(self, split: str, train: bool) -> VGGFace2Dataset:
+        split = "train" if split == "train" else "test"
         return VGGFace2Dataset(
-            self.root,
-            "train" if split == "train" else "test",
-            self.meta,
-            image_size=self.image_size,
-            box_scale=self.box_scale,
-            transform=self.augment if train else None,
-            on_bad_sample=self.on_bad_sample,
+            self.root, split, self.meta, box_scale=self.box_scale, **self.dataset_args(train)
         )
 
     def train_dataloader(self):

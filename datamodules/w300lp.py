@@ -34,11 +34,10 @@ import torch
 
 from facezoo.data.align import landmark_box_affine
 from facezoo.data.augment import random_box_shift
-from facezoo.data.io import BadSampleError, FaceDataset, OnBadSample, check_root, load_image_uint8
+from facezoo.data.io import BadSampleError, OnBadSample, check_root, load_image_uint8
 from facezoo.data.landmarks import read_3ddfa_mat, read_300wlp_landmarks
-from facezoo.data.sample import stack_views
 
-from ._base import FaceDataModule, crop_face
+from ._base import FaceDataModule, ViewSetDataset, batch_keys, crop_face
 
 SUBSETS = ("AFW", "HELEN", "IBUG", "LFPW")
 _NAME = re.compile(r"^(?P<source>.+)_(?P<k>\d+)$")
@@ -70,7 +69,7 @@ def scan_300wlp(root: str | Path, subsets=SUBSETS, include_flip: bool = True) ->
     return items
 
 
-class W300LPDataset(FaceDataset):
+class W300LPDataset(ViewSetDataset):
     """300W-LP samples or triplets (see the module docstring).
 
     Args:
@@ -141,6 +140,17 @@ class W300LPDataset(FaceDataset):
             left = [i for i, y in yaws.items() if y <= -side_min]
             right = [i for i, y in yaws.items() if y >= side_min]
             triplets.extend(itertools.product(frontal, left, right))
+        if not triplets and self.records:  # reliability: say why, instead of 0 batches and ds[0] IndexError
+            yaws = [float(np.degrees(read_3ddfa_mat(r["mat"])["pose"][1])) for r in self.records]
+            raise ValueError(
+                f"300W-LP root {str(self.root)!r}: mode='triplet' found no (frontal, left, right) triplet of "
+                f"one source face among {len(self.records)} images of {len(groups)} faces (frontal |yaw| <= "
+                f"{frontal_max}: {sum(abs(y) <= frontal_max for y in yaws)} images, left yaw <= -{side_min}: "
+                f"{sum(y <= -side_min for y in yaws)}, right yaw >= {side_min}: "
+                f"{sum(y >= side_min for y in yaws)}"
+                f"{'' if across_flip else '; triplets_across_flip=False'}); use mode='single' or the full "
+                "dataset with its _Flip folders"
+            )
         return triplets
 
     def _view(self, i: int) -> dict:
@@ -168,24 +178,32 @@ class W300LPDataset(FaceDataset):
         )
         return out
 
-    def load(self, index: int) -> dict:
-        views = [self._view(i) for i in self.items[index]]
-        if len(views) == 1:
-            sample = views[0]
-            sample["view"] = 0
-        else:
-            sample = stack_views(views)
-        return self.transform(sample) if self.transform is not None else sample
-
 
 class W300LP(FaceDataModule):
-    """300W-LP datamodule (single images or MVF-Net triplets). See :class:`W300LPDataset` for the options;
-    ``max_shift`` (default 0.05, MVF-Net) applies to training only."""
+    """300W-LP datamodule (single images or MVF-Net triplets).
+
+    Its own arguments are below; the others (``root``, ``shards``, ``batch_size``, ...) are
+    :class:`FaceDataModule`'s.
+
+    Args:
+        mode: ``"single"`` images or MVF-Net ``"triplet"`` (frontal, left, right) sets.
+        val_fraction: fraction of the source faces held out as the identity-disjoint ``val`` split.
+        include_flip: also read the mirrored ``<subset>_Flip`` folders.
+        landmark_source: ``"mat"`` (``pt2d`` of each image's .mat) or ``"landmarks"`` (``landmarks/``
+            ``pts_3d``; ``_Flip`` images have none and are left out).
+        box_scale: crop side / landmark-box side.
+        max_shift: random box shift in training (fraction of the side; MVF-Net's 0.05); none in evaluation.
+        frontal_max_yaw: largest ``|yaw|`` (degrees) of a triplet's frontal view.
+        side_min_yaw: smallest ``|yaw|`` (degrees) of a triplet's left and right views.
+    """
+
+    provides = batch_keys(
+        "image", "affine", "landmarks68", "yaw", "identity", "view", "path", "index",
+        params=("id", "exp", "pose"),
+    )  # fmt: skip
 
     def __init__(
         self,
-        root: str | None = None,
-        shards: str | None = None,
         mode: str = "single",
         val_fraction: float = 0.0,
         include_flip: bool = True,
@@ -194,35 +212,18 @@ class W300LP(FaceDataModule):
         max_shift: float = 0.05,
         frontal_max_yaw: float = 15.0,
         side_min_yaw: float = 15.0,
-        batch_size: int = 32,
-        num_workers: int = 2,
-        image_size: int = 224,
-        on_bad_sample: OnBadSample = "error",
-        p_flip: float = 0.0,
-        p_color: float = 0.0,
-        seed: int = 0,
+        **kwargs,
     ):
-        super().__init__(
-            root, shards, batch_size, num_workers, image_size, on_bad_sample, p_flip, p_color, seed
-        )
+        super().__init__(**kwargs)
         self.options = dict(
-            mode=mode,
-            val_fraction=val_fraction,
-            include_flip=include_flip,
-            landmark_source=landmark_source,
-            box_scale=box_scale,
-            frontal_max_yaw=frontal_max_yaw,
-            side_min_yaw=side_min_yaw,
-        )
+            mode=mode, val_fraction=val_fraction, include_flip=include_flip, landmark_source=landmark_source,
+            box_scale=box_scale, frontal_max_yaw=frontal_max_yaw, side_min_yaw=side_min_yaw,
+        )  # fmt: skip
         self.max_shift = max_shift
 
     def raw_dataset(self, split: str, train: bool) -> W300LPDataset:
+        split = "val" if split != "train" else "train"
+        shift = self.max_shift if train else 0.0
         return W300LPDataset(
-            self.root,
-            split="val" if split != "train" else "train",
-            image_size=self.image_size,
-            max_shift=self.max_shift if train else 0.0,
-            transform=self.augment if train else None,
-            on_bad_sample=self.on_bad_sample,
-            **self.options,
+            self.root, split=split, max_shift=shift, **self.dataset_args(train), **self.options
         )

@@ -53,12 +53,11 @@ def test_skip_policy_counts_and_reports():
     with pytest.raises(BadSampleError, match="f2.jpg: broken"):
         _Toy({2}, "error")[2]
     loader = ReportingDataLoader(_Toy({2, 3}, "skip"), batch_size=3, collate_fn=collate)
-    with pytest.warns(
-        UserWarning, match="skipped 3 bad samples"
-    ):  # index 2 -> 4 (skips 2, 3), index 3 -> 4 (skips 3)
+    with pytest.warns(UserWarning, match="skipped 2 bad samples"):  # 2 and 3 dropped, nothing replaces them
         batches = list(loader)
-    assert sum(len(b["image"]) for b in batches) == 6 and len(loader.last_skipped) == 3
-    assert batches[0]["index"].tolist() == [0, 1, 4]
+    assert sum(len(b["image"]) for b in batches) == 4 and len(loader.skipped) == 2
+    assert [b["index"].tolist() for b in batches] == [[0, 1], [4, 5]]
+    assert batches[0]["skipped"] == ["f2.jpg: broken"] and batches[1]["skipped"] == ["f3.jpg: broken"]
 
 
 def test_hflip_sample_is_an_involution_and_keeps_pose_consistent():

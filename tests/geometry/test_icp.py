@@ -66,6 +66,24 @@ def test_umeyama_recovers_known_similarity_torch(with_scale):
     _check((Re, te, se), (R, t, s), tol=1e-10)
 
 
+def test_umeyama_2d_batched_recovers_known_similarities_and_refuses_reflections():
+    """The same function in 2D (the landmark crops' similarity): rotations by hand-written angles."""
+    angles = torch.tensor([0.3, -2.0, 3.0], dtype=torch.float64)
+    c, s_ = angles.cos(), angles.sin()
+    R = torch.stack([torch.stack([c, -s_], -1), torch.stack([s_, c], -1)], -2)  # [3,2,2]
+    scale = torch.tensor([0.5, 1.0, 4.0], dtype=torch.float64)
+    t = torch.tensor([[1.0, 2.0], [-3.0, 0.5], [10.0, -7.0]], dtype=torch.float64)
+    src = torch.randn(3, 12, 2, dtype=torch.float64)
+    dst = scale[:, None, None] * src @ R.transpose(1, 2) + t[:, None]
+    Re, te, se = umeyama(src, dst)
+    torch.testing.assert_close(Re, R)
+    torch.testing.assert_close(te, t)
+    torch.testing.assert_close(se, scale)
+    # a mirror image is fitted by the best proper rotation, never a reflection
+    Rm, _, sm = umeyama(src[0], src[0] * torch.tensor([-1.0, 1.0], dtype=torch.float64))
+    assert torch.linalg.det(Rm).item() == pytest.approx(1.0) and sm.item() > 0
+
+
 def test_umeyama_numpy_batched_and_kabsch_reference():
     rng = np.random.default_rng(2)
     src = rng.normal(size=(4, 30, 3))
@@ -108,7 +126,9 @@ def test_umeyama_never_returns_a_reflection():
 
 def test_umeyama_input_errors():
     with pytest.raises(ValueError, match="src"):
-        umeyama(torch.zeros(5, 2), torch.zeros(5, 2))
+        umeyama(torch.zeros(5, 1), torch.zeros(5, 1))
+    with pytest.raises(ValueError, match="at least 3 points in 3D"):
+        umeyama(torch.rand(2, 3), torch.rand(2, 3))
     with pytest.raises(ValueError, match="dst"):
         umeyama(torch.zeros(5, 3), torch.zeros(6, 3))
     with pytest.raises(TypeError, match="src"):

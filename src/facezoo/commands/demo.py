@@ -69,6 +69,8 @@ def execute(args: argparse.Namespace) -> int:
     import facezoo.methods  # noqa: F401
     from facezoo.callbacks import ReconstructionWriter
     from facezoo.callbacks.panels import grid, panels, save_png
+    from facezoo.cli import hidden_argv
+    from facezoo.commands._progress import LogProgress, interactive
 
     start = time.time()
     root = _repo_root()
@@ -82,11 +84,14 @@ def execute(args: argparse.Namespace) -> int:
             return 2
         cli_args.append(f"--{key}={value}")
     logger = {"class_path": "lightning.pytorch.loggers.CSVLogger", "init_args": {"save_dir": str(out)}}
-    cli = LightningCLI(
-        LightningModule, LightningDataModule, subclass_mode_model=True, subclass_mode_data=True, run=False,
-        trainer_defaults={"logger": logger, "enable_progress_bar": True, "default_root_dir": str(out)},
-        save_config_callback=None, args=cli_args,
-    )  # fmt: skip
+    defaults = {"logger": logger, "enable_progress_bar": True, "default_root_dir": str(out)}
+    if not interactive():  # `make demo > log`: a progress line every 30 s instead of one per step
+        defaults["callbacks"] = [LogProgress(30.0)]
+    with hidden_argv():  # the arguments are ours, not the command line's (no "args parameter" warning)
+        cli = LightningCLI(
+            LightningModule, LightningDataModule, subclass_mode_model=True, subclass_mode_data=True,
+            run=False, trainer_defaults=defaults, save_config_callback=None, args=cli_args,
+        )  # fmt: skip
     method, dm, trainer = cli.model, cli.datamodule, cli.trainer
     held_out = dm.test_dataloader()
     print(f"facezoo demo: {type(method).__name__} on {type(dm).__name__} ({method.morphable.name}), "

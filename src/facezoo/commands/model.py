@@ -285,6 +285,12 @@ def execute(args: argparse.Namespace) -> int:
                 info = read_info(args.file[0])
             print(json.dumps(info, indent=2) if args.json else format_info(info))
         elif args.action == "preview":
+            if args.size < 16:
+                raise ValueError(f"--size: expected at least 16 pixels, got {args.size}")
+            if not 0 < args.sigma < float("inf"):
+                raise ValueError(
+                    f"--sigma: expected a finite positive number of standard deviations, got {args.sigma}"
+                )
             model = _load_for_preview(args.model)
             image = render_preview(model, size=args.size, sigma=args.sigma, points=args.points)
             args.output.parent.mkdir(parents=True, exist_ok=True)

@@ -27,6 +27,11 @@ def build_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--every", type=int, default=1, help="micc: keep every n-th video frame")
 
 
+def _positive(name: str, value: int) -> None:
+    if value < 1:
+        raise ValueError(f"{name}: expected a positive integer, got {value}")
+
+
 def _datasets(args) -> dict:
     import facezoo.datamodules as D
 
@@ -79,22 +84,57 @@ def extract_micc_frames(root: Path, out: Path, every: int = 1) -> int:
     return count
 
 
-def execute(args: argparse.Namespace) -> int:
+def summary(name: str, written: int, skipped: list[str], out: Path) -> str:
+    """The line ``facezoo prepare`` prints per split: ``"<name>: N samples, K skipped: <file>: <reason>"``
+    (one reason per line after the first when several were skipped).
+
+    Example:
+        >>> print(summary("aflw2000/test", 2, ["a.jpg: truncated"], Path("s/test")))
+        aflw2000/test: 2 samples, 1 skipped: a.jpg: truncated -> s/test
+    """
+    if not skipped:
+        return f"{name}: {written} samples -> {out}"
+    first, rest = skipped[0], "".join(f"\n  {r}" for r in skipped[1:])
+    return f"{name}: {written} samples, {len(skipped)} skipped: {first} -> {out}{rest}"
+
+
+def write_split(dataset, writer, desc: str) -> tuple[int, list[str]]:
+    """Write every good sample of ``dataset`` with ``writer``; a bad sample (a skip marker, with
+    ``on_bad_sample="skip"``) is left out, never replaced. Returns (samples written, skip reasons)."""
     from tqdm import tqdm
 
+    from facezoo.data.io import SKIPPED, is_skip_marker
+
+    written, skipped = 0, []
+    for i in tqdm(range(len(dataset)), desc=desc, unit="sample", mininterval=10.0):
+        sample = dataset[i]
+        if is_skip_marker(sample):
+            skipped.extend(sample[SKIPPED])
+            continue
+        writer.add({k: v for k, v in sample.items() if k != SKIPPED})
+        written += 1
+    return written, skipped
+
+
+def execute(args: argparse.Namespace) -> int:
+    from facezoo.data.io import check_root
     from facezoo.data.shards import ShardWriter
 
+    _positive("--image-size", args.image_size)
+    _positive("--samples-per-shard", args.samples_per_shard)
+    _positive("--every", args.every)
     out = Path(args.out)
+    root = check_root(args.root, f"--root ({args.dataset})")
     if args.dataset == "micc":
-        n = extract_micc_frames(Path(args.root), out, args.every)
+        n = extract_micc_frames(root, out, args.every)
         print(f"wrote {n} frames under {out}")
         return 0
     for split, make in _datasets(args).items():
         dataset = make()
+        name = f"{args.dataset}/{split}"
         with ShardWriter(out / split, args.dataset, split, args.samples_per_shard) as writer:
-            for i in tqdm(range(len(dataset)), desc=f"{args.dataset}/{split}", unit="sample"):
-                sample = dataset[i]
-                sample.pop("_skipped", None)
-                writer.add(sample)
-        print(f"{args.dataset}/{split}: {len(dataset)} samples -> {out / split}")
+            written, skipped = write_split(dataset, writer, name)
+            if not written:
+                raise ValueError(f"{name}: every sample is bad, nothing to write; first: {skipped[0]}")
+        print(summary(name, written, skipped, out / split))
     return 0

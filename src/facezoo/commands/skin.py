@@ -18,6 +18,7 @@ from pathlib import Path
 
 HELP = "fit / apply the skin-colour GMM classifier used by Deep3DFace's skin attention"
 
+LUMA = (0.299, 0.587, 0.114)
 IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".ppm", ".pgm")
 
 
@@ -47,9 +48,9 @@ def build_parser(parser: argparse.ArgumentParser) -> None:
 
 def _pairs(images: Path, masks: Path) -> list[tuple[Path, Path]]:
     if not images.is_dir():
-        raise SystemExit(f"facezoo skin fit: --images {images} is not a folder")
+        raise FileNotFoundError(f"--images {images}: no such folder")
     if not masks.is_dir():
-        raise SystemExit(f"facezoo skin fit: --masks {masks} is not a folder")
+        raise FileNotFoundError(f"--masks {masks}: no such folder")
     mask_index = {
         p.relative_to(masks).with_suffix(""): p for p in masks.rglob("*") if p.suffix.lower() in IMAGE_EXTS
     }
@@ -61,21 +62,21 @@ def _pairs(images: Path, masks: Path) -> list[tuple[Path, Path]]:
         else:
             unmatched.append(str(key))
     if unmatched:
-        raise SystemExit(
-            f"facezoo skin fit: {len(unmatched)} image(s) have no mask in {masks} (same relative "
+        raise ValueError(
+            f"{len(unmatched)} image(s) have no mask in {masks} (same relative "
             f"name, any image extension): {', '.join(unmatched[:5])}{' ...' if len(unmatched) > 5 else ''}"
         )
     if not pairs:
-        raise SystemExit(f"facezoo skin fit: no images ({', '.join(IMAGE_EXTS)}) found in {images}")
+        raise FileNotFoundError(f"no images ({', '.join(IMAGE_EXTS)}) found in {images}")
     return pairs
 
 
 def _fit(args: argparse.Namespace) -> int:
     import numpy as np
     import torch
-    from PIL import Image
     from tqdm import tqdm
 
+    from facezoo.data.io import load_image_uint8
     from facezoo.losses.skin import fit_skin_classifier
 
     pairs = _pairs(args.images, args.masks)
@@ -83,12 +84,11 @@ def _fit(args: argparse.Namespace) -> int:
     rng = np.random.default_rng(args.seed)
     skin, other = [], []
     for img_path, mask_path in tqdm(pairs, desc="reading pixels", unit="img", file=sys.stderr):
-        img = np.asarray(Image.open(img_path).convert("RGB"), dtype=np.float32) / 255.0
-        mask = np.asarray(Image.open(mask_path).convert("L"), dtype=np.float32) / 255.0
+        img = load_image_uint8(img_path).astype(np.float32) / 255.0
+        # PIL's "L" (ITU-R 601-2 luma), read through load_image_uint8 for errors that name the file
+        mask = load_image_uint8(mask_path).astype(np.float32) @ LUMA / 255.0
         if mask.shape != img.shape[:2]:
-            raise SystemExit(
-                f"facezoo skin fit: mask {mask_path} is {mask.shape}, image {img_path} is {img.shape[:2]}"
-            )
+            raise ValueError(f"mask {mask_path} is {mask.shape}, image {img_path} is {img.shape[:2]}")
         is_skin = mask.reshape(-1) >= args.mask_threshold
         pix = img.reshape(-1, 3)
         for sel, bucket in ((is_skin, skin), (~is_skin, other)):
@@ -103,13 +103,10 @@ def _fit(args: argparse.Namespace) -> int:
         f"non-skin pixels ({args.colour_space})",
         file=sys.stderr,
     )
-    try:
-        clf = fit_skin_classifier(
-            pixels_skin, pixels_other, args.components, colour_space=args.colour_space, prior=args.prior,
-            max_iter=args.max_iter, seed=args.seed,
-        )  # fmt: skip
-    except ValueError as err:
-        raise SystemExit(f"facezoo skin fit: {err}") from err
+    clf = fit_skin_classifier(
+        pixels_skin, pixels_other, args.components, colour_space=args.colour_space, prior=args.prior,
+        max_iter=args.max_iter, seed=args.seed,
+    )  # fmt: skip
     args.output.parent.mkdir(parents=True, exist_ok=True)
     clf.save(args.output)
     print(f"wrote {args.output}", file=sys.stderr)
@@ -122,6 +119,7 @@ def _apply(args: argparse.Namespace) -> int:
     from PIL import Image
     from tqdm import tqdm
 
+    from facezoo.data.io import load_image_uint8
     from facezoo.losses.skin import SkinClassifier, skin_attention
 
     clf = SkinClassifier.load(args.params)
@@ -129,7 +127,7 @@ def _apply(args: argparse.Namespace) -> int:
         print("facezoo skin apply: no --params given, using the Chai & Ngan YCbCr rule", file=sys.stderr)
     args.output.mkdir(parents=True, exist_ok=True)
     for path in tqdm(args.images, desc="skin", unit="img", file=sys.stderr):
-        img = torch.from_numpy(np.asarray(Image.open(path).convert("RGB"), dtype=np.float32) / 255.0)
+        img = torch.from_numpy(load_image_uint8(path).astype(np.float32) / 255.0)
         with torch.no_grad():
             prob = clf(img.permute(2, 0, 1)[None])
         if args.attention:

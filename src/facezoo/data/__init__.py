@@ -19,7 +19,6 @@ from facezoo.data.align import (
     transform_points,
     unproject_300wlp,
     warp_image,
-    yaw_bucket,
 )
 from facezoo.data.augment import Augment, ColorJitter, hflip_sample, random_box_shift
 from facezoo.data.io import BadSampleError, FaceDataset, ReportingDataLoader, load_image
@@ -97,3 +96,13 @@ __all__ = [
     "warp_image",
     "yaw_bucket",
 ]
+
+
+def __getattr__(name: str):
+    # The AFLW2000-3D yaw buckets belong to the metric (facezoo.metrics.yaw_bucket); re-exported here lazily
+    # so that importing facezoo.data does not import torchmetrics.
+    if name == "yaw_bucket":
+        from facezoo.metrics.landmark_nme import yaw_bucket
+
+        return yaw_bucket
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

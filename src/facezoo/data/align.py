@@ -20,11 +20,11 @@ Two croppers:
 
 Example:
     >>> import torch
-    >>> lm = torch.tensor([[[100.0, 100.0], [200.0, 220.0]]], dtype=torch.float64)
+    >>> lm = torch.tensor([[[100.0, 100.0], [200.0, 228.0]]], dtype=torch.float64)
     >>> A = landmark_box_affine(lm, 224, scale=1.0)
-    >>> transform_points(lm, A)  # the box [100,200]x[100,220] -> 120 px square centred in the crop
-    tensor([[[ 18.6667,   0.0000],
-             [205.3333, 224.0000]]], dtype=torch.float64)
+    >>> transform_points(lm, A)  # the box [100,200]x[100,228] -> a 224 px square centred on it
+    tensor([[[ 24.5000,   0.0000],
+             [199.5000, 224.0000]]], dtype=torch.float64)
 """
 
 from __future__ import annotations
@@ -33,6 +33,9 @@ import math
 
 import torch
 from torch import Tensor
+
+from facezoo.geometry.icp import umeyama
+from facezoo.geometry.rotations import euler_to_matrix, matrix_to_euler
 
 # Deep3DFace's five-point 3D template (decimetres, +y up): the 5-point reduction (eye centres, nose tip, mouth
 # corners) of its BFM-derived ``similarity_Lm3D_all.mat``, symmetrised and rounded to 0.01 dm (1 mm). Pass the
@@ -147,25 +150,15 @@ def landmark_box_affine(
 
 
 def estimate_similarity(src: Tensor, dst: Tensor) -> Tensor:
-    """Least-squares similarity (Umeyama 1991) mapping ``src [B,N,2]`` onto ``dst [B,N,2]`` -> ``[B,2,3]``.
+    """Least-squares similarity (Umeyama 1991, :func:`facezoo.geometry.umeyama`) mapping ``src [B,N,2]`` onto
+    ``dst [B,N,2]`` -> affine ``[B,2,3]`` (float64).
 
     Used for template alignment such as ArcFace/SIR's 5-point 112x96 crops (``dst`` = the template).
     """
     _check_points("src", src)
     _check_points("dst", dst, src.shape[1])
-    src, dst = src.double(), dst.to(src.device).double()
-    mu_s, mu_d = src.mean(1, keepdim=True), dst.mean(1, keepdim=True)
-    xs, xd = src - mu_s, dst - mu_d
-    cov = xd.transpose(1, 2) @ xs / src.shape[1]
-    u, sig, vh = torch.linalg.svd(cov)
-    d = torch.ones_like(sig)
-    d[:, -1] = torch.sign(torch.linalg.det(u @ vh))
-    rot = u @ torch.diag_embed(d) @ vh
-    var = xs.pow(2).sum((1, 2)) / src.shape[1]
-    k = (sig * d).sum(-1) / var
-    lin = k[:, None, None] * rot
-    t = mu_d.squeeze(1) - (lin @ mu_s.transpose(1, 2)).squeeze(-1)
-    return torch.cat([lin, t[..., None]], dim=-1)
+    rot, t, s = umeyama(src.double(), dst.to(src.device).double())
+    return torch.cat([s[:, None, None] * rot, t[..., None]], dim=-1)
 
 
 def transform_points(points: Tensor, affine: Tensor) -> Tensor:
@@ -219,31 +212,15 @@ def warp_image(
 
 
 def rotation_300wlp(angles: Tensor) -> Tensor:
-    """3DDFA's ``RotationMatrix(pitch, yaw, roll)`` ``= Rx Ry Rz`` with its sign convention
-    (``Rx = [[1,0,0],[0,c,s],[0,-s,c]]``, ``Ry = [[c,0,-s],[0,1,0],[s,0,c]]``, ``Rz =
-    [[c,s,0],[-s,c,0],[0,0,1]]``).
-
-    Args:
-        angles: ``[B,3]`` radians (pitch, yaw, roll) = ``Pose_Para[:, :3]``. Returns ``[B,3,3]``.
-    """
-    x, y, z = angles.unbind(-1)
-    one, zero = torch.ones_like(x), torch.zeros_like(x)
-    cx, sx, cy, sy, cz, sz = x.cos(), x.sin(), y.cos(), y.sin(), z.cos(), z.sin()
-    rx = torch.stack([one, zero, zero, zero, cx, sx, zero, -sx, cx], -1).reshape(-1, 3, 3)
-    ry = torch.stack([cy, zero, -sy, zero, one, zero, sy, zero, cy], -1).reshape(-1, 3, 3)
-    rz = torch.stack([cz, sz, zero, -sz, cz, zero, zero, zero, one], -1).reshape(-1, 3, 3)
-    return rx @ ry @ rz
+    """3DDFA's ``RotationMatrix(pitch, yaw, roll)``: ``Pose_Para[:, :3]`` ``[B,3]`` (radians) -> ``[B,3,3]``,
+    i.e. :func:`facezoo.geometry.euler_to_matrix` with ``convention="3ddfa"`` (documented there)."""
+    return euler_to_matrix(angles, "3ddfa")
 
 
 def angles_300wlp(rotation: Tensor) -> Tensor:
-    """Inverse of :func:`rotation_300wlp`: ``[B,3,3]`` -> ``[B,3]`` (pitch, yaw, roll), yaw in [-pi/2, pi/2].
-
-    Row 0 of ``Rx Ry Rz`` is ``[cy cz, cy sz, -sy]`` and column 2 is ``[-sy, sx cy, cx cy]``.
-    """
-    yaw = torch.asin((-rotation[:, 0, 2]).clamp(-1.0, 1.0))
-    roll = torch.atan2(rotation[:, 0, 1], rotation[:, 0, 0])
-    pitch = torch.atan2(rotation[:, 1, 2], rotation[:, 2, 2])
-    return torch.stack([pitch, yaw, roll], -1)
+    """Inverse of :func:`rotation_300wlp`: ``[B,3,3]`` -> ``[B,3]`` (pitch, yaw, roll), yaw in [-pi/2, pi/2]
+    (:func:`facezoo.geometry.matrix_to_euler` with ``convention="3ddfa"``)."""
+    return matrix_to_euler(rotation, "3ddfa")
 
 
 def project_300wlp(
@@ -330,12 +307,6 @@ def flip_pose_300wlp(pose: Tensor, image_width: float) -> Tensor:
     out = pose.clone()
     out[:, 1], out[:, 2], out[:, 3] = -pose[:, 1], -pose[:, 2], image_width - pose[:, 3]
     return out
-
-
-def yaw_bucket(yaw_degrees: Tensor) -> Tensor:
-    """AFLW2000-3D protocol buckets of |yaw|: 0 = [0,30], 1 = (30,60], 2 = (60,90] (larger |yaw|: 2)."""
-    a = yaw_degrees.abs()
-    return (a > 30).long() + (a > 60).long()
 
 
 DEG = 180.0 / math.pi

@@ -2,9 +2,12 @@
 
 A bad input (corrupt or truncated image, missing or malformed label file, wrong landmark count) raises
 :class:`BadSampleError` naming the file and the problem. Datasets built on :class:`FaceDataset` either let it
-propagate (``on_bad_sample="error"``, the default) or skip the sample (``"skip"``): the next good sample takes
-its place, the reason travels with the batch (``batch["skipped"]``) and :class:`ReportingDataLoader` reports
-the count and the files at the end of the epoch. A sample is never silently wrong.
+propagate (``on_bad_sample="error"``, the default) or skip the sample (``"skip"``): the dataset returns a
+*skip marker* (:func:`skip_marker`, a dict holding only the reason), :func:`~facezoo.data.collate` drops it
+(the batch gets one sample smaller; no other sample takes its place, so none counts twice), the reason
+travels with the batch (``batch["skipped"]``) and :class:`ReportingDataLoader` counts the skips
+(``loader.skipped``) and reports the count and the files at the end of the epoch. A sample is never silently
+wrong.
 """
 
 from __future__ import annotations
@@ -30,10 +33,29 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
 class BadSampleError(ValueError):
     """A sample that cannot be read. ``path`` is the offending file, ``problem`` what is wrong with it."""
 
-    def __init__(self, path: str | Path, problem: str):
+    def __init__(self, path: str | Path, problem: str | None = None):
         self.path = str(path)
         self.problem = problem
-        super().__init__(f"{self.path}: {problem}")
+        # one argument: a message rebuilt by torch's DataLoader when it re-raises a worker's error
+        super().__init__(self.path if problem is None else f"{self.path}: {problem}")
+
+
+SKIPPED = "_skipped"
+
+
+def skip_marker(reason: str) -> dict:
+    """What a dataset with ``on_bad_sample="skip"`` returns for a bad sample: ``{"_skipped": [reason]}``.
+
+    Example:
+        >>> is_skip_marker(skip_marker("a.jpg: truncated"))
+        True
+    """
+    return {SKIPPED: [str(reason)]}
+
+
+def is_skip_marker(sample: object) -> bool:
+    """True for a :func:`skip_marker` (a dict with no key other than ``"_skipped"``)."""
+    return isinstance(sample, dict) and SKIPPED in sample and len(sample) == 1
 
 
 def check_root(root: str | Path, what: str) -> Path:
@@ -44,16 +66,46 @@ def check_root(root: str | Path, what: str) -> Path:
     return path
 
 
+_WIDE_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I")  # 16-bit (and 32-bit int) greyscale
+
+
+def _to_rgb8(img: Image.Image, path: Path) -> np.ndarray:
+    """``[H,W,3]`` uint8 RGB of a decoded image. 16-bit greyscale (PNG ``I;16``; Pillow may also open it as
+    32-bit ``I``) is scaled by 255/65535: Pillow's own ``convert("RGB")`` clips those values at 255, which
+    turns almost every pixel white."""
+    if img.mode in _WIDE_MODES:
+        wide = np.asarray(img).astype(np.int64)
+        if wide.size and (wide.min() < 0 or wide.max() > 65535):
+            raise BadSampleError(
+                path, f"{img.mode} image with values in [{wide.min()}, {wide.max()}]; expected 0..65535"
+            )
+        grey = ((wide * 255 + 32767) // 65535).astype(np.uint8)  # round(v * 255 / 65535)
+        return np.repeat(grey[..., None], 3, axis=-1)
+    return np.array(img.convert("RGB"))
+
+
 def load_image_uint8(path: str | Path) -> np.ndarray:
-    """Decode an image fully into ``[H,W,3]`` uint8 RGB (truncated or corrupt: :class:`BadSampleError`)."""
+    """Decode an image fully into ``[H,W,3]`` uint8 RGB (truncated or corrupt: :class:`BadSampleError`).
+
+    16-bit greyscale images are scaled to 8 bits (``round(v * 255 / 65535)``); an image over PIL's
+    decompression-bomb limit (``PIL.Image.MAX_IMAGE_PIXELS``) is a :class:`BadSampleError` naming the file.
+    """
     path = Path(path)
     if not path.is_file():
         raise BadSampleError(path, "image file is missing")
     try:
         with Image.open(path) as img:
             img.load()  # decode now: a truncated JPEG fails here rather than returning grey rows
-            return np.array(img.convert("RGB"))
+            return _to_rgb8(img, path)
+    except Image.DecompressionBombError as err:
+        raise BadSampleError(
+            path,
+            f"image too large for PIL's decompression-bomb guard ({err}); if the image is genuine, raise "
+            "PIL.Image.MAX_IMAGE_PIXELS",
+        ) from err
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
+        if isinstance(err, BadSampleError):
+            raise
         raise BadSampleError(path, f"corrupt or truncated image ({err})") from err
 
 
@@ -74,8 +126,9 @@ class FaceDataset(Dataset):
     policy.
 
     Subclasses set ``self.items`` (one entry per sample) and implement ``load(index) -> Sample``. With
-    ``on_bad_sample="skip"``, a bad sample is replaced by the next good one (cyclically, so the epoch length
-    and batch sizes do not change) and ``"_skipped"`` records ``"path: problem"`` for :func:`collate`.
+    ``on_bad_sample="skip"``, a bad sample comes back as a :func:`skip_marker` holding ``"path: problem"``;
+    :func:`~facezoo.data.collate` drops it and lists the reason in ``batch["skipped"]`` (the batch is one
+    smaller: a bad sample is never replaced by another, which would count that one twice).
     """
 
     items: list[Any]
@@ -96,40 +149,42 @@ class FaceDataset(Dataset):
             sample = self.load(index)
             sample.setdefault("index", int(index))
             return sample
-        skipped: list[str] = []
-        for offset in range(len(self)):
-            i = (index + offset) % len(self)
-            try:
-                sample = self.load(i)
-            except BadSampleError as err:
-                skipped.append(str(err))
-                continue
-            sample.setdefault("index", int(i))
-            if skipped:
-                sample["_skipped"] = skipped
-            return sample
-        raise BadSampleError(
-            f"<all {len(self)} samples>", "every sample of the dataset is bad: " + skipped[0]
-        )
+        try:
+            sample = self.load(index)
+        except BadSampleError as err:
+            return skip_marker(str(err))
+        sample.setdefault("index", int(index))
+        return sample
 
 
 class ReportingDataLoader(DataLoader):
     """A DataLoader that counts the bad samples skipped during an epoch and reports them when the epoch ends
-    (a ``UserWarning`` with the count and the first files, and ``self.last_skipped`` for programmatic
-    checks)."""
+    (a ``UserWarning`` with the count and the first files). ``skipped`` lists the ``"path: problem"`` of every
+    sample skipped so far in the current (or last) epoch; ``last_skipped`` is the same list (older name)."""
 
-    last_skipped: list[str]
+    @property
+    def skipped(self) -> list[str]:
+        return self.__dict__.setdefault("_skip_reasons", [])
+
+    @property
+    def last_skipped(self) -> list[str]:
+        return self.skipped
 
     def __iter__(self) -> Iterator:
-        self.last_skipped = []
-        for batch in super().__iter__():
-            if isinstance(batch, dict):
-                self.last_skipped.extend(batch.get("skipped", []))
-            yield batch
-        if self.last_skipped:
-            unique = sorted(set(self.last_skipped))
+        self.__dict__["_skip_reasons"] = []
+        try:
+            for batch in super().__iter__():
+                if isinstance(batch, dict):
+                    self.skipped.extend(batch.get("skipped", []))
+                yield batch
+        finally:  # also when the consumer stops at len(loader) and drops the iterator (Lightning's loops)
+            self._report()
+
+    def _report(self) -> None:
+        if self.skipped:
+            unique = sorted(set(self.skipped))
             shown = "\n  ".join(unique[:10])
             more = f"\n  ... and {len(unique) - 10} more" if len(unique) > 10 else ""
             warnings.warn(
-                f"skipped {len(self.last_skipped)} bad samples this epoch:\n  {shown}{more}", stacklevel=2
+                f"skipped {len(self.skipped)} bad samples this epoch:\n  {shown}{more}", stacklevel=3
             )

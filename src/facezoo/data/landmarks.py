@@ -182,6 +182,10 @@ def _as_points(path: Path, array: np.ndarray, key: str, dims: int | None = None)
     return array
 
 
+#: sizes of the 3DDFA parameters in 300W-LP / AFLW2000-3D ``.mat`` files (BFM: 199 shape/texture, 29 exp.)
+PARA_SIZES = {"Shape_Para": 199, "Exp_Para": 29, "Tex_Para": 199}
+
+
 def read_3ddfa_mat(path: str | Path, landmarks: int | tuple[int, ...] | None = None) -> dict[str, np.ndarray]:
     """300W-LP / AFLW2000-3D ``.mat`` -> dict of numpy arrays.
 
@@ -202,7 +206,14 @@ def read_3ddfa_mat(path: str | Path, landmarks: int | tuple[int, ...] | None = N
     out["pose"] = pose
     for key, name in (("id", "Shape_Para"), ("exp", "Exp_Para"), ("tex", "Tex_Para")):
         if name in mat:
-            out[key] = np.asarray(mat[name], dtype=np.float64).reshape(-1)
+            values = np.asarray(mat[name], dtype=np.float64).reshape(-1)
+            if values.shape != (PARA_SIZES[name],) or not np.isfinite(values).all():
+                raise BadSampleError(
+                    path,
+                    f"{name} must hold {PARA_SIZES[name]} finite values (the 3DDFA BFM's), got shape "
+                    f"{np.shape(mat[name])}" + ("" if np.isfinite(values).all() else " with NaN/inf"),
+                )
+            out[key] = values
     out["pt2d"] = _check_count(path, _as_points(path, mat["pt2d"], "pt2d", 2), landmarks)
     if "pt3d_68" in mat:
         out["pt3d_68"] = _check_count(path, _as_points(path, mat["pt3d_68"], "pt3d_68", 3), 68)

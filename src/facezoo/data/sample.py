@@ -140,9 +140,9 @@ def _collate_dicts(dicts: Sequence[dict], prefix: str = "") -> tuple[dict, dict[
 
 
 def collate(samples: Sequence[Sample | None]) -> Batch:
-    """Stack samples into a :class:`Batch`. ``None`` entries (bad samples skipped by a dataset) are dropped
-    and their reasons, taken from a ``"_skipped"`` list on neighbouring samples, are gathered in
-    ``batch["skipped"]``.
+    """Stack samples into a :class:`Batch`. Skip markers (:func:`facezoo.data.io.skip_marker`: bad samples
+    skipped by a dataset with ``on_bad_sample="skip"``) and ``None`` entries are dropped, so the batch gets
+    smaller; the markers' reasons (``"path: problem"``) are gathered in ``batch["skipped"]``.
 
     Args:
         samples: list of :class:`Sample` dicts (tensors of equal shapes per key).
@@ -159,7 +159,8 @@ def collate(samples: Sequence[Sample | None]) -> Batch:
             continue
         s = dict(s)
         skipped.extend(s.pop("_skipped", []))
-        kept.append(s)
+        if s:  # a skip marker holds nothing but its reason
+            kept.append(s)
     if not kept:
         return Batch(skipped=skipped)  # every sample was bad; the training loop sees an empty batch dict
     out, valid = _collate_dicts(kept)

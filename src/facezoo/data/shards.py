@@ -3,17 +3,20 @@
 Layout of a shard folder::
 
     manifest.json          {"format": "facezoo-shards/1", "dataset", "split", "count", "keys",
-                            "shards": [{"file", "count", "bytes", "sha256"}]}
+                            "shards": [{"file", "count", "bytes", "sha256", "labels_crc32"}]}
     <split>-00000.h5       datasets: image uint8 [N,(V,)H,W,3] (one chunk per sample), crc32 uint32 [N] of
     each
                            image's bytes, landmarks*/affine/yaw/identity/view/index arrays, params/<name>,
                            path (str)
 
-Verification: on open, every shard listed must exist with the listed size and sample count and the same keys
-(``verify="quick"``, milliseconds); ``verify="full"`` also recomputes each file's sha256. Each image's crc32
-is checked when it is read, so a flipped bit on disk becomes a :class:`~facezoo.data.io.BadSampleError`, never
-a wrong sample. Files are opened lazily in each DataLoader worker on first access (an h5py handle must not
-cross a fork).
+Verification: on open, every shard listed must exist inside the folder (a manifest entry such as
+``../../outside.h5`` is refused) with the listed size and sample count and the same keys (``verify="quick"``,
+milliseconds); ``verify="full"`` also recomputes each file's sha256. Each image's crc32 is checked when it is
+read, so a flipped bit on disk becomes a :class:`~facezoo.data.io.BadSampleError`, never a wrong sample; the
+labels (landmarks, parameters, yaw...) are checked against the crc32 per label array that the manifest
+records (``labels_crc32``) when a shard is first read, so labels edited in place are a :class:`ShardError`
+(shards written before this check have no such record: a warning says they are unchecked). Files are
+opened lazily in each DataLoader worker on first access (an h5py handle must not cross a fork).
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import warnings
 import zlib
 from pathlib import Path
 from typing import Any
@@ -44,6 +48,15 @@ def _sha256(path: Path) -> str:
         for block in iter(lambda: f.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()
+
+
+def _labels_crc32(column: Any) -> int:
+    """crc32 of a label array's bytes (strings: their UTF-8 bytes joined by NUL)."""
+    array = np.asarray(column)
+    if array.dtype.kind in "OSU":
+        text = [v.decode() if isinstance(v, bytes) else str(v) for v in array.reshape(-1)]
+        return zlib.crc32("\0".join(text).encode())
+    return zlib.crc32(np.ascontiguousarray(array).tobytes())
 
 
 def sample_to_arrays(sample: dict) -> dict[str, Any]:
@@ -98,9 +111,12 @@ class ShardWriter:
             return
         name = f"{self.split}-{len(self.shards):05d}.h5"
         path = self.out / name
+        labels_crc32 = {}
         with h5py.File(path, "w") as f:
             for key in self.keys or []:
                 values = [b[key] for b in self.buffer]
+                if key == "path":
+                    labels_crc32[key] = _labels_crc32(values)
                 if key == "path":
                     f.create_dataset(key, data=np.array(values, dtype=object), dtype=h5py.string_dtype())
                 elif key == "image":
@@ -110,12 +126,13 @@ class ShardWriter:
                         "crc32", data=np.array([zlib.crc32(v.tobytes()) for v in values], dtype=np.uint32)
                     )
                 else:
-                    f.create_dataset(
-                        key, data=np.stack([np.asarray(v, dtype=SCALARS.get(key)) for v in values])
-                    )
+                    data = np.stack([np.asarray(v, dtype=SCALARS.get(key)) for v in values])
+                    f.create_dataset(key, data=data)
+                    labels_crc32[key] = _labels_crc32(f[key][()])  # of the bytes as stored (dtype included)
         self.shards.append(
-            {"file": name, "count": len(self.buffer), "bytes": path.stat().st_size, "sha256": _sha256(path)}
-        )
+            {"file": name, "count": len(self.buffer), "bytes": path.stat().st_size, "sha256": _sha256(path),
+             "labels_crc32": labels_crc32}
+        )  # fmt: skip
         self.buffer = []
 
     def close(self) -> Path:
@@ -155,10 +172,27 @@ def read_manifest(path: str | Path, verify: str = "quick") -> tuple[Path, dict]:
         manifest = json.loads(mpath.read_text())
     except json.JSONDecodeError as err:
         raise ShardError(f"{mpath}: malformed manifest ({err})") from err
-    if manifest.get("format") != FORMAT:
-        raise ShardError(f"{mpath}: format {manifest.get('format')!r}, expected {FORMAT!r}")
-    if sum(s["count"] for s in manifest["shards"]) != manifest["count"]:
-        raise ShardError(f"{mpath}: shard counts do not add up to count={manifest['count']}")
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        got = manifest.get("format") if isinstance(manifest, dict) else type(manifest).__name__
+        raise ShardError(f"{mpath}: format {got!r}, expected {FORMAT!r}")
+    shards, count = manifest.get("shards"), manifest.get("count")
+    if (
+        not isinstance(shards, list)
+        or not isinstance(count, int)
+        or not isinstance(manifest.get("keys"), list)
+        or not all(isinstance(s, dict) and isinstance(s.get("file"), str) and isinstance(s.get("count"), int)
+                   for s in shards)
+    ):  # fmt: skip
+        raise ShardError(f"{mpath}: malformed manifest (needs count, keys and shards [{{file, count, ...}}])")
+    if sum(s["count"] for s in shards) != count:
+        raise ShardError(f"{mpath}: shard counts do not add up to count={count}")
+    inside = folder.resolve()
+    for shard in shards:
+        target = (folder / shard["file"]).resolve()
+        if Path(shard["file"]).is_absolute() or inside not in target.parents:
+            raise ShardError(
+                f"{mpath}: shard entry {shard['file']!r} points outside the shard folder {folder}; refused"
+            )
     if verify == "none":
         return folder, manifest
     for shard in manifest["shards"]:
@@ -235,10 +269,31 @@ class ShardDataset(FaceDataset):
         if self._pid != os.getpid():  # first access in this process (worker): never reuse a parent's handle
             self._handles, self._pid = {}, os.getpid()
         if shard not in self._handles:
-            f = h5py.File(self.folder / self.manifest["shards"][shard]["file"], "r")
+            entry = self.manifest["shards"][shard]
+            f = h5py.File(self.folder / entry["file"], "r")
             labels = {key: f[key][()] for key in self.manifest["keys"] if key != "image"}
+            self._check_labels(entry, labels)
             self._handles[shard] = (f, labels, f["crc32"][()])
         return self._handles[shard]
+
+    def _check_labels(self, entry: dict, labels: dict) -> None:
+        """Compare each label array with the crc32 recorded at ``facezoo prepare`` time."""
+        file = self.folder / entry["file"]
+        expected = entry.get("labels_crc32")
+        if expected is None:
+            warnings.warn(
+                f"{file}: written by an older facezoo without label checksums; its labels are not verified "
+                "(re-run `facezoo prepare` to add them)",
+                stacklevel=3,
+            )
+            return
+        changed = [k for k, v in labels.items() if k in expected and _labels_crc32(v) != int(expected[k])]
+        missing = [k for k in labels if k not in expected]
+        if changed or missing:
+            raise ShardError(
+                f"{file}: labels {changed + missing} do not match the checksums recorded in the manifest "
+                "(edited or corrupt after `facezoo prepare`); re-run `facezoo prepare`"
+            )
 
     def __getstate__(self) -> dict:
         state = dict(self.__dict__)

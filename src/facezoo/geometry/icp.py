@@ -6,7 +6,7 @@ the frame of a ground-truth scan before distances are measured.
 
 Example:
     >>> import torch
-    >>> src = torch.randn(100, 3, dtype=torch.float64)
+    >>> src = torch.randn(100, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
     >>> R, t, s = umeyama(src, 2.0 * src + 1.0)
     >>> round(float(s), 6), torch.allclose(R, torch.eye(3, dtype=torch.float64))
     (2.0, True)
@@ -24,43 +24,59 @@ __all__ = ["umeyama", "similarity_icp", "similarity_matrix", "apply_similarity"]
 ArrayLike = torch.Tensor | np.ndarray
 
 
-def _check_points(name: str, x: ArrayLike, batched: bool = False) -> None:
+def _check_points(name: str, x: ArrayLike, batched: bool = False, any_dim: bool = False) -> None:
     if not isinstance(x, torch.Tensor | np.ndarray):
         raise TypeError(f"{name}: expected a torch.Tensor or numpy.ndarray, got {type(x).__name__}")
-    ndim = 3 if batched else 2
-    if x.ndim not in ((2, 3) if batched else (2,)) or x.shape[-1] != 3:
-        want = "[N,3] or [B,N,3]" if batched else "[N,3]"
-        raise ValueError(f"{name}: expected shape {want} (ndim {ndim}), got {tuple(x.shape)}")
+    d = "D" if any_dim else "3"
+    if x.ndim not in ((2, 3) if batched else (2,)) or (x.shape[-1] < 2 if any_dim else x.shape[-1] != 3):
+        want = f"[N,{d}] or [B,N,{d}]" if batched else f"[N,{d}]"
+        raise ValueError(
+            f"{name}: expected shape {want}{' with D >= 2' if any_dim else ''}, got {tuple(x.shape)}"
+        )
+
+
+def _det(m: torch.Tensor) -> torch.Tensor:
+    """Determinants of ``[..., D, D]``: closed form for D = 2, 3 (``torch.linalg.det``'s LU costs ~10x more
+    on the small batches here), LU otherwise."""
+    if m.shape[-1] == 2:
+        return m[..., 0, 0] * m[..., 1, 1] - m[..., 0, 1] * m[..., 1, 0]
+    if m.shape[-1] == 3:
+        return (m[..., 0, :] * torch.linalg.cross(m[..., 1, :], m[..., 2, :], dim=-1)).sum(-1)
+    return torch.linalg.det(m)
 
 
 def umeyama(
     src: ArrayLike, dst: ArrayLike, with_scale: bool = True
 ) -> tuple[ArrayLike, ArrayLike, ArrayLike]:
-    """Closed-form least-squares similarity (Umeyama 1991) from corresponding points.
+    """Closed-form least-squares similarity (Umeyama 1991) from corresponding points, in any dimension D >= 2
+    (3D meshes; 2D landmarks: :func:`facezoo.data.estimate_similarity`).
 
     Minimises ``sum_i ||dst_i - (s R src_i + t)||²`` over rotations ``R`` (det +1, reflections are
     corrected with Umeyama's sign matrix), translations ``t`` and, when ``with_scale``, a scale ``s > 0``
     (else ``s = 1``).
 
     Args:
-        src: source points ``[N,3]`` or batched ``[B,N,3]`` (torch or numpy; N >= 3 non-collinear points).
+        src: source points ``[N,D]`` or batched ``[B,N,D]`` (torch or numpy; N >= D points spanning D
+            dimensions).
         dst: corresponding target points, same shape.
         with_scale: estimate the isotropic scale.
 
     Returns:
-        ``R [..,3,3]``, ``t [..,3]``, ``s [..]`` in the input's type; torch results keep its device and dtype.
+        ``R [..,D,D]``, ``t [..,D]``, ``s [..]`` in the input's type; torch results keep its device and dtype.
 
     Example:
         >>> R, t, s = umeyama(torch.eye(3, dtype=torch.float64), torch.eye(3, dtype=torch.float64) + 1.0)
         >>> [round(v, 9) for v in t.tolist()], round(float(s), 9)
         ([1.0, 1.0, 1.0], 1.0)
     """
-    _check_points("src", src, batched=True)
-    _check_points("dst", dst, batched=True)
+    _check_points("src", src, batched=True, any_dim=True)
+    _check_points("dst", dst, batched=True, any_dim=True)
     if tuple(src.shape) != tuple(dst.shape):
         raise ValueError(f"dst: expected the shape of src {tuple(src.shape)}, got {tuple(dst.shape)}")
-    if src.shape[-2] < 3:
-        raise ValueError(f"src: need at least 3 points, got {src.shape[-2]}")
+    if src.shape[-2] < src.shape[-1]:
+        raise ValueError(
+            f"src: need at least {src.shape[-1]} points in {src.shape[-1]}D, got {src.shape[-2]}"
+        )
     as_numpy = isinstance(src, np.ndarray)
     s_t = torch.as_tensor(src)
     d_t = torch.as_tensor(dst, device=s_t.device)
@@ -76,8 +92,7 @@ def umeyama(
     cov = xd.transpose(-1, -2) @ xs / n  # Σ_xy = 1/n Σ (d - μd)(s - μs)ᵀ
     U, S, Vh = torch.linalg.svd(cov)
     # Sign fix: force det(R) = +1 (a reflection would otherwise fit mirrored data better).
-    sign = torch.sign(torch.linalg.det(U) * torch.linalg.det(Vh))
-    sign = torch.where(sign == 0, torch.ones_like(sign), sign)
+    sign = torch.where(_det(U @ Vh) < 0, -1.0, 1.0).to(S.dtype)
     D = torch.ones_like(S)
     D[..., -1] = sign
     R = U @ torch.diag_embed(D) @ Vh

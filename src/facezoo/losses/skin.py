@@ -261,14 +261,15 @@ class SkinClassifier(nn.Module):
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(f"SkinClassifier.load: no file at {path}")
-        try:
-            data = np.load(path, allow_pickle=False)
+        try:  # read every array now (allow_pickle=False: an object array fails here, naming the file)
+            with np.load(path, allow_pickle=False) as npz:
+                data = {k: npz[k] for k in npz.files}
         except Exception as err:
-            raise ValueError(f"SkinClassifier.load: {path} is not an .npz file ({err})") from err
+            raise ValueError(f"SkinClassifier.load: {path} is not an .npz file of arrays ({err})") from err
         required = ["format", "colour_space", "prior"] + [
             f"{n}_{k}" for n in ("skin", "nonskin") for k in ("weights", "means", "covariances")
         ]
-        missing = [k for k in required if k not in data.files]
+        missing = [k for k in required if k not in data]
         if missing:
             raise ValueError(f"SkinClassifier.load: {path} lacks {missing} (is it a facezoo skin model?)")
         if str(data["format"]) != FORMAT:

@@ -71,13 +71,10 @@ def build_morphable(spec: str | MorphableModel) -> MorphableModel:
             return procedural_model(n_vertices=n[0])
         return procedural_model(n_vertices=n[0], n_id=n[1], n_exp=n[2], n_tex=n[3])
     path = Path(spec).expanduser()
+    from facezoo.morphable.hdf5 import load_model, missing_model_message
+
     if not path.is_file():
-        raise FileNotFoundError(
-            f"morphable_model: no file at {spec!r}; give 'procedural', 'procedural:<n_vertices>' or a "
-            "facezoo .h5 "
-            "written by `facezoo model convert`"
-        )
-    from facezoo.morphable.hdf5 import load_model
+        raise FileNotFoundError(missing_model_message(spec))
 
     return load_model(path)
 
@@ -234,8 +231,9 @@ class FaceMethod(LightningModule):
             target = batch["landmarks68"].reshape(rec.landmarks2d.shape).to(rec.landmarks2d)
             # AFLW2000-3D protocol: per-|yaw| buckets, NME measured in the original image (crop affine undone)
             self.val_nme.update(
-                rec.landmarks2d.detach(), target, yaw=batch.get("yaw"), crop_transform=batch.get("affine")
-            )
+                rec.landmarks2d.detach(), target, yaw=batch.get("yaw"), crop_transform=batch.get("affine"),
+                index=batch.get("index"),
+            )  # fmt: skip
             from facezoo.metrics import landmark_nme
 
             out["nme"] = landmark_nme(rec.landmarks2d.detach(), target).mean()
@@ -258,7 +256,11 @@ class FaceMethod(LightningModule):
         return getattr(trainer, "datamodule", None) if trainer is not None else None
 
     def _eval_step(self, batch: Mapping[str, Any], stage: str) -> None:
-        self.evaluation_protocol(stage).update(self, batch)
+        runner = self.evaluation_protocol(stage)
+        # bad samples dropped with on_bad_sample="skip": counted and reported with the result (reliability)
+        self.__dict__.setdefault("_skip_reasons", {}).setdefault(stage, []).extend(batch.get("skipped", ()))
+        if "image" in batch:  # a batch whose every sample was bad holds only "skipped"
+            runner.update(self, batch)
 
     def validation_step(self, batch: Mapping[str, Any], batch_idx: int) -> None:
         self._eval_step(batch, "val")
@@ -272,6 +274,9 @@ class FaceMethod(LightningModule):
         if runner is None:
             return None, None
         result = runner.compute(self)
+        from facezoo.metrics.report import add_skipped
+
+        add_skipped(result, self.__dict__.get("_skip_reasons", {}).pop(stage, []))
         if self._trainer is not None:
             for name, value in result.metrics.items():
                 self.log(f"{stage}/{name}", value)
@@ -281,9 +286,10 @@ class FaceMethod(LightningModule):
         self._finish_protocol("val")
 
     def on_test_epoch_end(self) -> None:
-        """``facezoo test``: log the protocol's metrics, print its table (AFLW2000-3D: NME in %, per yaw
-        bucket and the mean of the bucket means; MICC: RMSE per video type; pairs: verification accuracy) and
-        write ``test_results.json`` beside the run's logs (rank 0)."""
+        """``facezoo test``: log the protocol's metrics, print its table (AFLW2000-3D: NME as logged, a
+        fraction, per yaw bucket and the mean of the bucket means; MICC: RMSE per video type; pairs:
+        verification accuracy; the count and files of skipped bad samples) and write ``test_results.json``
+        beside the run's logs (rank 0)."""
         runner, result = self._finish_protocol("test")
         trainer = self._trainer
         if result is None or not result.metrics or trainer is None or not trainer.is_global_zero:

@@ -14,6 +14,16 @@ Protocol (3DDFA / 3DDFA_V2 ``benchmark_aflw2000.py``, followed here exactly):
 - the headline number is the mean of the three bucket means (3DDFA's "[0, 90] Mean"), not the per-image
   mean; its "Std" is the std of the three bucket means.
 
+Bad input (the community protocol has no such case; facezoo's choice, so that no figure is silently wrong):
+
+- a non-finite prediction (NaN/inf) is a method failure: :meth:`LandmarkNME.update` refuses it with an error
+  naming the sample (dataset ``index`` when given, else the row of the batch). Skipping it would flatter the
+  method; giving it some finite error would be arbitrary;
+- a degenerate ground truth (non-finite landmarks, or a box of zero width or height, whose normaliser is 0)
+  cannot be scored: the sample is skipped, counted (``skipped`` in ``compute()``) and a warning names it;
+- a non-finite yaw counts in ``nme``/``nme_std`` but in no yaw bucket (``no_yaw`` in ``compute()`` counts
+  them, with a warning), never in the 0-30 bucket.
+
 Other normalisers (MMFace's Eq. 10 uses the diagonal of the face region): ``"diagonal"`` =
 ``sqrt(w² + h²)`` of the same box; ``"interocular"`` = distance between the outer eye corners, points 36 and
 45 in iBUG 0-based order. Values are fractions (multiply by 100 for the tables' %).
@@ -25,6 +35,8 @@ Example:
 """
 
 from __future__ import annotations
+
+import warnings
 
 import torch
 from torchmetrics import Metric
@@ -169,8 +181,10 @@ class LandmarkNME(Metric):
     ``compute()`` returns a dict of scalar tensors (fractions):
     ``nme`` (per-image mean), ``nme_std`` (per-image population std), ``nme_0_30``, ``nme_30_60``,
     ``nme_60_90`` (bucket means; NaN when a bucket is empty), ``nme_balanced`` (mean of the non-empty bucket
-    means: the tables' number) and ``nme_balanced_std`` (population std of the bucket means, 3DDFA's "Std").
-    States are sums and counts reduced with ``sum``, so the result is exact under DDP.
+    means: the tables' number) and ``nme_balanced_std`` (population std of the bucket means, 3DDFA's "Std"),
+    plus the counts ``skipped`` (degenerate ground truth) and ``no_yaw`` (non-finite yaw; in no bucket).
+    Non-finite predictions raise (module docstring). States are sums and counts reduced with ``sum``, so
+    the result is exact under DDP.
 
     Example:
         >>> m = LandmarkNME()
@@ -196,6 +210,8 @@ class LandmarkNME(Metric):
         self.add_state("total", torch.zeros((), dtype=f64), dist_reduce_fx="sum")
         self.add_state("total_sq", torch.zeros((), dtype=f64), dist_reduce_fx="sum")
         self.add_state("count", torch.zeros((), dtype=f64), dist_reduce_fx="sum")
+        self.add_state("skipped", torch.zeros((), dtype=f64), dist_reduce_fx="sum")
+        self.add_state("no_yaw", torch.zeros((), dtype=f64), dist_reduce_fx="sum")
 
     def update(
         self,
@@ -203,18 +219,54 @@ class LandmarkNME(Metric):
         target: torch.Tensor,
         yaw: torch.Tensor | None = None,
         crop_transform: torch.Tensor | None = None,
+        index: torch.Tensor | None = None,
     ) -> None:
+        """Add a batch. ``index`` (``[B]``, optional): the samples' dataset indices, named in errors and
+        warnings (else the rows of the batch are)."""
+        _check_landmarks("preds", preds)
+        _check_landmarks("target", target)
+
+        def names(rows: torch.Tensor) -> list[int]:
+            rows = rows.nonzero().flatten().cpu()
+            ids = torch.as_tensor(index).reshape(-1).cpu()[rows] if index is not None else rows
+            return [int(i) for i in ids]
+
+        what = "dataset index" if index is not None else "batch row"
+        bad_pred = ~torch.isfinite(preds.detach()[..., :2]).flatten(1).all(1)
+        if bad_pred.any():
+            raise ValueError(
+                f"LandmarkNME: non-finite (NaN/inf) landmark predictions for {what} {names(bad_pred)}; "
+                "the protocol cannot score a failed prediction (it would turn every figure NaN)"
+            )
         nme = landmark_nme(preds.detach(), target, self.normalizer, crop_transform).to(torch.float64)
-        self.total += nme.sum()
-        self.total_sq += (nme**2).sum()
-        self.count += nme.numel()
+        bad_target = ~torch.isfinite(nme)  # non-finite ground truth, or a zero-area box (normaliser 0)
+        if bad_target.any():
+            warnings.warn(
+                f"LandmarkNME: skipped {int(bad_target.sum())} sample(s) with degenerate ground truth "
+                f"(non-finite landmarks or a zero-{self.normalizer} normaliser): {what} {names(bad_target)}",
+                stacklevel=2,
+            )
+            self.skipped += bad_target.sum()
+        good = ~bad_target
+        nme_good = nme[good]
+        self.total += nme_good.sum()
+        self.total_sq += (nme_good**2).sum()
+        self.count += nme_good.numel()
         if yaw is not None:
             yaw = torch.as_tensor(yaw, device=nme.device)
             if yaw.shape != nme.shape:
                 raise ValueError(f"yaw: expected [{nme.numel()}] degrees, got {tuple(yaw.shape)}")
-            b = yaw_bucket(yaw)
-            self.bucket_sum.index_add_(0, b, nme)
-            self.bucket_count.index_add_(0, b, torch.ones_like(nme))
+            no_yaw = good & ~torch.isfinite(yaw)
+            if no_yaw.any():
+                warnings.warn(
+                    f"LandmarkNME: non-finite yaw for {what} {names(no_yaw)}: counted in nme, in no bucket",
+                    stacklevel=2,
+                )
+                self.no_yaw += no_yaw.sum()
+            keep = good & torch.isfinite(yaw)
+            b = yaw_bucket(yaw[keep])
+            self.bucket_sum.index_add_(0, b, nme[keep])
+            self.bucket_count.index_add_(0, b, torch.ones_like(nme[keep]))
 
     def compute(self) -> dict[str, torch.Tensor]:
         mean = self.total / self.count
@@ -228,4 +280,5 @@ class LandmarkNME(Metric):
         out["nme_balanced_std"] = (
             filled.std(unbiased=False) if filled.numel() else mean.new_tensor(float("nan"))
         )
+        out["skipped"], out["no_yaw"] = self.skipped.clone(), self.no_yaw.clone()
         return out

@@ -39,8 +39,8 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from torchmetrics import Metric
 
+from facezoo.metrics._mean_std import MeanStdMetric
 from facezoo.metrics._scan import (
     align_prediction,
     as_list,
@@ -153,7 +153,7 @@ def mesh_rmse(
     return torch.tensor(rmse, dtype=torch.float64, device=device)
 
 
-class MeshRMSE(Metric):
+class MeshRMSE(MeanStdMetric):
     """Mean ± std over meshes of :func:`mesh_rmse` (MICC Florence protocol, see the module docstring).
 
     ``update(pred_vertices, pred_triangles, target_points, nose_tip=None, pred_landmarks=None,
@@ -164,9 +164,7 @@ class MeshRMSE(Metric):
     Each sample runs open3d on the CPU (≈0.2-1 s for 30-50k points).
     """
 
-    full_state_update = False
-    higher_is_better = False
-    is_differentiable = False
+    name = "rmse"
 
     def __init__(
         self,
@@ -189,10 +187,6 @@ class MeshRMSE(Metric):
             "max_iterations": max_iterations,
             "align": align,
         }
-        f64 = torch.float64
-        self.add_state("total", torch.zeros((), dtype=f64), dist_reduce_fx="sum")
-        self.add_state("total_sq", torch.zeros((), dtype=f64), dist_reduce_fx="sum")
-        self.add_state("count", torch.zeros((), dtype=f64), dist_reduce_fx="sum")
 
     def update(
         self,
@@ -214,12 +208,4 @@ class MeshRMSE(Metric):
         lm_p = as_list("pred_landmarks", pred_landmarks, n)
         lm_t = as_list("target_landmarks", target_landmarks, n)
         for v, f, p, c, a, b in zip(preds, tris, scans, noses, lm_p, lm_t):
-            r = mesh_rmse(v, f, p, c, pred_landmarks=a, target_landmarks=b, **self.options)
-            self.total += r.to(self.total.device)
-            self.total_sq += r.to(self.total.device) ** 2
-            self.count += 1
-
-    def compute(self) -> dict[str, torch.Tensor]:
-        mean = self.total / self.count
-        std = (self.total_sq / self.count - mean**2).clamp_min(0).sqrt()
-        return {"rmse": mean, "rmse_std": std}
+            self.accumulate(mesh_rmse(v, f, p, c, pred_landmarks=a, target_landmarks=b, **self.options))

@@ -22,7 +22,8 @@ Example:
 from __future__ import annotations
 
 import torch
-from torchmetrics import Metric
+
+from facezoo.metrics._mean_std import MeanStdMetric
 
 __all__ = ["NME3D", "nme3d", "box_diagonal"]
 
@@ -76,33 +77,19 @@ def nme3d(
     return err / box_diagonal(target)
 
 
-class NME3D(Metric):
+class NME3D(MeanStdMetric):
     """MMFace NME3D accumulated over a dataset (see the module docstring).
 
     ``update(preds [B,V,3], target [B,V,3])``; ``compute()`` → ``{"nme3d": mean, "nme3d_std": population
     std}`` over samples (fractions). Sum/count states reduced with ``sum``.
     """
 
-    full_state_update = False
-    higher_is_better = False
-    is_differentiable = False
+    name = "nme3d"
 
     def __init__(self, align_z: bool = True, mask: torch.Tensor | None = None, **kwargs) -> None:
         super().__init__(**kwargs)
         self.align_z = align_z
         self.mask = mask
-        f64 = torch.float64
-        self.add_state("total", torch.zeros((), dtype=f64), dist_reduce_fx="sum")
-        self.add_state("total_sq", torch.zeros((), dtype=f64), dist_reduce_fx="sum")
-        self.add_state("count", torch.zeros((), dtype=f64), dist_reduce_fx="sum")
 
     def update(self, preds: torch.Tensor, target: torch.Tensor) -> None:
-        v = nme3d(preds.detach(), target, self.align_z, self.mask).to(torch.float64)
-        self.total += v.sum()
-        self.total_sq += (v**2).sum()
-        self.count += v.numel()
-
-    def compute(self) -> dict[str, torch.Tensor]:
-        mean = self.total / self.count
-        std = (self.total_sq / self.count - mean**2).clamp_min(0).sqrt()
-        return {"nme3d": mean, "nme3d_std": std}
+        self.accumulate(nme3d(preds.detach(), target, self.align_z, self.mask))

@@ -18,8 +18,8 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from torchmetrics import Metric
 
+from facezoo.metrics._mean_std import MeanStdMetric
 from facezoo.metrics._scan import align_prediction, as_list, crop_scan, nearest_vertices, to_numpy64
 
 __all__ = ["FlorenceNME3D", "nme3d_florence"]
@@ -79,7 +79,7 @@ def nme3d_florence(
     return torch.tensor(float(d.mean()) / diag, dtype=torch.float64, device=device)
 
 
-class FlorenceNME3D(Metric):
+class FlorenceNME3D(MeanStdMetric):
     """Mean ± std over samples of :func:`nme3d_florence`.
 
     ``update(pred_vertices, target_points, nose_tip=None, pred_landmarks=None, target_landmarks=None)`` with
@@ -87,9 +87,7 @@ class FlorenceNME3D(Metric):
     ``{"nme3d_florence": mean, "nme3d_florence_std": population std}``.
     """
 
-    full_state_update = False
-    higher_is_better = False
-    is_differentiable = False
+    name = "nme3d_florence"
 
     def __init__(
         self,
@@ -104,10 +102,6 @@ class FlorenceNME3D(Metric):
             "max_correspondence_distance": max_correspondence_distance,
             "max_iterations": max_iterations,
         }
-        f64 = torch.float64
-        self.add_state("total", torch.zeros((), dtype=f64), dist_reduce_fx="sum")
-        self.add_state("total_sq", torch.zeros((), dtype=f64), dist_reduce_fx="sum")
-        self.add_state("count", torch.zeros((), dtype=f64), dist_reduce_fx="sum")
 
     def update(self, pred_vertices, target_points, nose_tip=None, pred_landmarks=None, target_landmarks=None):
         preds = as_list("pred_vertices", pred_vertices, None)
@@ -120,13 +114,4 @@ class FlorenceNME3D(Metric):
             as_list("target_landmarks", target_landmarks, n),
         )
         for v, p, c, a, b in items:
-            r = nme3d_florence(v, p, c, pred_landmarks=a, target_landmarks=b, **self.options)
-            r = r.to(self.total.device)
-            self.total += r
-            self.total_sq += r**2
-            self.count += 1
-
-    def compute(self) -> dict[str, torch.Tensor]:
-        mean = self.total / self.count
-        std = (self.total_sq / self.count - mean**2).clamp_min(0).sqrt()
-        return {"nme3d_florence": mean, "nme3d_florence_std": std}
+            self.accumulate(nme3d_florence(v, p, c, pred_landmarks=a, target_landmarks=b, **self.options))

@@ -19,7 +19,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-__all__ = ["format_table", "to_builtin", "write_json"]
+__all__ = ["add_skipped", "format_table", "skipped_line", "to_builtin", "write_json"]
 
 
 def to_builtin(value: Any) -> Any:
@@ -106,3 +106,42 @@ def write_json(results: Mapping, path: str | Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(to_builtin(results), indent=2, sort_keys=True) + "\n")
     return path
+
+
+def _gather(reasons: list[str]) -> list[str]:
+    """Every rank's list, concatenated in rank order (the list itself without ``torch.distributed``)."""
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return list(reasons)
+    lists: list[Any] = [None] * dist.get_world_size()
+    dist.all_gather_object(lists, list(reasons))
+    return [r for part in lists for r in part]
+
+
+def skipped_line(reasons: list[str], shown: int = 10) -> str:
+    """The line under a result table that reports skipped bad samples ("" when none).
+
+    Example:
+        >>> skipped_line(["a.jpg: truncated"])
+        'skipped 1 bad sample (in no metric): a.jpg: truncated'
+    """
+    if not reasons:
+        return ""
+    more = f"; ... and {len(reasons) - shown} more" if len(reasons) > shown else ""
+    noun = "sample" if len(reasons) == 1 else "samples"
+    return f"skipped {len(reasons)} bad {noun} (in no metric): " + "; ".join(reasons[:shown]) + more
+
+
+def add_skipped(result: Any, reasons: list[str]) -> Any:
+    """Record on a protocol result (``metrics``, ``table``, ``details``) the bad samples skipped during the
+    epoch (gathered over ranks, a collective call): ``details["skipped"]`` (count) and
+    ``details["skipped_samples"]`` (``"path: problem"``) go to ``test_results.json``, a ``skipped`` metric
+    and a line under the table when there were any. Returns ``result``."""
+    reasons = _gather(reasons)
+    result.details["skipped"] = len(reasons)
+    result.details["skipped_samples"] = reasons
+    if reasons:
+        result.metrics["skipped"] = float(len(reasons))
+        result.table = f"{result.table}\n{skipped_line(reasons)}" if result.table else skipped_line(reasons)
+    return result

@@ -47,7 +47,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from facezoo.morphable.formats import find_file, loadmat, mat_index, mat_names, orient_front
+from facezoo.morphable.formats import find_file, load_npy, loadmat, mat_index, mat_names, orient_front
 from facezoo.morphable.model import MorphableModel
 
 __all__ = [
@@ -237,22 +237,34 @@ def load_bfm_deep3d(
         mean = mean - mean.mean(0, keepdims=True)
     tri, _ = orient_front(mean, tri.reshape(-1, 3))
     uv = _optional_uv(folders, trim.size, idx_exp)
-    return MorphableModel(
+    return _bfm_model(
+        "bfm09-deep3d",
+        "BFM 2009 + FaceWarehouse expressions, Deep3DFace front crop (transferBFM09)",
         mean=mean,
-        id_basis=bfm["shapePC"][index_shape, :, :n_id] * UM_TO_MM,
-        id_std=bfm["shapeEV"][:n_id],
+        **_identity_texture(bfm, index_shape, n_id, n_tex),
         exp_basis=exp_pc[idx_exp, :, :n_exp] * UM_TO_MM,
         exp_std=std_exp[:n_exp],
-        tex_mean=bfm["texMU"][index_shape] / 255.0,
-        tex_basis=bfm["texPC"][index_shape, :, :n_tex] / 255.0,
-        tex_std=bfm["texEV"][:n_tex],
         triangles=tri,
         landmarks68=lm,
         uv=uv,
         masks=masks,
-        name="bfm09-deep3d",
-        source="BFM 2009 + FaceWarehouse expressions, Deep3DFace front crop (transferBFM09)",
-        licence=BFM_LICENCE,
+    )
+
+
+def _bfm_model(name: str, source: str, **parts) -> MorphableModel:
+    """A :class:`MorphableModel` of BFM 2009 data: ``parts`` are its arrays, the licence is the BFM's."""
+    return MorphableModel(**parts, name=name, source=source, licence=BFM_LICENCE)
+
+
+def _identity_texture(bfm: dict, rows: np.ndarray, n_id: int, n_tex: int) -> dict:
+    """The BFM 2009 identity and albedo parts of a :class:`MorphableModel` for the vertex ``rows`` of a crop:
+    bases in mm (shape, from µm) and [0, 1] (albedo, from 0-255), standard deviations as stored."""
+    return dict(
+        id_basis=bfm["shapePC"][rows, :, :n_id] * UM_TO_MM,
+        id_std=bfm["shapeEV"][:n_id],
+        tex_mean=bfm["texMU"][rows] / 255.0,
+        tex_basis=bfm["texPC"][rows, :, :n_tex] / 255.0,
+        tex_std=bfm["texEV"][:n_tex],
     )
 
 
@@ -295,7 +307,7 @@ def _tddfa_topology(folders, V: int, mean: np.ndarray) -> dict:
         lm = mat_index(lm_src[0], "keypoints", lm_src[1], 68, V, "68 landmark vertices")
     else:
         p = find_file(folders, "keypoints_sim.npy", "204 0-based coordinate indices (68 x xyz)", WHERE_3DDFA)
-        k = np.load(p).reshape(-1).astype(np.int64)
+        k = load_npy(p).reshape(-1).astype(np.int64)
         if (
             k.size != 204
             or np.any(k[0::3] % 3 != 0)
@@ -315,7 +327,7 @@ def _tddfa_topology(folders, V: int, mean: np.ndarray) -> dict:
         masks["front"][front] = True
     p = find_file(folders, "indices.npy", "", WHERE_3DDFA, required=False)
     if p is not None:
-        keep = np.load(p).reshape(-1).astype(np.int64)
+        keep = load_npy(p).reshape(-1).astype(np.int64)
         if keep.size and (keep.min() < 0 or keep.max() >= V):
             raise ValueError(f"{p}: 3DDFA_V2 indices should be 0-based into {V} vertices")
         masks["no_neck"] = np.zeros(V, bool)
@@ -351,19 +363,14 @@ def load_bfm_3ddfa(folders, n_id: int = 199, n_exp: int = 29, n_tex: int = 199) 
         n_id=(n_id, bfm["shapePC"].shape[2]), n_exp=(n_exp, K), n_tex=(n_tex, bfm["texPC"].shape[2])
     )
     mean = (bfm["shapeMU"][trim].astype(np.float64) + e["mu_exp"].reshape(V, 3)) * UM_TO_MM
-    return MorphableModel(
+    return _bfm_model(
+        "bfm09-3ddfa",
+        "BFM 2009 + 3DDFA expression basis, 53215-vertex crop (300W-LP / AFLW2000-3D)",
         mean=mean,
-        id_basis=bfm["shapePC"][trim, :, :n_id] * UM_TO_MM,
-        id_std=bfm["shapeEV"][:n_id],
+        **_identity_texture(bfm, trim, n_id, n_tex),
         exp_basis=e["w_exp"].reshape(V, 3, K)[:, :, :n_exp] * UM_TO_MM,
         exp_std=sigma,
-        tex_mean=bfm["texMU"][trim] / 255.0,
-        tex_basis=bfm["texPC"][trim, :, :n_tex] / 255.0,
-        tex_std=bfm["texEV"][:n_tex],
         **_tddfa_topology(folders, V, mean),
-        name="bfm09-3ddfa",
-        source="BFM 2009 + 3DDFA expression basis, 53215-vertex crop (300W-LP / AFLW2000-3D)",
-        licence=BFM_LICENCE,
     )
 
 
@@ -375,21 +382,15 @@ def load_3ddfa_mean(folders) -> MorphableModel:
         folders, "u_shp.npy", "the BFM mean shape [159645,1] in the 53215 crop (µm)", WHERE_3DDFA
     )
     p_exp = find_file(folders, "u_exp.npy", "the expression mean [159645,1] (µm)", WHERE_3DDFA)
-    u_shp, u_exp = np.load(p_shp).reshape(-1), np.load(p_exp).reshape(-1)
+    u_shp, u_exp = load_npy(p_shp).reshape(-1), load_npy(p_exp).reshape(-1)
     if u_shp.size % 3 or u_shp.size != u_exp.size:
         raise ValueError(
             f"{p_shp} ({u_shp.size}) and {p_exp} ({u_exp.size}): expected equal sizes, 3 per vertex"
         )
     mean = (u_shp.astype(np.float64) + u_exp).reshape(-1, 3) * UM_TO_MM
-    return MorphableModel(
-        mean=mean,
-        id_basis=None,
-        exp_basis=None,
-        **_tddfa_topology(folders, mean.shape[0], mean),
-        name="bfm09-3ddfa-mean",
-        source="3DDFA mean shape u_shp + u_exp (53215-vertex BFM crop), no bases",
-        licence=BFM_LICENCE,
-    )
+    topology = _tddfa_topology(folders, mean.shape[0], mean)
+    source = "3DDFA mean shape u_shp + u_exp (53215-vertex BFM crop), no bases"
+    return _bfm_model("bfm09-3ddfa-mean", source, mean=mean, id_basis=None, exp_basis=None, **topology)
 
 
 # ------------------------------------------------------------------------------------- 300W-LP parameters

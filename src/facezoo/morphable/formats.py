@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["as_folders", "find_file", "loadmat", "mat_names", "mat_index", "orient_front"]
+__all__ = ["as_folders", "find_file", "loadmat", "load_npy", "mat_names", "mat_index", "orient_front"]
 
 
 def as_folders(folders) -> list[Path]:
@@ -49,6 +49,15 @@ def mat_names(path: Path) -> set[str]:
 
         with h5py.File(path, "r") as f:
             return set(f.keys())
+
+
+def load_npy(path: Path) -> np.ndarray:
+    """``np.load`` of a ``.npy`` of numbers (never unpickles: object arrays are refused), errors naming the
+    file."""
+    try:
+        return np.load(path, allow_pickle=False)
+    except Exception as err:
+        raise ValueError(f"{path}: cannot read as a .npy array of numbers ({err})") from err
 
 
 def loadmat(path: Path, keys: tuple[str, ...], what: str) -> dict[str, np.ndarray]:

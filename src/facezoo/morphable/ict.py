@@ -101,12 +101,16 @@ def _indices(folders) -> dict:
 
 
 def _from_npz(path: Path) -> dict:
-    z = np.load(path, allow_pickle=False)
+    try:  # read every array now: an object array (a pickle) fails here, naming the file
+        with np.load(path, allow_pickle=False) as npz:
+            z = {k: npz[k] for k in npz.files}
+    except Exception as err:
+        raise ValueError(f"{path}: cannot read as an .npz of numeric arrays ({err})") from err
     need = ("neutral", "faces_quad", "identity_deltas", "expression_deltas")
-    missing = [k for k in need if k not in z.files]
+    missing = [k for k in need if k not in z]
     if missing:
         raise ValueError(f"{path}: lacks arrays {missing}; expected the ICT-FaceKit npz ({', '.join(need)})")
-    names = [str(n) for n in z["expression_names"]] if "expression_names" in z.files else []
+    names = [str(n) for n in z["expression_names"]] if "expression_names" in z else []
     return dict(
         neutral=z["neutral"].astype(np.float64),
         triangles=triangulate(z["faces_quad"]),

@@ -101,6 +101,20 @@ def _std(name: str, x: ArrayLike | None, k: int) -> Tensor:
     return t
 
 
+#: the free-text attributes a state_dict carries (extra state) besides the buffers.
+_TEXT_ATTRIBUTES = ("name", "units", "source", "licence")
+
+
+class _Size:
+    """A read-only ``int`` attribute: size ``axis`` of a buffer (``model.n_id`` is ``id_basis.shape[2]``)."""
+
+    def __init__(self, buffer: str, axis: int) -> None:
+        self.buffer, self.axis = buffer, axis
+
+    def __get__(self, model, owner=None) -> int:
+        return self if model is None else getattr(model, self.buffer).shape[self.axis]
+
+
 class MorphableModel(nn.Module):
     """A linear 3D morphable model of shape, expression and (optionally) albedo.
 
@@ -236,21 +250,10 @@ class MorphableModel(nn.Module):
         self.licence = str(licence)
 
     # ------------------------------------------------------------------ properties
-    @property
-    def n_vertices(self) -> int:
-        return self.mean.shape[0]
-
-    @property
-    def n_triangles(self) -> int:
-        return self.triangles.shape[0]
-
-    @property
-    def n_id(self) -> int:
-        return self.id_basis.shape[2]
-
-    @property
-    def n_exp(self) -> int:
-        return self.exp_basis.shape[2]
+    n_vertices = _Size("mean", 0)
+    n_triangles = _Size("triangles", 0)
+    n_id = _Size("id_basis", 2)
+    n_exp = _Size("exp_basis", 2)
 
     @property
     def n_tex(self) -> int:
@@ -359,14 +362,8 @@ class MorphableModel(nn.Module):
 
     # Masks are buffers named mask_<name>; keep the name list through state_dict round trips.
     def get_extra_state(self) -> dict[str, Any]:
-        return {
-            "mask_names": self.mask_names,
-            "bases_scaled": self.bases_scaled,
-            "name": self.name,
-            "units": self.units,
-            "source": self.source,
-            "licence": self.licence,
-        }
+        texts = {key: getattr(self, key) for key in _TEXT_ATTRIBUTES}
+        return {"mask_names": self.mask_names, "bases_scaled": self.bases_scaled, **texts}
 
     def set_extra_state(self, state: dict[str, Any]) -> None:
         if list(state.get("mask_names", [])) != self._mask_names:
@@ -375,6 +372,6 @@ class MorphableModel(nn.Module):
             )
         if bool(state.get("bases_scaled", self.bases_scaled)) != self.bases_scaled:
             raise ValueError("state_dict: bases_scaled differs from this model's")
-        for key in ("name", "units", "source", "licence"):
+        for key in _TEXT_ATTRIBUTES:
             if key in state:
                 setattr(self, key, str(state[key]))

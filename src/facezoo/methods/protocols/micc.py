@@ -195,6 +195,12 @@ class MICCProtocol(ProtocolRunner):
             raise ValueError(f"eval_shape: expected 'neutral' or 'full', got {self.eval_shape!r}")
         self.rmse_options = {k: opts[k] for k in ("crop_radius", "forehead_cut") if k in opts}
         self.exclude = set(opts.get("exclude_subjects") or ())
+        no_scan = sorted({s for s, _, _ in ds.items} - set(ds.scans) - self.exclude)
+        if no_scan:  # say so now, not after the whole test loop
+            raise FileNotFoundError(
+                f"MICC: no ground-truth scan (<root>/subject_NN/Model/*/obj/*.obj) for subject(s) {no_scan}; "
+                "the 'micc' protocol needs them (or list those subjects in exclude_subjects)"
+            )
         self.video_types = tuple(getattr(ds, "video_types", ()))
         self.keys = sorted({(s, v) for s, v, _ in ds.items})
         self.slot = {k: i for i, k in enumerate(self.keys)}

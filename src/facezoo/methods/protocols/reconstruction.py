@@ -2,8 +2,8 @@
 
 The metrics live on the method (``val_vertex_error``: :class:`torchmetrics.MeanMetric`, ``val_nme``:
 :class:`facezoo.metrics.LandmarkNME`) and are updated by :meth:`FaceMethod.evaluate`; this runner feeds
-them, reads and resets them at epoch end, and formats the table (NME in %, per yaw bucket and the mean of the
-bucket means; vertex error in mm).
+them, reads and resets them at epoch end, and formats the table (the logged values: NME as a fraction, per yaw
+bucket and the mean of the bucket means; vertex error in mm).
 """
 
 from __future__ import annotations
@@ -37,10 +37,11 @@ class ReconstructionProtocol(ProtocolRunner):
             keys = [k for k in nme if k.startswith("nme_") and k[4].isdigit()] + ["nme_balanced"]
             keys = keys if int(method.val_nme.bucket_count.sum()) > 0 else []
             results.update({k: float(nme[k]) for k in ["nme", "nme_std", *keys] if not nme[k].isnan()})
+            # samples LandmarkNME could not score (degenerate ground truth) or bucket (non-finite yaw)
+            results.update({f"nme_{k}": float(nme[k]) for k in ("skipped", "no_yaw") if nme[k] > 0})
         method.val_vertex_error.reset()
         method.val_nme.reset()
-        table = ""
-        if results:
-            row = {k: v * 100 if k.startswith("nme") else v for k, v in results.items()}
-            table = format_table({type(method).__name__: row}, precision=3)
-        return ProtocolResult(results, table, "test results (NME in %, vertex error in mm)")
+        table = format_table({type(method).__name__: results}, precision=4) if results else ""
+        # one unit: the table shows the logged values (NME as a fraction of the normaliser, not %)
+        return ProtocolResult(results, table, "test results (NME: fraction of √(w·h) of the landmark box, "
+                              "as logged, x100 = %; vertex error: mm)")  # fmt: skip
