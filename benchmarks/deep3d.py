@@ -22,6 +22,8 @@ from facezoo.datamodules.synthetic import SyntheticFaces
 
 from facezoo.methods import Deep3DFace
 from facezoo.methods.base import vertex_error
+from facezoo.methods.stages import read_checkpoint
+from facezoo.methods.views import flatten_views
 
 OUT = Path(__file__).resolve().parent / "results" / "deep3d.json"
 #: SyntheticFaces arguments that shape the face distribution (taken from an R-Net checkpoint's datamodule)
@@ -34,11 +36,8 @@ def train_throughput(method: Deep3DFace, batch: dict, steps: int) -> float:
     method.train()
 
     def step() -> None:
-        params, _ = method.regress(batch["image"])
-        rec = method._reconstruction(params, render=False)
-        loss = method.losses(batch, rec, method.loss_weights())["total"]
         opt.zero_grad()
-        loss.backward()
+        method.training_losses(batch)["total"].backward()
         opt.step()
 
     step()  # warm-up (kernel compilation, allocator)
@@ -64,8 +63,8 @@ def set_error(method: Deep3DFace, loader, aggregation: str) -> float:
     errs = []
     with torch.no_grad():
         for batch in loader:
-            rec = method.reconstruct(batch)
-            gt = batch["params"]["vertices"].reshape(rec.vertices.shape)
+            rec = method.reconstruct(batch)  # one row per image (facezoo.methods.views)
+            gt = flatten_views(batch)["params"]["vertices"]
             errs.append(vertex_error(rec.vertices, gt, method._eval_mask(gt.shape[1])))
     method.train(was_training)  # Lightning keeps a module's mode: a C-Net left in eval would train frozen BN
     return float(torch.cat(errs).mean())
@@ -80,10 +79,10 @@ def cnet_experiment(
     kw = dict(enable_progress_bar=False, logger=False, enable_checkpointing=False, limit_val_batches=0)
     data: dict = {}
     if rnet_ckpt:  # e.g. `facezoo demo`'s checkpoint: its model and face distribution come with it
-        rnet = Deep3DFace.load_from_checkpoint(rnet_ckpt, map_location="cpu")
+        rnet = Deep3DFace.load_from_checkpoint(rnet_ckpt, map_location="cpu", weights_only=True)
         common = {k: rnet.hparams[k] for k in (*common, "output_scale")}
         spec, size = common["morphable_model"], common["image_size"]
-        saved = torch.load(rnet_ckpt, map_location="cpu", weights_only=False)
+        saved = read_checkpoint(rnet_ckpt, "--rnet-checkpoint")
         data = {k: v for k, v in saved.get("datamodule_hyper_parameters", {}).items() if k in FACE_RANGES}
         ckpt = Path(rnet_ckpt)
     else:

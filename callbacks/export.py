@@ -1,9 +1,11 @@
 """``ReconstructionWriter``: writes what ``facezoo predict`` reconstructs, one set of files per input face.
 
-Per face ``<name>`` (the sample's ``index``, zero-padded, or a running counter): ``<name>.obj`` (the mesh in
-model space, mm, with per-vertex RGB albedo as ``v x y z r g b``, triangles 1-based and counter-clockwise),
-``<name>_lm68.txt`` (68 lines ``x y`` in crop pixels), ``<name>_lm68_3d.txt`` (68 lines ``x y z`` in
-model-space mm) and ``<name>.png`` (input | overlay | shaded mesh) when the batch carries the input image.
+Per face ``<name>`` (the sample's ``index``, zero-padded, with ``_<view>`` for image sets and multi-view
+samples; or a running counter): ``<name>.obj`` (the mesh in model space, mm, with per-vertex RGB albedo as
+``v x y z r g b``, triangles 1-based and counter-clockwise; written by open3d), ``<name>_lm68.txt`` (68 lines
+``x y`` in crop pixels), ``<name>_lm68_3d.txt`` (68 lines ``x y z`` in model-space mm) and ``<name>.png``
+(input | overlay | shaded mesh) when the batch carries the input image. The rows of a view-stacked batch
+are the reconstruction's rows (:mod:`facezoo.methods.views`).
 """
 
 from __future__ import annotations
@@ -16,27 +18,54 @@ from facezoo.callbacks.panels import panels, save_png
 from lightning.pytorch.callbacks import BasePredictionWriter
 from torch import Tensor
 
+from facezoo.methods.views import flatten_views
 
-def write_obj(path: str | Path, vertices: Tensor, triangles: Tensor, colours: Tensor | None = None) -> Path:
-    """Write a Wavefront OBJ: ``vertices [V,3]``, ``triangles [T,3]`` (0-based), optional ``colours [V,3]`` in
-    [0, 1] as the common ``v x y z r g b`` extension."""
+
+def write_mesh(path: str | Path, vertices: Tensor, triangles: Tensor, colours: Tensor | None = None) -> Path:
+    """Write a triangle mesh with open3d, in the format of ``path``'s suffix (``.obj``: ``v x y z [r g b]``
+    lines and 1-based ``f`` lines; ``.ply``: 8-bit vertex colours): ``vertices [V,3]``, ``triangles [T,3]``
+    (0-based), optional ``colours [V,3]`` in [0, 1] (clamped). Parents are created.
+
+    Example:
+        >>> import tempfile
+        >>> out = write_mesh(Path(tempfile.mkdtemp()) / "t.obj", torch.eye(3), torch.tensor([[0, 1, 2]]))
+        >>> [line for line in out.read_text().splitlines() if not line.startswith("#")]
+        ['v 1 0 0', 'v 0 1 0', 'v 0 0 1', 'f 1 2 3']
+    """
+    try:
+        import open3d as o3d
+    except (ImportError, OSError) as err:
+        raise ImportError(
+            f"writing meshes needs open3d, which could not be loaded ({err}); `make install` installs it "
+            "(and libusb-1.0-0, which open3d's Linux wheels need)"
+        ) from err
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     v = vertices.detach().cpu().double().numpy()
     if v.ndim != 2 or v.shape[1] != 3:
         raise ValueError(f"vertices: expected [V,3], got {v.shape}")
-    f = triangles.detach().cpu().long().numpy() + 1
-    lines = []
+    f = triangles.detach().cpu().long().numpy()
+    if f.ndim != 2 or f.shape[1] != 3 or (f.size and (f.min() < 0 or f.max() >= len(v))):
+        raise ValueError(f"triangles: expected [T,3] indices in [0, {len(v)}), got {f.shape}")
+    mesh = o3d.geometry.TriangleMesh(
+        o3d.utility.Vector3dVector(v), o3d.utility.Vector3iVector(f.astype(np.int32))
+    )
     if colours is not None:
         c = colours.detach().cpu().double().clamp(0, 1).numpy()
-        lines += [
-            f"v {a:.5f} {b:.5f} {d:.5f} {r:.4f} {g:.4f} {bl:.4f}" for (a, b, d), (r, g, bl) in zip(v, c)
-        ]
-    else:
-        lines += [f"v {a:.5f} {b:.5f} {d:.5f}" for a, b, d in v]
-    lines += [f"f {i} {j} {k}" for i, j, k in f]
-    path.write_text("\n".join(lines) + "\n")
+        if c.shape != v.shape:
+            raise ValueError(f"colours: expected {v.shape}, got {c.shape}")
+        mesh.vertex_colors = o3d.utility.Vector3dVector(c)
+    if not o3d.io.write_triangle_mesh(str(path), mesh, write_ascii=True, write_vertex_normals=False):
+        raise OSError(f"open3d could not write {path} (unknown suffix or unwritable folder?)")
     return path
+
+
+def write_obj(path: str | Path, vertices: Tensor, triangles: Tensor, colours: Tensor | None = None) -> Path:
+    """Write a Wavefront OBJ (:func:`write_mesh`)."""
+    path = Path(path)
+    if path.suffix.lower() != ".obj":
+        raise ValueError(f"write_obj: expected a .obj path, got {path}")
+    return write_mesh(path, vertices, triangles, colours)
 
 
 def write_points(path: str | Path, points: Tensor) -> Path:
@@ -62,13 +91,13 @@ class ReconstructionWriter(BasePredictionWriter):
         self._counter = 0
         self.written: list[Path] = []
 
-    def _names(self, batch, n: int) -> list[str]:
-        index = batch.get("index") if isinstance(batch, dict) else None
-        if isinstance(index, Tensor) and index.numel() * (n // max(index.numel(), 1)) == n and index.numel():
-            per = n // index.numel()
-            if per == 1:
+    def _names(self, flat, rec) -> list[str]:
+        n, views = len(rec), rec.views
+        index = flat.get("index") if isinstance(flat, dict) else None
+        if isinstance(index, Tensor) and index.numel() == n:
+            if views == 1:
                 return [f"{int(i):06d}" for i in index]
-            return [f"{int(i):06d}_{j}" for i in index for j in range(per)]
+            return [f"{int(i):06d}_{j % views}" for j, i in enumerate(index)]
         names = [f"{self._counter + i:06d}" for i in range(n)]
         self._counter += n
         return names
@@ -77,16 +106,12 @@ class ReconstructionWriter(BasePredictionWriter):
         self, trainer, pl_module, prediction, batch_indices, batch, batch_idx, dataloader_idx
     ):
         rec = prediction
-        n = len(rec)
-        names = self._names(batch, n)
+        flat = flatten_views(batch) if isinstance(batch, dict) and "image" in batch else {}
+        names = self._names(flat, rec)
         pictures = None
-        if self.pictures and isinstance(batch, dict) and "image" in batch and rec.image is not None:
-            images = batch["image"].flatten(0, 1) if batch["image"].ndim == 5 else batch["image"]
-            target = batch.get("landmarks68")
-            if target is not None:
-                target = target.reshape(rec.landmarks2d.shape)
+        if self.pictures and "image" in flat and rec.image is not None:
             with torch.no_grad():
-                pictures = panels(pl_module, rec, images, target)
+                pictures = panels(pl_module, rec, flat["image"], flat.get("landmarks68"))
         for i, name in enumerate(names):
             colours = rec.colours[i] if rec.colours is not None else None
             self.written.append(

@@ -8,6 +8,8 @@ import torch
 from facezoo.callbacks.panels import grid, panels, save_png
 from lightning.pytorch import Callback
 
+from facezoo.methods.views import flatten_views
+
 
 class PreviewGrid(Callback):
     """Every ``every_n_epochs`` validation epochs, reconstruct the first ``max_images`` faces of the first
@@ -32,15 +34,12 @@ class PreviewGrid(Callback):
             return
         if not trainer.is_global_zero:
             return
-        images = batch["image"]
-        if images.ndim == 5:  # image sets: one row per image
-            images = images.flatten(0, 1)
-            batch = {k: (v.flatten(0, 1) if k in ("image", "landmarks68") else v) for k, v in batch.items()}
+        flat = flatten_views(batch)  # image sets / multi-view: one row per image
+        images = flat["image"]
         n = min(self.max_images, images.shape[0])
-        small = {"image": images[:n]}
-        with torch.no_grad():
-            rec = pl_module.reconstruct(small, render=True)
-        target = batch["landmarks68"][:n] if "landmarks68" in batch else None
+        with torch.no_grad():  # the images one by one (a set-aggregating method would pool a cut set)
+            rec = pl_module.reconstruct({"image": images[:n]}, render=True)
+        target = flat["landmarks68"][:n] if "landmarks68" in flat else None
         picture = grid(panels(pl_module, rec, images[:n], target))
         logger = trainer.logger
         experiment = getattr(logger, "experiment", None) if logger is not None else None

@@ -55,3 +55,19 @@ def test_validation():
         photometric_loss(torch.rand(1, 3, 4, 4), torch.rand(1, 3, 4, 4), torch.ones(1, 3, 4, 4))
     with pytest.raises(ValueError, match="rendered"):
         photometric_loss(torch.rand(1, 3, 4, 4), torch.rand(1, 3, 5, 4), torch.ones(1, 1, 4, 4))
+
+
+def test_weight_below_one_pixel_is_divided_by_one():
+    """The denominator is clamped at one pixel of weight: a face region of total weight 0.25 (a sliver at an
+    antialiased silhouette) gives 0.25 * d / 1, not d (what dividing by its own weight would give)."""
+    image = torch.zeros(2, 3, 3, 3)
+    rendered = torch.zeros(2, 3, 3, 3)
+    rendered[1, :, 2, 1] = torch.tensor([0.0, 0.6, 0.8])  # distance 1.0 (+1e-8 inside the root)
+    mask = torch.zeros(2, 1, 3, 3)
+    mask[1, 0, 2, 1] = 0.25
+    d = math.sqrt(1.0 + 1e-8)
+    assert float(photometric_loss(image, rendered, mask)) == pytest.approx(0.25 * d / 1.0, rel=1e-6)
+    mask[0, 0, 0, 0] = 1.5  # 1.75 pixels of weight in the batch (a zero-error pixel): the plain ratio
+    assert float(photometric_loss(image, rendered, mask)) == pytest.approx(
+        (0.25 * d + 1.5 * math.sqrt(1e-8)) / 1.75, rel=1e-6
+    )

@@ -173,16 +173,8 @@ def test_cli_fit_and_apply(tmp_path, capsys):
         Image.fromarray((img.clip(0, 1) * 255).astype(np.uint8)).save(tmp_path / "img" / f"f{i}.png")
         Image.fromarray(mask.astype(np.uint8) * 255).save(tmp_path / "mask" / f"f{i}.png")
     out = tmp_path / "skin.npz"
-    args = [
-        "skin",
-        "fit",
-        "--images",
-        str(tmp_path / "img"),
-        "--masks",
-        str(tmp_path / "mask"),
-        "-o",
-        str(out),
-    ]
+    folders = ["--images", str(tmp_path / "img"), "--masks", str(tmp_path / "mask")]
+    args = ["skin", "fit", *folders, "-o", str(out)]
     assert main([*args, "--components", "2", "--max-pixels", "500", "--max-iter", "30"]) == 0
     clf = SkinClassifier.load(out)
     img = torch.from_numpy(np.asarray(Image.open(tmp_path / "img" / "f0.png"), dtype=np.float32) / 255)

@@ -1,3 +1,4 @@
+import numpy as np
 import pytest
 import torch
 from lightning.pytorch import LightningDataModule, Trainer
@@ -36,6 +37,40 @@ def test_vertex_error_is_similarity_invariant_and_exact():
     err = vertex_error(noisy, x)
     # least squares cannot raise the RMS error (sqrt(1/40) unaligned), which bounds the mean error
     assert (err > 0).all() and (err <= (1.0 / 40) ** 0.5 + 1e-9).all()
+    # the exact value: an independent Umeyama (numpy SVD) and the MEAN (not RMS) per-vertex distance
+    gen = np.random.default_rng(3)
+    target = gen.normal(size=(2, 60, 3)) * 30.0
+    pred = (
+        0.8 * target @ _rot(0.4).T + 5.0 + gen.normal(size=target.shape) * np.linspace(0.1, 3.0, 60)[:, None]
+    )
+    got = vertex_error(torch.tensor(pred), torch.tensor(target)).numpy()
+    for b in range(2):
+        aligned = _umeyama_apply(pred[b], target[b])
+        d = np.linalg.norm(aligned - target[b], axis=1)
+        assert got[b] == pytest.approx(d.mean(), rel=1e-9)
+        assert abs(got[b] - np.sqrt((d**2).mean())) > 1e-3  # mean and RMS differ here
+    mask = torch.zeros(60, dtype=torch.bool)
+    mask[::3] = True  # alignment and mean over the masked vertices only
+    d = np.linalg.norm(_umeyama_apply(pred[0, ::3], target[0, ::3]) - target[0, ::3], axis=1)
+    assert float(vertex_error(torch.tensor(pred[:1]), torch.tensor(target[:1]), mask)) == pytest.approx(
+        d.mean()
+    )
+
+
+def _rot(angle: float) -> np.ndarray:
+    c, s = np.cos(angle), np.sin(angle)
+    return np.array([[c, 0, s], [0, 1, 0], [-s, 0, c]]) @ np.array([[1, 0, 0], [0, c, -s], [0, s, c]])
+
+
+def _umeyama_apply(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
+    """Umeyama (1991): the similarity minimising sum ||s R src + t - dst||^2, applied to ``src``."""
+    mu_s, mu_d = src.mean(0), dst.mean(0)
+    xs, xd = src - mu_s, dst - mu_d
+    u, sig, vt = np.linalg.svd(xd.T @ xs / len(src))
+    e = np.diag([1.0, 1.0, np.sign(np.linalg.det(u @ vt))])
+    r = u @ e @ vt
+    scale = np.trace(np.diag(sig) @ e) / (xs**2).sum(1).mean()
+    return scale * src @ r.T + (mu_d - scale * r @ mu_s)
 
 
 def test_morphable_model_is_not_in_checkpoints_and_loading_is_strict(tmp_path, tiny_method):
@@ -49,6 +84,9 @@ def test_morphable_model_is_not_in_checkpoints_and_loading_is_strict(tmp_path, t
         other.load_state_dict({k: v for k, v in method.state_dict().items() if k != "rnet.fc.bias"})
     method = method.double()
     assert method.morphable.mean.dtype == torch.float64  # externals follow dtype/device moves
+    # externals are not submodules: no state, and DDP never sees (nor broadcasts) the model's bases
+    assert not any(b is method.morphable.mean for b in method.buffers())
+    assert "morphable" not in dict(method.named_modules())
     # a Lightning checkpoint round trip rebuilds the model from the spec and loads strictly
     trainer = Trainer(max_steps=1, logger=False, enable_checkpointing=False, enable_progress_bar=False)
     method = tiny_method()
@@ -80,6 +118,18 @@ def test_missing_batch_key_fails_with_the_key_and_datamodule(batch, tiny_method,
 
 
 def test_base_is_abstract(tiny_method):
+    """The hooks are an explicit contract: a method lacking one cannot be instantiated, and the error names
+    the missing hooks."""
     assert issubclass(type(tiny_method()), FaceMethod)
-    with pytest.raises(NotImplementedError):
-        FaceMethod("procedural:600", image_size=32).reconstruct({"image": torch.zeros(1, 3, 32, 32)})
+    with pytest.raises(TypeError, match="neutral_shape.*reconstruct.*training_losses"):
+        FaceMethod("procedural:600", image_size=32)
+
+    class NoNeutral(FaceMethod):
+        def reconstruct(self, batch, render=False):
+            raise AssertionError
+
+        def training_losses(self, batch):
+            raise AssertionError
+
+    with pytest.raises(TypeError, match="neutral_shape"):
+        NoNeutral("procedural:600", image_size=32)

@@ -1,3 +1,5 @@
+import csv
+
 import pytest
 import torch
 
@@ -74,9 +76,7 @@ def test_a_few_steps_reduce_the_total_loss(batch, tiny_method):
     opt = method.configure_optimizers()
     losses = []
     for _ in range(6):
-        params, _ = method.regress(batch["image"])
-        rec = method._reconstruction(params, render=False)
-        total = method.losses(batch, rec, method.loss_weights())["total"]
+        total = method.training_losses(batch)["total"]
         opt.zero_grad()
         total.backward()
         opt.step()
@@ -137,11 +137,35 @@ def test_predict_step_returns_face_reconstruction(batch, tiny_method):
     assert len(rec) == 6 and torch.allclose(rec.params["id"][0], rec.params["id"][2])
 
 
-def test_validation_logs_metrics(batch, tiny_method):
+def test_validation_logs_metrics(tiny_method, tiny_data, tmp_path):
+    """What `validate` actually logs: val/vertex_error_mm and the NME figures, in the CSV log and in
+    trainer.callback_metrics, equal to the metrics recomputed by hand from the reconstructions."""
+    from lightning.pytorch import Trainer
+    from lightning.pytorch.loggers import CSVLogger
+
+    from facezoo.methods import vertex_error
+    from facezoo.metrics import landmark_nme
+
     method = tiny_method()
-    method.validation_step(batch, 0)
-    assert method.val_vertex_error.update_count == 1 and int(method.val_nme.count) == 4
-    assert float(method.val_vertex_error.compute()) > 0
+    dm = tiny_data(num_val=6, batch_size=3, yaw_range=20.0)
+    trainer = Trainer(
+        logger=CSVLogger(tmp_path), enable_progress_bar=False, enable_model_summary=False, accelerator="cpu"
+    )
+    trainer.validate(method, dm)
+    logged = trainer.callback_metrics
+    rows = [r for r in csv.DictReader(next(tmp_path.rglob("metrics.csv")).open())]
+    assert float(rows[-1]["val/nme"]) == pytest.approx(float(logged["val/nme"]))
+    with torch.no_grad():
+        errs, nmes = [], []
+        for batch in dm.val_dataloader():
+            rec = method.eval().reconstruct(batch)
+            gt = batch["params"]["vertices"]
+            errs.append(vertex_error(rec.vertices, gt, method.morphable.mask("front")))
+            nmes.append(landmark_nme(rec.landmarks2d, batch["landmarks68"]))
+    assert float(logged["val/vertex_error_mm"]) == pytest.approx(float(torch.cat(errs).mean()), rel=1e-5)
+    assert float(logged["val/nme"]) == pytest.approx(float(torch.cat(nmes).mean()), rel=1e-5)
+    assert float(logged["val/nme_0_30"]) == pytest.approx(float(logged["val/nme"]), rel=1e-5)  # |yaw| < 20
+    assert method.val_vertex_error.update_count == 0  # read and reset at epoch end
 
 
 def test_bad_arguments(tiny_method):
@@ -223,3 +247,53 @@ def test_cosine_lr_schedule_anneals_per_step(tiny_method, tiny_data):
     endless = Trainer(max_steps=-1, max_epochs=-1, logger=False, enable_checkpointing=False)
     with pytest.raises(ValueError, match="finite"):
         endless.fit(tiny_method(lr_schedule="cosine"), tiny_data(num_train=8, batch_size=4))
+
+
+def test_deep3d_losses_ignore_a_placeholder_row(batch, tiny_method):
+    """A Mixture batch whose second sample has no landmarks (zero-filled, valid False): the landmark term is
+    that of the other rows, every image term still counts all rows; a row whose image is a placeholder counts
+    in no term."""
+    method = tiny_method().eval()
+    with torch.no_grad():
+        params, _ = method.regress(batch["image"])
+        rec = method._reconstruction(params, render=False)
+        weights = method.loss_weights()
+        reference = method.losses(batch, rec, weights)
+        keep = torch.tensor([0, 2, 3])
+        sub = {"image": batch["image"][keep], "landmarks68": batch["landmarks68"][keep]}
+        sub_terms = method.losses(sub, rec[keep], weights)
+        mixed = dict(batch, landmarks68=batch["landmarks68"].clone())
+        mixed["landmarks68"][1] = 0.0
+        mixed["valid"] = {"landmarks68": torch.tensor([True, False, True, True])}
+        terms = method.losses(mixed, rec, weights)
+        assert torch.allclose(terms["lan"], sub_terms["lan"])
+        for k in ("photo", "coef", "tex"):
+            assert torch.equal(terms[k], reference[k]), k
+        no_image = dict(batch, valid={"image": torch.tensor([True, False, True, True])})
+        terms = method.losses(no_image, rec, weights)
+        for k in ("photo", "lan", "coef", "tex"):
+            assert torch.allclose(terms[k], sub_terms[k], rtol=1e-5, atol=1e-7), k
+
+
+def test_a_collated_mixed_batch_trains_on_the_real_landmarks_only(tiny_method, tiny_data):
+    """The real collate of samples with and without landmarks (what a Mixture hands over): the landmark term
+    equals the one of the labelled samples alone, and the step's loss is finite."""
+    from facezoo.data.sample import collate
+
+    ds = tiny_data().dataset("train")
+    samples = [ds[i] for i in range(4)]
+    unlabelled = {k: v for k, v in samples[2].items() if k not in ("landmarks68", "landmarks5")}
+    batch = collate([samples[0], samples[1], unlabelled, samples[3]])
+    assert batch["valid"]["landmarks68"].tolist() == [True, True, False, True]
+    method = tiny_method().eval()
+    with torch.no_grad():
+        params, _ = method.regress(batch["image"])
+        rec = method._reconstruction(params, render=False)
+        mixed = method.losses(batch, rec, method.loss_weights())
+        keep = torch.tensor([0, 1, 3])
+        labelled = method.losses(
+            {"image": batch["image"][keep], "landmarks68": batch["landmarks68"][keep]},
+            rec[keep],
+            {"lan": 1.0},
+        )
+    assert torch.allclose(mixed["lan"], labelled["lan"]) and torch.isfinite(mixed["total"])

@@ -11,7 +11,7 @@ from torch.utils.data import DataLoader
 
 from facezoo.cli import main
 from facezoo.data.sample import collate
-from facezoo.methods.base import FaceMethod
+from facezoo.methods.base import FaceMethod, linear_neutral_shape
 from facezoo.methods.protocols import PROTOCOLS, VerificationProtocol, protocol_for
 from facezoo.methods.reconstruction import FaceReconstruction
 
@@ -31,6 +31,12 @@ class ColourCode(FaceMethod):
         v = self.morphable(ident, None)
         return FaceReconstruction(v, self.morphable.triangles, torch.zeros(n, 68, 3), torch.zeros(n, 68, 2),
                                   params={"id": ident})  # fmt: skip
+
+    def neutral_shape(self, rec):
+        return linear_neutral_shape(self.morphable, rec)
+
+    def training_losses(self, batch):
+        raise NotImplementedError("evaluation-only stub")
 
 
 class ColourPairs(LightningDataModule):

@@ -16,7 +16,7 @@ TINY = {
     "resnet50": (dict(width=8, layers=(1, 1, 1, 1)), lambda: torch.rand(2, 3, 64, 64), {"out": (2, 1000)}),
     "deep3d_rnet": (dict(width=8, layers=(1, 2, 1, 1)), lambda: torch.rand(2, 3, 64, 64), {"out": (2, 239)}),
     "deep3d_cnet": (
-        dict(stage1_channels=32, pooled_dim=64, conv_channels=16, hidden=32),
+        dict(stage1_channels=32, pooled_dim=64, conv_channels=(16, 16, 16), hidden=32),
         lambda: (torch.rand(2, 32, 16, 16), torch.rand(2, 64)),
         {"out": (2, 80)},
     ),
@@ -50,7 +50,7 @@ TINY = {
     "sir_encoder": (
         dict(units=(1, 1, 1, 1), channels=(8, 8, 16, 16), input_size=(32, 32), hidden=16),
         lambda: torch.rand(2, 3, 32, 32),
-        {"id": (2, 199), "albedo": (2, 512), "exp": (2, 29), "camera": (2, 7), "light": (2, 27)},
+        {"id": (2, 199), "tex": (2, 512), "exp": (2, 29), "pose": (2, 7), "light": (2, 27)},
     ),
     "sir_confnet": (
         dict(nf=16, zdim=16), lambda: torch.rand(2, 3, 64, 64), {"0": (2, 1, 64, 64), "1": (2, 1, 16, 16)}
@@ -74,7 +74,7 @@ TINY = {
     "nonlinear3dmm_encoder": (
         dict(input_size=32, channels=(8,) * 13, shape_dim=16, albedo_dim=12),
         lambda: torch.rand(2, 3, 32, 32),
-        {"shape": (2, 16), "albedo": (2, 12), "projection": (2, 8), "light": (2, 27)},
+        {"id": (2, 16), "tex": (2, 12), "pose": (2, 8), "light": (2, 27)},
     ),
     "nonlinear3dmm_shape_decoder": (
         dict(

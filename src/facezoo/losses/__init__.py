@@ -5,9 +5,12 @@
 - :mod:`.perceptual`: cosine distance of face-recognition embeddings (Deep3DFace Eq. 4).
 - :mod:`.regularisers`: coefficient priors (Eq. 5) and texture-variance flattening (Eq. 6).
 - :mod:`.skin`: the naive-Bayes GMM skin classifier behind Deep3DFace's skin attention.
+- :mod:`.masks`: row masks of mixed batches: every loss takes ``valid [B]`` and ignores the rows that are
+  False.
 """
 
 from facezoo.losses.landmark import DEEP3D_LANDMARK_WEIGHTS, landmark_loss, landmark_weights
+from facezoo.losses.masks import masked_mean
 from facezoo.losses.perceptual import FaceEmbedder, cosine_distance
 from facezoo.losses.photometric import photometric_loss
 from facezoo.losses.regularisers import coefficient_l2, texture_variance
@@ -19,6 +22,7 @@ __all__ = [
     "cosine_distance",
     "landmark_loss",
     "landmark_weights",
+    "masked_mean",
     "photometric_loss",
     "texture_variance",
 ]

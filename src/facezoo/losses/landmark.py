@@ -17,6 +17,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from facezoo.losses.masks import masked_mean
+
 _NOSE_CODE = (28, 29, 30)
 _NOSE_PAPER = tuple(range(27, 36))
 _INNER_MOUTH = tuple(range(60, 68))
@@ -80,9 +82,4 @@ def landmark_loss(
         if weights.shape != (pred.shape[1],):
             raise ValueError(f"weights: expected [{pred.shape[1]}], got {tuple(weights.shape)}")
         sq = sq * weights.to(sq)
-    if valid is not None:
-        keep = valid.to(device=sq.device, dtype=torch.bool)
-        if not bool(keep.any()):
-            return sq.sum() * 0.0
-        sq = sq[keep]
-    return sq.mean()
+    return masked_mean(sq, valid)

@@ -14,6 +14,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from facezoo.losses.masks import masked_mean
+
 
 def cosine_distance(a: Tensor, b: Tensor, eps: float = 1e-8) -> Tensor:
     """``1 - cos(a, b)`` per row: ``[B,D], [B,D] -> [B]`` (Eq. 4 for one image pair per row).
@@ -36,7 +38,8 @@ class FaceEmbedder(nn.Module):
         input_size: the recogniser's square input (112 for ArcFace).
 
     Example:
-        >>> net = facezoo.nn.build("iresnet50", layers=(1, 1, 1, 1), width=8)
+        >>> from facezoo.nn import build
+        >>> net = build("iresnet50", layers=(1, 1, 1, 1), width=8)
         >>> FaceEmbedder(net)(torch.rand(2, 3, 64, 64)).shape
         torch.Size([2, 512])
     """
@@ -60,8 +63,9 @@ class FaceEmbedder(nn.Module):
             image = F.interpolate(image, size=(s, s), mode="bilinear", align_corners=False, antialias=True)
         return self.network((image - 0.5) / 0.5)
 
-    def distance(self, image: Tensor, rendered: Tensor) -> Tensor:
-        """Eq. 4 averaged over the batch (scalar); gradients flow into ``rendered`` only."""
+    def distance(self, image: Tensor, rendered: Tensor, valid: Tensor | None = None) -> Tensor:
+        """Eq. 4 averaged over the batch (scalar; over the ``valid [B]`` rows when given); gradients flow into
+        ``rendered`` only."""
         with torch.no_grad():
             target = self(image)
-        return cosine_distance(target, self(rendered)).mean()
+        return masked_mean(cosine_distance(target, self(rendered)), valid)

@@ -5,13 +5,16 @@ distance, weighted by the skin attention ``A`` and restricted to the rendered fa
 z-buffered coverage of the reprojected mesh, so self-occluded surfaces never count). As in the official code
 (``photo_loss``), the sums run over the whole batch (one ratio per batch, not a mean of per-image ratios), a
 small epsilon inside the square root keeps the gradient finite at zero error, and the denominator is
-clamped at 1 pixel so that an empty mask gives 0 rather than NaN.
+clamped at 1 pixel so that an empty mask gives 0 rather than NaN. (So a face covering less than one pixel
+of weight in the whole batch is divided by 1, not by its weight: its loss is scaled down, not blown up.)
 """
 
 from __future__ import annotations
 
 import torch
 from torch import Tensor
+
+from facezoo.losses.masks import check_valid
 
 EPS = 1e-8
 
@@ -24,7 +27,11 @@ def _check_image(name: str, x: Tensor, channels: int | None = None) -> None:
 
 
 def photometric_loss(
-    image: Tensor, rendered: Tensor, mask: Tensor, attention: Tensor | None = None
+    image: Tensor,
+    rendered: Tensor,
+    mask: Tensor,
+    attention: Tensor | None = None,
+    valid: Tensor | None = None,
 ) -> Tensor:
     """Eq. 2 of Deep3DFace: attention-weighted mean per-pixel L2 colour distance over the face region.
 
@@ -34,6 +41,8 @@ def photometric_loss(
         mask: ``[B,1,H,W]`` face region ``M`` in [0, 1] (the renderer's z-buffered coverage; soft at
             antialiased silhouettes). Pixels with 0 are ignored whatever their colour.
         attention: ``[B,1,H,W]`` skin attention ``A`` (``None`` = 1 everywhere).
+        valid: optional bool ``[B]``; images that are False (placeholders of a mixed batch) count in neither
+            sum (:mod:`facezoo.losses.masks`).
 
     Returns:
         Scalar loss (colour units, i.e. 0 for a perfect match, at most sqrt(3)).
@@ -41,8 +50,8 @@ def photometric_loss(
     Example:
         >>> img = torch.zeros(1, 3, 2, 2); ren = torch.zeros(1, 3, 2, 2); ren[0, :, 0, 0] = 1.0
         >>> m = torch.ones(1, 1, 2, 2)
-        >>> round(float(photometric_loss(img, ren, m)), 4)  # one pixel off by sqrt(3), averaged over 4
-        0.433
+        >>> round(float(photometric_loss(img, ren, m)), 4)  # sqrt(3) + 3 x sqrt(EPS), over 4
+        0.4331
     """
     _check_image("image", image, 3)
     _check_image("rendered", rendered, 3)
@@ -58,5 +67,8 @@ def photometric_loss(
         if attention.shape != mask.shape:
             raise ValueError(f"attention: expected shape {tuple(mask.shape)}, got {tuple(attention.shape)}")
         weight = mask * attention
+    valid = check_valid(valid, image.shape[0])
+    if valid is not None:
+        weight = weight * valid.to(weight)[:, None, None, None]
     dist = torch.sqrt(((image - rendered) ** 2).sum(dim=1, keepdim=True) + EPS)
     return (dist * weight).sum() / weight.sum().clamp_min(1.0)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from facezoo.losses.masks import masked_mean
+
 
 def coefficient_l2(coeffs: Tensor) -> Tensor:
     """Squared norm ``||x||^2`` of each row of ``coeffs [B,K]`` -> ``[B]`` (coefficients in units of std, so
@@ -20,7 +22,7 @@ def coefficient_l2(coeffs: Tensor) -> Tensor:
     return (coeffs**2).sum(-1)
 
 
-def texture_variance(colours: Tensor, region: Tensor | None = None) -> Tensor:
+def texture_variance(colours: Tensor, region: Tensor | None = None, valid: Tensor | None = None) -> Tensor:
     """Eq. 6: ``sum_c var(T_c, R)``, the per-channel variance of the albedo over a vertex region, averaged
     over the batch.
 
@@ -30,6 +32,7 @@ def texture_variance(colours: Tensor, region: Tensor | None = None) -> Tensor:
     Args:
         colours: ``[B,V,3]`` per-vertex albedo (RGB in [0, 1]).
         region: bool ``[V]`` skin region ``R`` (``None`` = all vertices).
+        valid: optional bool ``[B]``: the batch mean runs over these rows only (:mod:`facezoo.losses.masks`).
 
     Returns:
         Scalar.
@@ -50,4 +53,4 @@ def texture_variance(colours: Tensor, region: Tensor | None = None) -> Tensor:
             raise ValueError("region: selects no vertex")
         colours = colours[:, region.to(colours.device)]
     mean = colours.mean(dim=1, keepdim=True)
-    return ((colours - mean) ** 2).mean(dim=1).sum(-1).mean()
+    return masked_mean(((colours - mean) ** 2).mean(dim=1).sum(-1), valid)

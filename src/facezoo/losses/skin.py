@@ -179,8 +179,11 @@ class SkinClassifier(nn.Module):
         colour_space: ``"rgb"`` or ``"ycbcr"``.
 
     Example:
-        >>> clf = SkinClassifier.load("skin.npz")        # or SkinClassifier() for the rule-based fallback
+        >>> clf = SkinClassifier()       # the rule-based fallback; SkinClassifier.load("skin.npz") for a fit
+        >>> images = torch.tensor([0.8, 0.55, 0.45])[None, :, None, None].expand(1, 3, 2, 2)  # a skin tone
         >>> attention = skin_attention(clf(images))       # Deep3DFace's A, [B,1,H,W]
+        >>> attention.shape, bool((attention == 1).all())
+        (torch.Size([1, 1, 2, 2]), True)
     """
 
     def __init__(
@@ -329,8 +332,13 @@ def fit_skin_classifier(
         max_iter, seed: EM settings.
 
     Example:
-        >>> clf = fit_skin_classifier(skin_rgb, other_rgb, n_components=8)
-        >>> clf.save("skin.npz")
+        >>> g = torch.Generator().manual_seed(0)
+        >>> skin_rgb = (torch.tensor([0.8, 0.55, 0.45]) + 0.03 * torch.randn(500, 3, generator=g)).clamp(0, 1)
+        >>> other_rgb = torch.rand(500, 3, generator=g)
+        >>> clf = fit_skin_classifier(skin_rgb, other_rgb, n_components=2)   # clf.save("skin.npz") keeps it
+        >>> p = clf(torch.tensor([[0.8, 0.55, 0.45], [0.1, 0.2, 0.9]])[:, :, None, None])
+        >>> p.flatten().round(decimals=2).tolist()
+        [1.0, 0.0]
     """
     for name, p in (("pixels_skin", pixels_skin), ("pixels_nonskin", pixels_nonskin)):
         if not isinstance(p, Tensor) or p.ndim != 2 or p.shape[1] != 3:

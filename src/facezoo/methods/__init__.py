@@ -1,14 +1,29 @@
-"""The methods: one LightningModule per paper on a small shared base (DESIGN.md "Methods")."""
+"""The methods: one LightningModule per paper on a small shared base (docs/architecture.md, "Methods").
 
-from facezoo.methods.base import FaceMethod, build_morphable, vertex_error
+The base's contract (:mod:`facezoo.methods.base`): the hooks ``reconstruct``, ``neutral_shape`` and
+``training_losses``; training stages (:mod:`facezoo.methods.stages`); the view axis of image sets and
+multi-view batches (:mod:`facezoo.methods.views`); ``valid`` masks of mixed batches.
+"""
+
+from facezoo.methods.base import FaceMethod, build_morphable, linear_neutral_shape, vertex_error
 from facezoo.methods.deep3d import Deep3DFace, aggregate_identity
 from facezoo.methods.reconstruction import FaceReconstruction
+from facezoo.methods.stages import freeze, load_submodules, read_checkpoint
+from facezoo.methods.views import PER_SAMPLE_KEYS, flatten_views, num_views, unflatten_views
 
 __all__ = [
+    "PER_SAMPLE_KEYS",
     "Deep3DFace",
     "FaceMethod",
     "FaceReconstruction",
     "aggregate_identity",
     "build_morphable",
+    "flatten_views",
+    "freeze",
+    "linear_neutral_shape",
+    "load_submodules",
+    "num_views",
+    "read_checkpoint",
+    "unflatten_views",
     "vertex_error",
 ]

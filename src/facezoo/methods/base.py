@@ -1,39 +1,61 @@
-"""``FaceMethod``: the small LightningModule base shared by facezoo's methods (DESIGN.md "Methods").
+"""``FaceMethod``: the LightningModule base shared by facezoo's methods (docs/architecture.md, "Methods").
 
-It owns what every method needs and nothing method-specific:
+It owns what every method needs and nothing method-specific. The contract, in short:
 
-* the morphable model, built from a *spec string* init argument (:func:`build_morphable`) and kept **out of
-  checkpoints** (it is rebuilt from the spec; real models such as the BFM are licence-restricted, so they must
-  never travel inside a checkpoint). Such rebuilt modules are "external": they move with the LightningModule
-  (``.to()``, ``.half()``...) but have no ``state_dict`` keys, so strict loading stays exact;
-* a :class:`~facezoo.render.MeshRenderer` for the method's crop size;
-* evaluation metrics: vertex error (mm, mean per-vertex distance after a least-squares similarity alignment
-  with Umeyama's closed form, when the batch has ground-truth ``params["vertices"]``) and the 68-point
-  landmark NME (:class:`facezoo.metrics.LandmarkNME`, bounding-box normaliser), logged as
-  ``val/vertex_error_mm`` and ``val/nme`` (``test/...`` in testing);
-* evaluation protocols: ``validation_step``/``test_step`` feed the runner that the datamodule's ``protocol``
-  names (:mod:`facezoo.methods.protocols`: ``reconstruction`` (the metrics above), ``micc``,
-  ``verification``); at epoch end its metrics are logged and ``facezoo test`` prints its table and writes
-  ``test_results.json``;
-* batch-key checks: a method lists the keys it needs per stage (``required_keys``); a datamodule that declares
-  what it ``provides`` is checked at ``setup``, and every datamodule is checked on its first batch, with an
-  error naming the key and the datamodule.
-
-Subclasses implement ``reconstruct(batch) -> FaceReconstruction`` and ``training_step`` (logging every term
-through :meth:`log_losses`).
+* **Hooks a method implements** (abstract): ``reconstruct(batch, render=False) -> FaceReconstruction`` (one
+  row per input image, :mod:`facezoo.methods.views`), ``neutral_shape(rec) -> [N,V,3]`` (the
+  expression-free identity shape of each row, mm; :func:`linear_neutral_shape` for linear models) and
+  ``training_losses(batch) -> {term: scalar, ..., "total": scalar}`` (unweighted terms and the weighted
+  total). The base's ``training_step`` checks the batch, logs every term as ``train/loss_<term>``, skips a
+  step whose total is not finite (counted as ``train/skipped_nonfinite``; ``max_nonfinite_steps`` in a row
+  stop the run naming the terms) and returns the total.
+* **Stages**: a method lists its training stages in the class attribute ``stages`` (e.g. ``("rnet",
+  "cnet")``); the ``stage`` init argument is checked against it. :meth:`load_stage_checkpoint` starts
+  sub-networks from an earlier stage's checkpoint (read without running code, loaded strictly; without a
+  file it warns and they start fresh), :meth:`freeze_modules` freezes sub-networks and keeps them in eval
+  mode (BatchNorm statistics fixed) across ``train()`` calls.
+* **View axis**: batches may stack views (``image [B,V,3,H,W]``); losses, :meth:`evaluate`, the metrics
+  and the exports use the flat batch :func:`~facezoo.methods.views.flatten_views`, row for row with the
+  reconstruction.
+* **Mixed batches**: zero-filled labels of a :class:`~facezoo.datamodules.Mixture` batch are marked in
+  ``batch["valid"][key]`` (bool ``[B]``); :meth:`valid_rows` gives a loss its row mask (the losses of
+  :mod:`facezoo.losses` take ``valid``), and :meth:`evaluate` leaves such rows out.
+* **The morphable model**, built from a *spec string* init argument (:func:`build_morphable`), is kept
+  **out of checkpoints** (rebuilt from the spec; real models such as the BFM are licence-restricted, so they
+  must never travel inside a checkpoint). Such rebuilt modules are "external" (:meth:`register_external`):
+  plain attributes, not submodules, that follow the module's device/dtype moves (``_apply``) but have no
+  ``state_dict`` keys, so strict loading stays exact. (Not non-persistent buffers: DDP would broadcast the
+  model's bases, ~100 MB for the BFM, from rank 0 at every forward, and a frozen recogniser has parameters.)
+* A :class:`~facezoo.render.MeshRenderer` for the method's crop size.
+* **Evaluation**: vertex error (mm, mean per-vertex distance after a least-squares similarity alignment
+  with Umeyama's closed form, when the batch has ground-truth ``params["vertices"]``; a model with another
+  vertex count is an error, at setup when the datamodule names its ``morphable_model``) and the 68-point
+  landmark NME (:class:`facezoo.metrics.LandmarkNME`), logged as ``val/vertex_error_mm`` and ``val/nme``
+  (``test/...`` in testing). ``validation_step``/``test_step`` feed the runner that the datamodule's
+  ``protocol`` names (:mod:`facezoo.methods.protocols`); at epoch end its metrics are logged and
+  ``facezoo test`` prints its table and writes ``test_results.json``.
+* **Batch-key checks**: ``required_keys`` per trainer stage (``"fit"``: the training losses, ``"predict"``:
+  ``reconstruct``); validation and test ask the protocol (``predict`` keys + the protocol's own). A
+  datamodule's ``provides`` is checked at ``setup`` and every batch on its first use, naming the key and the
+  datamodule.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import abc
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
+import torch
 from lightning.pytorch import LightningModule
+from lightning.pytorch.utilities import rank_zero_warn
 from torch import Tensor, nn
 from torchmetrics import MeanMetric
 
 from facezoo.methods.reconstruction import FaceReconstruction
+from facezoo.methods.stages import freeze, load_submodules, read_checkpoint
+from facezoo.methods.views import flatten_views, num_views
 from facezoo.metrics import LandmarkNME
 from facezoo.morphable import MorphableModel
 
@@ -103,8 +125,28 @@ def vertex_error(pred: Tensor, target: Tensor, mask: Tensor | None = None) -> Te
     return (aligned - t).norm(dim=-1).mean(-1).to(pred.dtype)
 
 
-class FaceMethod(LightningModule):
-    """Base LightningModule of facezoo's methods.
+def linear_neutral_shape(model: MorphableModel, rec: FaceReconstruction) -> Tensor:
+    """``neutral_shape`` of a linear-model method: ``model(rec.params["id"], exp=None)`` ``[N,V,3]`` (mm),
+    without gradients.
+
+    Example:
+        >>> m = build_morphable("procedural:600")
+        >>> rec = FaceReconstruction(m.mean[None], m.triangles, torch.zeros(1, 68, 3), torch.zeros(1, 68, 2),
+        ...                          params={"id": torch.zeros(1, m.n_id)})
+        >>> torch.equal(linear_neutral_shape(m, rec)[0], m.mean)
+        True
+    """
+    ident = rec.params.get("id") if isinstance(rec.params, Mapping) else None
+    if not isinstance(ident, Tensor):
+        raise ValueError(
+            f"neutral shape: needs rec.params['id'] (identity coefficients); got {sorted(rec.params)}"
+        )
+    with torch.no_grad():
+        return model(ident.detach(), None)
+
+
+class FaceMethod(LightningModule, metaclass=abc.ABCMeta):
+    """Base LightningModule of facezoo's methods (the contract is in the module docstring).
 
     Args:
         morphable_model: spec of the morphable model (:func:`build_morphable`).
@@ -112,9 +154,15 @@ class FaceMethod(LightningModule):
         renderer_backend: rasterizer backend (``"auto"``, ``"builtin"``, ``"nvdiffrast"``).
         eval_mask: name of a model mask for the vertex error (e.g. ``"front"``); ``None`` = all vertices, also
             used when the model has no such mask.
+        stage: the training stage, one of the class's :attr:`stages` (default: the first); ``None`` for a
+            method without stages.
+        max_nonfinite_steps: stop the run after this many training steps in a row whose loss is not finite
+            (each is skipped and counted).
     """
 
-    #: batch keys needed per trainer stage ("fit" covers training and validation losses).
+    #: the method's training stages, in order (empty: a single-stage method).
+    stages: ClassVar[tuple[str, ...]] = ()
+    #: batch keys needed per trainer stage: "fit" (training losses), "predict" (``reconstruct``).
     required_keys: ClassVar[dict[str, tuple[str, ...]]] = {"fit": ("image",), "predict": ("image",)}
 
     def __init__(
@@ -123,13 +171,30 @@ class FaceMethod(LightningModule):
         image_size: int = 224,
         renderer_backend: str = "auto",
         eval_mask: str | None = "front",
+        stage: str | None = None,
+        max_nonfinite_steps: int = 10,
     ) -> None:
         super().__init__()
         from facezoo.render import MeshRenderer
 
         if not isinstance(image_size, int) or image_size < 16:
             raise ValueError(f"image_size: expected an int >= 16, got {image_size!r}")
+        if self.stages:
+            stage = self.stages[0] if stage is None else stage
+            if stage not in self.stages:
+                raise ValueError(f"stage: expected one of {list(self.stages)}, got {stage!r}")
+        elif stage is not None:
+            raise ValueError(f"stage: {type(self).__name__} has no training stages, got {stage!r}")
+        if (
+            isinstance(max_nonfinite_steps, bool)
+            or not isinstance(max_nonfinite_steps, int)
+            or max_nonfinite_steps < 1
+        ):
+            raise ValueError(f"max_nonfinite_steps: expected an int >= 1, got {max_nonfinite_steps!r}")
+        self.stage = stage
+        self.max_nonfinite_steps = max_nonfinite_steps
         self._externals: dict[str, nn.Module] = {}
+        self._frozen: list[str] = []
         self.register_external("morphable", build_morphable(morphable_model))
         self.image_size = image_size
         self.renderer = MeshRenderer((image_size, image_size), backend=renderer_backend)
@@ -138,18 +203,16 @@ class FaceMethod(LightningModule):
         self.val_nme = LandmarkNME()
         self._checked_stages: set[str] = set()
         self._runners: dict[str, Any] = {}
+        self._nonfinite = {"streak": 0, "skipped": 0, "pending": False, "terms": set()}
 
-    # -- externals: modules rebuilt from init args, never in state_dict
+    # -- externals: modules rebuilt from init args, never in state_dict -------------------------------------
     def register_external(self, name: str, module: nn.Module) -> None:
         """Attach ``module`` as ``self.<name>`` without making it a submodule: it follows device/dtype moves
-        but has no ``state_dict`` keys (it is rebuilt from the init arguments)."""
+        but has no ``state_dict`` keys and is not seen by DDP (it is rebuilt from the init arguments)."""
+        if name in self._modules or name in self._parameters or name in self._buffers:
+            raise ValueError(f"register_external: {name!r} is already a submodule, parameter or buffer")
         self._externals[name] = module
-
-    def __getattr__(self, name: str) -> Any:
-        externals = self.__dict__.get("_externals")
-        if externals is not None and name in externals:
-            return externals[name]
-        return super().__getattr__(name)
+        object.__setattr__(self, name, module)  # a plain attribute: nn.Module would register a submodule
 
     def _apply(self, fn, *args, **kwargs):
         super()._apply(fn, *args, **kwargs)
@@ -157,50 +220,166 @@ class FaceMethod(LightningModule):
             module._apply(fn, *args, **kwargs)
         return self
 
-    # -- batch-key checks
-    # ----------------------------------------------------------------------------------------
+    # -- stages ----------------------------------------------------------------------------------------------
+    def load_stage_checkpoint(
+        self, path: str | None, modules: Sequence[str], argument: str
+    ) -> dict[str, Any] | None:
+        """Start the sub-networks ``modules`` (attribute names) from an earlier stage's checkpoint.
+
+        Args:
+            path: a Lightning checkpoint (or ``torch.save({"state_dict": ...})``) of the earlier stage; its
+                ``<module>.*`` weights load strictly (missing / unexpected keys and shape mismatches are
+                named).
+                ``None`` or ``""``: a warning, and the modules keep their fresh initialisation.
+            modules: the sub-networks to load, e.g. ``("rnet",)``.
+            argument: the init argument that gave ``path`` (for messages), e.g. ``"rnet_checkpoint"``.
+
+        Returns:
+            The checkpoint's content (e.g. to compare its ``hyper_parameters``), or ``None`` without a file.
+        """
+        names = ", ".join(modules)
+        if not path:
+            rank_zero_warn(
+                f"{type(self).__name__} stage {self.stage!r}: no {argument} given, so {names} start(s) "
+                "from a fresh initialisation instead of an earlier stage's weights"
+            )
+            return None
+        ckpt = read_checkpoint(path, argument)
+        state = ckpt.get("state_dict", ckpt)
+        load_submodules(state, {m: self.get_submodule(m) for m in modules}, source=f"{argument} {path}")
+        return ckpt
+
+    def freeze_modules(self, *names: str) -> None:
+        """Freeze the sub-networks ``names``: no gradients, and eval mode (BatchNorm statistics fixed) that
+        survives every later ``train()`` call."""
+        for name in names:
+            freeze(self.get_submodule(name))
+            if name not in self._frozen:
+                self._frozen.append(name)
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        for name in self.__dict__.get("_frozen", ()):
+            self.get_submodule(name).eval()
+        return self
+
+    # -- batch-key checks ------------------------------------------------------------------------------------
     def _keys_for(self, stage: str) -> tuple[str, ...]:
+        """The keys of ``required_keys[stage]`` for ``"fit"``/``"predict"`` (validation and test ask the
+        protocol, :meth:`_setup_keys`)."""
         return tuple(self.required_keys.get(stage, self.required_keys.get("fit", ())))
 
+    def _setup_keys(self, stage: str, dm) -> tuple[str, ...]:
+        from facezoo.methods.protocols import protocol_for
+
+        if stage == "predict":
+            return self._keys_for("predict")
+        protocol_keys = tuple(protocol_for(dm).required_keys(self, "test"))
+        if stage in ("validate", "test"):
+            return protocol_keys
+        return self._keys_for("fit") + tuple(k for k in protocol_keys if k not in self._keys_for("fit"))
+
     def setup(self, stage: str) -> None:
-        trainer = self._trainer
-        dm = getattr(trainer, "datamodule", None) if trainer is not None else None
+        dm = self._datamodule()
         provides = getattr(dm, "provides", None)
         if provides is not None:
-            keys = self._keys_for(stage)
-            if stage in ("validate", "test"):
-                from facezoo.methods.protocols import protocol_for
-
-                keys = protocol_for(dm).required_keys(self, stage)
-            missing = [k for k in keys if k not in provides]
+            missing = [k for k in self._setup_keys(stage, dm) if k not in provides]
             if missing:
                 raise ValueError(
                     f"{type(self).__name__} ({stage}) needs batch key(s) {missing}, which datamodule "
                     f"{type(dm).__name__} does not provide (it provides {sorted(provides)})"
                 )
+        if stage != "predict" and (provides is None or "params" in provides):
+            from facezoo.methods.protocols import protocol_for
+
+            if dm is not None and protocol_for(dm).name == "reconstruction":  # the one that compares vertices
+                self._check_data_model(dm)
+
+    def _check_data_model(self, dm) -> None:
+        """The vertex error compares meshes vertex by vertex: the datamodule's model (``morphable_model``)
+        must have the method's vertex count."""
+        spec = getattr(dm, "morphable_model", None)
+        if spec is None:
+            return
+        model = getattr(dm, "model", None)
+        model = model if isinstance(model, MorphableModel) else build_morphable(spec)
+        if model.n_vertices != self.morphable.n_vertices:
+            raise ValueError(
+                f"{type(dm).__name__} renders faces of morphable_model={_spec_name(spec)} "
+                f"({model.n_vertices} vertices) and {type(self).__name__} reconstructs with "
+                f"morphable_model={self.morphable.name!r} ({self.morphable.n_vertices} vertices): the vertex "
+                "error needs the same mesh; give both the same model"
+            )
 
     def check_batch(self, batch: Mapping[str, Any], stage: str) -> None:
-        """Raise if ``batch`` lacks a key this method needs in ``stage`` (checked once per stage)."""
+        """Raise if ``batch`` lacks a key this method needs in ``stage`` (``"fit"``/``"predict"``; checked
+        once per stage)."""
         if stage in self._checked_stages:
             return
         missing = [k for k in self._keys_for(stage) if k not in batch]
         if missing:
-            trainer = self._trainer
-            dm = getattr(trainer, "datamodule", None) if trainer is not None else None
+            dm = self._datamodule()
             source = type(dm).__name__ if dm is not None else "the dataloader"
             raise ValueError(
                 f"{type(self).__name__} ({stage}) needs batch key(s) {missing}, which {source} does not "
-                "provide "
-                f"(batch keys: {sorted(batch)})"
+                f"provide (batch keys: {sorted(batch)})"
             )
         self._checked_stages.add(stage)
 
-    # -- the method's interface
-    def reconstruct(
-        self, batch: Mapping[str, Any], render: bool = False
-    ) -> FaceReconstruction:  # pragma: no cover
-        """Reconstruct the faces of ``batch`` (``render=True`` also fills ``image``/``mask``)."""
-        raise NotImplementedError
+    @staticmethod
+    def valid_rows(batch: Mapping[str, Any], *keys: str) -> Tensor | None:
+        """Bool ``[N]``: the rows of a (flat) batch whose ``keys`` are real, not zero-filled placeholders of
+        a mixed batch (``batch["valid"]``; a key ``"params"`` covers every ``"params.*"`` entry). ``None``
+        when every row is real (the losses then take their unmasked path).
+
+        Example:
+            >>> yes_no, no_yes = torch.tensor([True, False]), torch.tensor([False, True])
+            >>> b = {"valid": {"landmarks68": yes_no, "params.id": no_yes}}
+            >>> FaceMethod.valid_rows(b, "landmarks68").tolist(), FaceMethod.valid_rows(b, "image") is None
+            ([True, False], True)
+            >>> FaceMethod.valid_rows(b, "landmarks68", "params").tolist()
+            [False, False]
+        """
+        masks = batch.get("valid") if isinstance(batch, Mapping) else None
+        if not masks:
+            return None
+        out = None
+        for key in keys:
+            for name, m in masks.items():
+                if name == key or name.startswith(f"{key}."):
+                    m = torch.as_tensor(m).to(torch.bool)
+                    out = m if out is None else out & m.to(out.device)
+        return out
+
+    # -- the method's interface ------------------------------------------------------------------------------
+    @abc.abstractmethod
+    def reconstruct(self, batch: Mapping[str, Any], render: bool = False) -> FaceReconstruction:
+        """Reconstruct the faces of ``batch`` as the loader gives it (``image [B,3,H,W]`` or ``[B,V,3,H,W]``).
+
+        Returns:
+            A :class:`FaceReconstruction` with one row per image (``N = B`` or ``B*V``, sample-major, and
+            ``views = V``): ``vertices [N,V,3]`` model-space mm, ``landmarks2d [N,68,2]`` crop pixels,
+            ``params`` in the :mod:`facezoo.nn` vocabulary, ``camera``; with ``render=True`` also
+            ``image [N,3,H,W]`` and ``mask [N,1,H,W]``.
+        """
+
+    @abc.abstractmethod
+    def neutral_shape(self, rec: FaceReconstruction) -> Tensor:
+        """The expression-free identity shape ``[N,V,3]`` (mm, model space, no gradients) of each row of
+        ``rec`` (MICC's neutral scans, verification embeddings); :func:`linear_neutral_shape` for linear
+        models."""
+
+    @abc.abstractmethod
+    def training_losses(self, batch: Mapping[str, Any]) -> dict[str, Tensor]:
+        """The training loss terms of ``batch`` (scalars, unweighted, logged as ``train/loss_<term>``) and
+        their weighted sum under ``"total"`` (logged as ``train/loss`` and optimised)."""
+
+    def training_step(self, batch: Mapping[str, Any], batch_idx: int) -> Tensor:
+        self.check_batch(batch, "fit")
+        terms = self.training_losses(batch)
+        self.log_losses(terms, "train", batch_size=batch["image"].shape[0] * num_views(batch))
+        self._watch_nonfinite(terms)
+        return terms["total"]
 
     def log_losses(
         self, terms: Mapping[str, Tensor], prefix: str = "train", batch_size: int | None = None
@@ -210,7 +389,45 @@ class FaceMethod(LightningModule):
             key = f"{prefix}/loss" if name == "total" else f"{prefix}/loss_{name}"
             self.log(key, value.detach(), prog_bar=name == "total", batch_size=batch_size)
 
-    # -- evaluation
+    # -- non-finite losses: skip the step, count, stop after max_nonfinite_steps in a row ------------------
+    def _watch_nonfinite(self, terms: Mapping[str, Tensor]) -> None:
+        """Note a non-finite total (one device sync per step) and the terms that were not finite; the
+        decision to skip is taken in :meth:`on_before_optimizer_step`, the same on every rank."""
+        if not bool(torch.isfinite(terms["total"].detach()).all()):
+            state = self._nonfinite
+            state["pending"] = True
+            state["terms"] |= {k for k, v in terms.items() if not bool(torch.isfinite(v.detach()).all())}
+
+    def on_before_optimizer_step(self, optimizer) -> None:
+        """Skip the update of a step whose loss was not finite (on every rank, if any had one): gradients set
+        to ``None`` make the optimizer leave every parameter (and its moments) as it was. (Returning ``None``
+        from ``training_step`` would skip it too, but Lightning refuses that under DDP.) Counts the skips
+        (``train/skipped_nonfinite``) and stops the run after ``max_nonfinite_steps`` in a row, on every
+        rank at the same step."""
+        state = self._nonfinite
+        skip = state["pending"]
+        trainer = self._trainer
+        if trainer is not None and trainer.world_size > 1:  # the same decision on every rank
+            flag = torch.tensor(float(skip), device=self.device)
+            skip = float(trainer.strategy.reduce(flag, reduce_op="sum")) > 0
+        state["pending"] = False
+        if not skip:
+            state["streak"], state["terms"] = 0, set()
+        else:
+            optimizer.zero_grad(set_to_none=True)
+            state["streak"] += 1
+            state["skipped"] += 1
+        if trainer is not None:
+            self.log("train/skipped_nonfinite", float(state["skipped"]), reduce_fx="max")
+        if state["streak"] >= self.max_nonfinite_steps:
+            terms = sorted(state["terms"]) or "non-finite on another rank"
+            raise FloatingPointError(
+                f"{type(self).__name__}: {state['streak']} training steps in a row had a non-finite loss "
+                f"(terms {terms}); stopping (max_nonfinite_steps={self.max_nonfinite_steps}). Lower the "
+                "learning rate or check the data of those terms."
+            )
+
+    # -- evaluation ------------------------------------------------------------------------------------------
     def _eval_mask(self, n_vertices: int) -> Tensor | None:
         model = self.morphable
         if self.eval_mask and self.eval_mask in model.mask_names and model.n_vertices == n_vertices:
@@ -218,25 +435,42 @@ class FaceMethod(LightningModule):
         return None
 
     def evaluate(self, rec: FaceReconstruction, batch: Mapping[str, Any]) -> dict[str, Tensor]:
-        """Update the metrics with one batch; returns the batch's own values (for callers that print)."""
+        """Update the metrics with one batch (``batch`` as the loader gives it; flattened here, row for row
+        with ``rec``); rows whose labels are placeholders (``batch["valid"]``) are left out. Returns the
+        batch's own values (for callers that print)."""
+        flat = flatten_views(batch)
         out: dict[str, Tensor] = {}
-        gt = batch.get("params", {}).get("vertices") if isinstance(batch.get("params"), Mapping) else None
+        params = flat.get("params")
+        gt = params.get("vertices") if isinstance(params, Mapping) else None
         if gt is not None:
-            gt = gt.reshape(rec.vertices.shape) if gt.numel() == rec.vertices.numel() else None
-        if gt is not None:
-            err = vertex_error(rec.vertices, gt.to(rec.vertices), self._eval_mask(gt.shape[1]))
-            self.val_vertex_error.update(err)
-            out["vertex_error_mm"] = err.mean()
-        if "landmarks68" in batch:
-            target = batch["landmarks68"].reshape(rec.landmarks2d.shape).to(rec.landmarks2d)
-            # AFLW2000-3D protocol: per-|yaw| buckets, NME measured in the original image (crop affine undone)
-            self.val_nme.update(
-                rec.landmarks2d.detach(), target, yaw=batch.get("yaw"), crop_transform=batch.get("affine"),
-                index=batch.get("index"),
-            )  # fmt: skip
-            from facezoo.metrics import landmark_nme
+            if tuple(gt.shape) != tuple(rec.vertices.shape):
+                raise ValueError(
+                    f"evaluate: ground-truth params['vertices'] {tuple(gt.shape)} do not match the "
+                    f"reconstruction {tuple(rec.vertices.shape)} of morphable_model={self.morphable.name!r}: "
+                    "the data come from another model (give both the same morphable_model)"
+                )
+            keep = self.valid_rows(flat, "params.vertices")
+            pred, gt = (rec.vertices, gt) if keep is None else (rec.vertices[keep], gt[keep])
+            if len(pred):
+                err = vertex_error(pred, gt.to(pred), self._eval_mask(gt.shape[1]))
+                self.val_vertex_error.update(err)
+                out["vertex_error_mm"] = err.mean()
+        if "landmarks68" in flat:
+            keep = self.valid_rows(flat, "landmarks68")
+            pred, target = rec.landmarks2d.detach(), flat["landmarks68"].to(rec.landmarks2d)
+            yaw, affine = flat.get("yaw"), flat.get("affine")
+            if keep is not None:
+                pred, target = pred[keep], target[keep]
+                yaw = yaw[keep] if isinstance(yaw, Tensor) else yaw
+                affine = affine[keep] if isinstance(affine, Tensor) else affine
+            if len(pred):
+                # AFLW2000-3D protocol: per-|yaw| buckets, NME in the original image (crop affine undone)
+                index = flat.get("index")
+                index = index[keep] if isinstance(index, Tensor) and keep is not None else index
+                self.val_nme.update(pred, target, yaw=yaw, crop_transform=affine, index=index)
+                from facezoo.metrics import landmark_nme
 
-            out["nme"] = landmark_nme(rec.landmarks2d.detach(), target).mean()
+                out["nme"] = landmark_nme(pred, target).mean()
         return out
 
     # -- evaluation protocols (facezoo.methods.protocols): the datamodule's ``protocol`` picks the runner
@@ -309,3 +543,7 @@ class FaceMethod(LightningModule):
     ) -> FaceReconstruction:
         self.check_batch(batch, "predict")
         return self.reconstruct(batch, render=True).detach()
+
+
+def _spec_name(spec: Any) -> str:
+    return repr(spec.name) if isinstance(spec, MorphableModel) else repr(spec)

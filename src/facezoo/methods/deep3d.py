@@ -26,7 +26,8 @@ with 1.9, 1.6e-3, 0.2, 3e-4, 5 and, in ``L_coef``, 1.0 / 0.8 / 1.7e-3 for id / e
 
 **C-Net** (§5, ``stage: cnet``): :class:`facezoo.nn.ConfidenceNet` on R-Net's first-stage map and pooled
 features; sigmoid confidences ``c [K_id]``; Eq. 7 aggregation ``alpha = sum_j c_j alpha_j / sum_j c_j`` over
-an image set (``image [B,M,3,H,W]``); trained with R-Net frozen (weights from ``rnet_checkpoint``) on Eq. 8,
+an image set (``image [B,M,3,H,W]``); trained with R-Net frozen (weights from ``rnet_checkpoint``; without
+one a fresh R-Net, with a warning) on Eq. 8,
 the mean over the set of the hybrid loss with ``alpha`` replaced by the aggregate and the paper's weights
 ``w_lan 1.6e-3, w_photo 1.9, w_per 0.1`` (the regularisers are not part of Eq. 8's weights and are left out).
 
@@ -62,12 +63,14 @@ from facezoo.losses import (
     coefficient_l2,
     landmark_loss,
     landmark_weights,
+    masked_mean,
     photometric_loss,
     texture_variance,
 )
 from facezoo.losses.skin import SkinClassifier, skin_attention
-from facezoo.methods.base import FaceMethod
+from facezoo.methods.base import FaceMethod, linear_neutral_shape
 from facezoo.methods.reconstruction import FaceReconstruction
+from facezoo.methods.views import flatten_views, num_views
 
 #: Deep3DFace's initial ambient light (official ``init_lit``), added to gamma_0 of each channel at init.
 AMBIENT = 0.8
@@ -122,7 +125,7 @@ class Deep3DFace(FaceMethod):
         backbone_weights: optional ``.pth`` (torchvision names; e.g. ImageNet) loaded into the backbone, head
             excluded.
         rnet_checkpoint: ``stage: cnet``: a Lightning checkpoint of an R-Net run whose ``rnet.*`` weights load
-            strictly.
+            strictly (read without running code); ``None``: a fresh R-Net, with a warning.
         image_size: input crop side (224 in the paper).
         focal: focal length in pixels *for a 224 crop* (scaled by ``image_size / 224``).
         camera_distance: mm from the camera to the model origin at ``t = 0``.
@@ -139,8 +142,11 @@ class Deep3DFace(FaceMethod):
         lr_schedule: ``"constant"`` or ``"cosine"`` (annealed to 0 over the trainer's steps, stepped every
             iteration). The paper gives only the "initial learning rate"; a YAML ``lr_scheduler:`` block of
             LightningCLI would be stepped once per *epoch*, which a step-budgeted run never anneals.
-        renderer_backend, eval_mask: see :class:`~facezoo.methods.base.FaceMethod`.
+        renderer_backend, eval_mask, max_nonfinite_steps: see :class:`~facezoo.methods.base.FaceMethod`.
     """
+
+    stages = ("rnet", "cnet")
+    required_keys = {"fit": ("image", "landmarks68"), "predict": ("image",)}
 
     def __init__(
         self,
@@ -174,11 +180,13 @@ class Deep3DFace(FaceMethod):
         lr_schedule: Literal["constant", "cosine"] = "constant",
         renderer_backend: str = "auto",
         eval_mask: str | None = "front",
+        max_nonfinite_steps: int = 10,
     ) -> None:
-        super().__init__(morphable_model, image_size, renderer_backend, eval_mask)
+        super().__init__(
+            morphable_model, image_size, renderer_backend, eval_mask, stage=stage,
+            max_nonfinite_steps=max_nonfinite_steps,
+        )  # fmt: skip
         self.save_hyperparameters()
-        if stage not in ("rnet", "cnet"):
-            raise ValueError(f"stage: expected 'rnet' or 'cnet', got {stage!r}")
         if lr_schedule not in ("constant", "cosine"):
             raise ValueError(f"lr_schedule: expected 'constant' or 'cosine', got {lr_schedule!r}")
         if set_aggregation not in ("confidence", "mean"):
@@ -188,7 +196,6 @@ class Deep3DFace(FaceMethod):
             raise ValueError(
                 f"Deep3DFace needs a morphable model with a texture basis; {model.name!r} has none"
             )
-        self.stage = stage
         self.set_aggregation = set_aggregation
         self.sizes = (model.n_id, model.n_exp, model.n_tex, 3, 27, 3)
         self.rnet = fnn.build(
@@ -207,9 +214,8 @@ class Deep3DFace(FaceMethod):
                 stage1_channels=self.rnet.stage1_dim, pooled_dim=self.rnet.feature_dim, num_outputs=model.n_id
             )
             self.cnet = fnn.ConfidenceNet(cfg)
-            if rnet_checkpoint:
-                self.load_rnet(rnet_checkpoint)
-            self.rnet.requires_grad_(False)
+            self.load_rnet(rnet_checkpoint)
+            self.freeze_modules("rnet")  # frozen R-Net: BatchNorm statistics must not move either
         self.register_external("skin", SkinClassifier.load(skin_classifier))
         if recognition_weights:
             net = fnn.load_backbone_weights(fnn.build(recognition_net), recognition_weights)
@@ -219,23 +225,13 @@ class Deep3DFace(FaceMethod):
         self.register_buffer("tex_region", skin, persistent=False)
 
     # -- setup
-    required_keys = {"fit": ("image", "landmarks68"), "predict": ("image",)}
-
-    def load_rnet(self, path: str) -> None:
-        """Load the ``rnet.*`` weights of a Deep3DFace checkpoint strictly into :attr:`rnet`."""
-        from pathlib import Path
-
-        if not Path(path).is_file():
-            raise FileNotFoundError(f"rnet_checkpoint: no file at {path!r} (train stage 'rnet' first)")
-        ckpt = torch.load(path, map_location="cpu", weights_only=False)
-        state = ckpt.get("state_dict", ckpt)
-        rnet = {k[len("rnet.") :]: v for k, v in state.items() if k.startswith("rnet.")}
-        if not rnet:
-            raise ValueError(
-                f"rnet_checkpoint: {path} has no 'rnet.*' weights (is it a Deep3DFace checkpoint?)"
-            )
-        self.rnet.load_state_dict(rnet, strict=True)
-        saved = ckpt.get("hyper_parameters", {}).get("output_scale")
+    def load_rnet(self, path: str | None) -> None:
+        """Load the ``rnet.*`` weights of a Deep3DFace checkpoint strictly into :attr:`rnet` (``None``: keep
+        the fresh R-Net, with a warning; :meth:`FaceMethod.load_stage_checkpoint`)."""
+        ckpt = self.load_stage_checkpoint(path, ("rnet",), "rnet_checkpoint")
+        if ckpt is None:
+            return
+        saved = (ckpt.get("hyper_parameters") or {}).get("output_scale")
         if "hyper_parameters" in ckpt and not torch.equal(
             output_scales(saved, self.sizes), self.output_scale
         ):
@@ -254,12 +250,6 @@ class Deep3DFace(FaceMethod):
             rank_zero_info(
                 "Deep3DFace: no skin_classifier given; skin attention uses the Chai & Ngan YCbCr rule."
             )
-
-    def train(self, mode: bool = True):
-        super().train(mode)
-        if self.stage == "cnet":
-            self.rnet.eval()  # frozen R-Net: BatchNorm statistics must not move either
-        return self
 
     def configure_optimizers(self):
         params = [p for p in self.parameters() if p.requires_grad]
@@ -315,10 +305,18 @@ class Deep3DFace(FaceMethod):
         return params, conf
 
     def reconstruct(self, batch: Mapping[str, Any], render: bool = False) -> FaceReconstruction:
+        """One row per image (image sets: ``B*M`` rows sharing their set's aggregated identity)."""
         params, _ = self.regress(batch["image"])
-        return self._reconstruction(params, render=render, meta=_meta(batch))
+        meta = _meta(flatten_views(batch))
+        return self._reconstruction(params, render=render, meta=meta, views=num_views(batch))
 
-    def _reconstruction(self, params: dict[str, Tensor], render: bool, meta: dict | None = None):
+    def neutral_shape(self, rec: FaceReconstruction) -> Tensor:
+        """``morphable(id, exp=None)`` ``[N,V,3]`` (mm)."""
+        return linear_neutral_shape(self.morphable, rec)
+
+    def _reconstruction(
+        self, params: dict[str, Tensor], render: bool, meta: dict | None = None, views: int = 1
+    ) -> FaceReconstruction:
         model = self.morphable
         vertices = model(params["id"], params["exp"])
         colours = model.texture(params["tex"])
@@ -333,6 +331,7 @@ class Deep3DFace(FaceMethod):
             camera=cam,
             colours=colours,
             meta=meta or {},
+            views=views,
         )
         if render:
             out = self.renderer(vertices, model.triangles, cam, colors=colours, lighting=params["light"])
@@ -341,9 +340,13 @@ class Deep3DFace(FaceMethod):
 
     # -- losses
     def losses(self, batch: Mapping[str, Any], rec: FaceReconstruction, weights: Mapping[str, float]):
-        """The hybrid-level loss terms (unweighted) and the weighted total, for flattened images."""
-        image = batch["image"].flatten(0, -4) if batch["image"].ndim == 5 else batch["image"]
-        target_lm = batch["landmarks68"].reshape(rec.landmarks2d.shape).to(rec.landmarks2d)
+        """The hybrid-level loss terms (unweighted) and the weighted total, row for row with ``rec``
+        (``batch`` as the loader gives it, or flat). Rows whose image (all terms) or landmarks (``lan``) are
+        placeholders of a mixed batch contribute nothing (:meth:`FaceMethod.valid_rows`)."""
+        batch = flatten_views(batch)
+        image = batch["image"]
+        target_lm = batch["landmarks68"].to(rec.landmarks2d)
+        rows = self.valid_rows(batch, "image")
         terms: dict[str, Tensor] = {}
         if weights.get("photo", 0.0) or weights.get("per", 0.0):
             # Eq. 2's face region M is the binary projected face (the official code rasterises without
@@ -355,23 +358,26 @@ class Deep3DFace(FaceMethod):
                 antialias=False,
             )  # fmt: skip
             attention = skin_attention(self.skin(image)).detach()
-            terms["photo"] = photometric_loss(image, out.image, out.mask, attention)
+            terms["photo"] = photometric_loss(image, out.image, out.mask, attention, valid=rows)
             embedder = self._externals.get("embedder")
             terms["per"] = (
-                embedder.distance(image, out.image) if embedder is not None else image.new_zeros(())
+                embedder.distance(image, out.image, valid=rows)
+                if embedder is not None
+                else image.new_zeros(())
             )
         terms["lan"] = landmark_loss(
-            rec.landmarks2d, target_lm, self.lm_weights, scale=224.0 / self.image_size
-        )
+            rec.landmarks2d, target_lm, self.lm_weights, scale=224.0 / self.image_size,
+            valid=self.valid_rows(batch, "image", "landmarks68"),
+        )  # fmt: skip
         if "coef" in weights:
             h = self.hparams
             p = rec.params
-            terms["coef"] = (
+            terms["coef"] = masked_mean(
                 h.w_id * coefficient_l2(p["id"]) + h.w_exp * coefficient_l2(p["exp"])
-                + h.w_tex_coef * coefficient_l2(p["tex"])
-            ).mean()  # fmt: skip
+                + h.w_tex_coef * coefficient_l2(p["tex"]), rows,
+            )  # fmt: skip
         if "tex" in weights:
-            terms["tex"] = texture_variance(rec.colours, self.tex_region)
+            terms["tex"] = texture_variance(rec.colours, self.tex_region, valid=rows)
         terms["total"] = sum(
             weights.get(k, 0.0) * v for k, v in terms.items()
         )  # unweighted terms: logged only
@@ -383,8 +389,7 @@ class Deep3DFace(FaceMethod):
             return {"photo": h.cnet_w_photo, "lan": h.cnet_w_lan, "per": h.cnet_w_per}
         return {"photo": h.w_photo, "lan": h.w_lan, "per": h.w_per, "coef": h.w_coef, "tex": h.w_tex}
 
-    def training_step(self, batch: Mapping[str, Any], batch_idx: int) -> Tensor:
-        self.check_batch(batch, "fit")
+    def training_losses(self, batch: Mapping[str, Any]) -> dict[str, Tensor]:
         images = batch["image"]
         if self.stage == "cnet" and images.ndim != 5:
             raise ValueError(
@@ -395,9 +400,7 @@ class Deep3DFace(FaceMethod):
             images = images.flatten(0, 1)  # R-Net trains on single images; sets are just more images
         params, _ = self.regress(images)
         rec = self._reconstruction(params, render=False)
-        terms = self.losses(batch, rec, self.loss_weights())
-        self.log_losses(terms, "train", batch_size=rec.vertices.shape[0])
-        return terms["total"]
+        return self.losses(batch, rec, self.loss_weights())
 
 
 def _meta(batch: Mapping[str, Any]) -> dict[str, Any]:

@@ -5,11 +5,18 @@ Every network has a frozen config dataclass and is registered by name::
     >>> import facezoo.nn as fnn
     >>> sorted(fnn.REGISTRY)[:3]
     ['deep3d_cnet', 'deep3d_rnet', 'hourglass']
-    >>> net = fnn.build("resnet50", num_outputs=239)          # overrides config fields by keyword
-    >>> fnn.load_backbone_weights(net, "resnet50.pth", exclude=("fc.",))
+    >>> net = fnn.build("resnet18", num_outputs=239, width=8)   # overrides config fields by keyword
+    >>> net.fc.out_features
+    239
+
+and loads weights the user has with ``fnn.load_backbone_weights(net, "resnet50.pth", exclude=("fc.",))``.
 
 ``REGISTRY[name].source`` names the paper section each architecture follows. Pretrained weights are never
 downloaded here: users point to files they have (torchvision, insightface, NVlabs key names are kept).
+
+**Parameter vocabulary**: every head that regresses face parameters names them as :mod:`facezoo.nn.params`
+says (``id``, ``exp``, ``tex``, ``angles``, ``translation``, ``light``, ``pose``), and so do the methods and
+the datasets.
 """
 
 from __future__ import annotations
@@ -30,6 +37,7 @@ from .nonlinear3dmm import (
     ProxyDecoderConfig,
     ProxyResidualDecoder,
 )
+from .params import PARAM_KEYS, ShapeSizes
 from .pwcnet import PWCNet, PWCNetConfig, correlation, warp
 from .resnet import ResNet, ResNetConfig, ResNetFeatures
 from .sphereface import SIREncoder, SIREncoderConfig, SphereFace, SphereFaceConfig
@@ -44,7 +52,9 @@ def count_parameters(module: nn.Module, trainable_only: bool = False) -> int:
 
 
 __all__ = [
+    "PARAM_KEYS",
     "REGISTRY",
+    "ShapeSizes",
     "Entry",
     "build",
     "make_config",

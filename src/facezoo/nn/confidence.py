@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
+from ._blocks import strided_convs
 from ._registry import register
 
 
@@ -27,16 +28,14 @@ class ConfidenceNetConfig:
     Attributes:
         stage1_channels: channels of R-Net's first-stage map (256 for ResNet-50).
         pooled_dim: size of R-Net's pooled features (2048 for ResNet-50).
-        conv_channels: channels of the three stride-2 3x3 convolutions (256).
-        num_convs: number of those convolutions (3).
+        conv_channels: channels of each stride-2 3x3 convolution (three of 256).
         hidden: the first fully-connected layer (512).
         num_outputs: confidences, one per identity coefficient (80).
     """
 
     stage1_channels: int = 256
     pooled_dim: int = 2048
-    conv_channels: int = 256
-    num_convs: int = 3
+    conv_channels: tuple[int, ...] = (256, 256, 256)
     hidden: int = 512
     num_outputs: int = 80
 
@@ -48,21 +47,21 @@ class ConfidenceNet(nn.Module):
     aggregation starts as the plain average.
 
     Example:
-        >>> rnet, cnet = ResNet(ResNetConfig(num_outputs=239)), ConfidenceNet()
-        >>> _, stage1, pooled = rnet(images, return_features=True)
-        >>> c = cnet(stage1, pooled)        # [B, 80]
+        >>> from facezoo.nn import build
+        >>> rnet = build("resnet18", num_outputs=239, width=8)       # the paper: ResNet-50 at 224 px
+        >>> config = ConfidenceNetConfig(stage1_channels=rnet.stage1_dim, pooled_dim=rnet.feature_dim)
+        >>> cnet = ConfidenceNet(config)
+        >>> _, stage1, pooled = rnet(torch.rand(2, 3, 64, 64), return_features=True)
+        >>> c = cnet(stage1, pooled)
+        >>> c.shape, bool((c == 0.5).all())       # zero-initialised last layer: plain averaging at the start
+        (torch.Size([2, 80]), True)
     """
 
     def __init__(self, config: ConfidenceNetConfig = ConfidenceNetConfig()) -> None:
         super().__init__()
         self.config = config
-        layers: list[nn.Module] = []
-        cin = config.stage1_channels
-        for _ in range(config.num_convs):
-            layers += [nn.Conv2d(cin, config.conv_channels, 3, stride=2, padding=1), nn.ReLU(inplace=True)]
-            cin = config.conv_channels
-        self.convs = nn.Sequential(*layers)
-        self.fc1 = nn.Linear(config.conv_channels + config.pooled_dim, config.hidden)
+        self.convs = nn.Sequential(*strided_convs(config.stage1_channels, config.conv_channels))
+        self.fc1 = nn.Linear(config.conv_channels[-1] + config.pooled_dim, config.hidden)
         self.fc2 = nn.Linear(config.hidden, config.num_outputs)
         for m in self.convs:
             if isinstance(m, nn.Conv2d):

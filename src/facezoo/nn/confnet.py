@@ -40,7 +40,10 @@ class ConfNet(nn.Module):
     """``forward(x [B,in,64,64]) -> (sigma [B,out,64,64], sigma_perc [B,out,16,16])``, positive (Softplus).
 
     Example:
-        >>> sigma, sigma_perc = ConfNet()(torch.rand(2, 3, 64, 64))
+        >>> import torch
+        >>> sigma, sigma_perc = ConfNet(ConfNetConfig(nf=16, zdim=16))(torch.rand(2, 3, 64, 64))
+        >>> sigma.shape, sigma_perc.shape, bool((sigma > 0).all())
+        (torch.Size([2, 1, 64, 64]), torch.Size([2, 1, 16, 16]), True)
     """
 
     def __init__(self, config: ConfNetConfig = ConfNetConfig()) -> None:

@@ -97,8 +97,10 @@ class StackedHourglass(nn.Module):
     Apply ``sigmoid`` for voxel occupancy probabilities (MMFace Eq. 3).
 
     Example:
-        >>> vmn = StackedHourglass(HourglassConfig())
-        >>> volume_logits = vmn(torch.rand(2, 3, 256, 256))[-1]    # [2, 128, 128, 128] = [B, D, H, W]
+        >>> import torch
+        >>> vmn = StackedHourglass(HourglassConfig(features=32, depth=2, out_channels=16, volume_size=32))
+        >>> vmn(torch.rand(2, 3, 64, 64))[-1].shape        # the last stack's logits [B, D, H, W]
+        torch.Size([2, 16, 32, 32])
     """
 
     def __init__(self, config: HourglassConfig = HourglassConfig()) -> None:

@@ -64,8 +64,10 @@ class IResNet(nn.Module):
     """``forward(x [B,3,S,S]) -> embedding [B, num_features]`` with S = ``config.input_size`` (112).
 
     Example:
-        >>> net = IResNet(IResNetConfig())          # iresnet50, ~43.6M parameters
-        >>> emb = net((faces - 0.5) / 0.5)          # [B, 512]; compare with cosine similarity
+        >>> net = IResNet(IResNetConfig(layers=(1, 1, 1, 1), width=8, input_size=32))  # default: iresnet50
+        >>> faces = torch.rand(2, 3, 32, 32)          # aligned crops in [0, 1]
+        >>> net((faces - 0.5) / 0.5).shape          # embeddings, compared by cosine similarity
+        torch.Size([2, 512])
     """
 
     def __init__(self, config: IResNetConfig = IResNetConfig()) -> None:

@@ -22,12 +22,13 @@ import torch
 from torch import Tensor, nn
 
 from ._registry import register
+from .params import ShapeSizes
 from .vgg import VGG, VGGConfig
 
 
 @dataclass(frozen=True)
-class MVFNetConfig:
-    """MVF-Net configuration.
+class MVFNetConfig(ShapeSizes):
+    """MVF-Net configuration (``n_id``, ``n_exp``: :class:`~facezoo.nn.params.ShapeSizes`, 199 + 29).
 
     Attributes:
         n_views: number of views (3).
@@ -36,7 +37,6 @@ class MVFNetConfig:
         input_norm: VGG input normalisation (``"vggface"`` for VGG-Face weights).
         hidden: width of the hidden FC layers.
         n_pose: per-view pose size (6: f, 3 angles, t_x, t_y).
-        n_id, n_exp: 3DMM parameter sizes (199, 29).
     """
 
     n_views: int = 3
@@ -45,8 +45,6 @@ class MVFNetConfig:
     input_norm: Literal["imagenet", "vggface", "none"] = "vggface"
     hidden: int = 512
     n_pose: int = 6
-    n_id: int = 199
-    n_exp: int = 29
 
 
 class MVFNet(nn.Module):

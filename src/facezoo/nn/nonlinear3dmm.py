@@ -63,7 +63,7 @@ class N3DMMEncoderConfig:
         input_size: square input side (128), a multiple of 16.
         channels: trunk widths before the code layer (see module docstring).
         shape_dim, albedo_dim: l_S, l_A (320).
-        n_projection: projection parameters (8: a 2x4 weak-perspective matrix).
+        n_pose: projection parameters (8: a 2x4 weak-perspective matrix M).
         n_light: lighting parameters (27).
     """
 
@@ -71,13 +71,13 @@ class N3DMMEncoderConfig:
     channels: tuple[int, ...] = (32, 64, 64, 64, 128, 128, 96, 192, 192, 128, 256, 256, 160)
     shape_dim: int = 320
     albedo_dim: int = 320
-    n_projection: int = 8
+    n_pose: int = 8
     n_light: int = 27
 
 
 class N3DMMEncoder(nn.Module):
-    """``forward(image [B,3,S,S]) -> {"shape": [B,l_S], "albedo": [B,l_A], "projection": [B,8],
-    "light": [B,27]}``.
+    """``forward(image [B,3,S,S]) -> {"id": [B,l_S], "tex": [B,l_A], "pose": [B,8], "light": [B,27]}``: the
+    shape latent f_S, the albedo latent f_A, the projection M (2x4, row-major) and the SH lighting L.
 
     Example:
         >>> codes = N3DMMEncoder()(torch.rand(2, 3, 128, 128))
@@ -102,7 +102,7 @@ class N3DMMEncoder(nn.Module):
         code = config.shape_dim + config.albedo_dim + 64
         layers.append(_cbe(cin, code))
         self.trunk = nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten())
-        self.projection = nn.Linear(64, config.n_projection)
+        self.pose = nn.Linear(64, config.n_pose)
         self.light = nn.Linear(64, config.n_light)
         for m in self.modules():
             if isinstance(m, nn.Conv2d):
@@ -114,7 +114,7 @@ class N3DMMEncoder(nn.Module):
             raise ValueError(f"N3DMMEncoder expects image [B,3,{s},{s}], got {tuple(image.shape)}")
         cfg = self.config
         f_s, f_a, rest = self.trunk(image).split([cfg.shape_dim, cfg.albedo_dim, 64], dim=1)
-        return {"shape": f_s, "albedo": f_a, "projection": self.projection(rest), "light": self.light(rest)}
+        return {"id": f_s, "tex": f_a, "pose": self.pose(rest), "light": self.light(rest)}
 
 
 _DEFAULT_BOXES: tuple[tuple[int, int, int, int], ...] = (
@@ -241,7 +241,10 @@ class ProxyResidualDecoder(nn.Module):
 
     Example:
         >>> dec = ProxyResidualDecoder(ProxyDecoderConfig(activation="tanh"))     # albedo decoder
-        >>> out = dec(torch.randn(2, 320)); out["full"].shape                      # [2, 3, 192, 224]
+        >>> out = dec(torch.randn(2, 320)); out["full"].shape
+        torch.Size([2, 3, 192, 224])
+        >>> torch.allclose(out["residual"], out["full"] - out["proxy"])
+        True
     """
 
     def __init__(self, config: ProxyDecoderConfig = ProxyDecoderConfig()) -> None:

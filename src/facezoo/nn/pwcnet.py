@@ -107,7 +107,10 @@ class PWCNet(nn.Module):
     :meth:`forward_pyramid` returns the raw multi-scale predictions (levels 2..6, divided by ``div_flow``).
 
     Example:
-        >>> flow = PWCNet()(rendered, observed)        # [B, 2, H, W]
+        >>> rendered, observed = torch.rand(1, 3, 64, 64), torch.rand(1, 3, 64, 64)
+        >>> flow = PWCNet()(rendered, observed)
+        >>> flow.shape
+        torch.Size([1, 2, 64, 64])
         >>> loss = flow.square().sum(1).mean()          # MVF-Net's alignment loss (per direction)
     """
 

@@ -22,6 +22,7 @@ import torch
 from torch import Tensor, nn
 
 from ._registry import register
+from .params import ShapeSizes
 
 
 @dataclass(frozen=True)
@@ -75,6 +76,16 @@ def _init_sphere(module: nn.Module) -> None:
                 nn.init.zeros_(conv.bias)
 
 
+def _input_size(config) -> tuple[int, int]:
+    """``config.input_size`` (four stride-2 stages: both sides must be multiples of 16)."""
+    h, w = config.input_size
+    if h % 16 or w % 16:
+        raise ValueError(
+            f"{type(config).__name__}.input_size must be divisible by 16, got {config.input_size}"
+        )
+    return h, w
+
+
 def _check_input(x: Tensor, size: tuple[int, int], who: str) -> None:
     if x.ndim != 4 or tuple(x.shape[1:]) != (3, *size):
         raise ValueError(f"{who} expects x of shape [B,3,{size[0]},{size[1]}], got {tuple(x.shape)}")
@@ -90,9 +101,7 @@ class SphereFace(nn.Module):
 
     def __init__(self, config: SphereFaceConfig = SphereFaceConfig()) -> None:
         super().__init__()
-        h, w = config.input_size
-        if h % 16 or w % 16:
-            raise ValueError(f"SphereFaceConfig.input_size must be divisible by 16, got {config.input_size}")
+        h, w = _input_size(config)
         self.config = config
         cins = (3, *config.channels[:3])
         self.layer1, self.layer2, self.layer3, self.layer4 = (
@@ -109,43 +118,40 @@ class SphereFace(nn.Module):
 
 
 @dataclass(frozen=True)
-class SIREncoderConfig:
-    """SIR encoder configuration (sir.txt §III-C).
+class SIREncoderConfig(ShapeSizes):
+    """SIR encoder configuration (sir.txt §III-C; ``n_id``, ``n_exp``: :class:`~facezoo.nn.params.ShapeSizes`,
+    199 shape + 29 expression as in the paper).
 
     Attributes:
         units, channels, input_size: the Sphere64a backbone (see :class:`SphereFaceConfig`).
         hidden: MLP hidden width.
-        n_id, n_albedo, n_exp, n_camera, n_light: output sizes (199, 512, 29, 7, 27 in the paper).
+        n_tex, n_pose, n_light: output sizes (512 albedo latent, 7 camera, 27 in the paper).
     """
 
     units: tuple[int, int, int, int] = (3, 8, 16, 3)
     channels: tuple[int, int, int, int] = (64, 128, 256, 512)
     input_size: tuple[int, int] = (112, 96)
     hidden: int = 512
-    n_id: int = 199
-    n_albedo: int = 512
-    n_exp: int = 29
-    n_camera: int = 7
+    n_tex: int = 512
+    n_pose: int = 7
     n_light: int = 27
 
 
 class SIREncoder(nn.Module):
     """Shared Sphere64a trunk (stages 1-2) + three tails (stages 3-4 + MLP).
 
-    ``forward(x [B,3,H,W]) -> {"id": [B,n_id], "albedo": [B,n_albedo], "exp": [B,n_exp],
-    "camera": [B,n_camera], "light": [B,n_light]}``.
+    ``forward(x [B,3,H,W]) -> {"id": [B,n_id], "tex": [B,n_tex], "exp": [B,n_exp], "pose": [B,n_pose],
+    "light": [B,n_light]}`` (``tex``: the albedo latent; ``pose``: quaternion, translation, scale).
     """
 
     def __init__(self, config: SIREncoderConfig = SIREncoderConfig()) -> None:
         super().__init__()
-        h, w = config.input_size
-        if h % 16 or w % 16:
-            raise ValueError(f"SIREncoderConfig.input_size must be divisible by 16, got {config.input_size}")
+        h, w = _input_size(config)
         self.config = config
         c, u = config.channels, config.units
         self.trunk = nn.Sequential(SphereStage(3, c[0], u[0]), SphereStage(c[0], c[1], u[1]))
         flat = c[3] * (h // 16) * (w // 16)
-        n_other = config.n_exp + config.n_camera + config.n_light
+        n_other = config.n_exp + config.n_pose + config.n_light
 
         def tail(n_out: int) -> nn.Sequential:
             return nn.Sequential(
@@ -155,7 +161,7 @@ class SIREncoder(nn.Module):
 
         self.id_tail, self.albedo_tail, self.other_tail = (
             tail(config.n_id),
-            tail(config.n_albedo),
+            tail(config.n_tex),
             tail(n_other),
         )
         _init_sphere(self)
@@ -164,12 +170,12 @@ class SIREncoder(nn.Module):
         cfg = self.config
         _check_input(x, cfg.input_size, "SIREncoder")
         f = self.trunk(x)
-        exp, camera, light = self.other_tail(f).split([cfg.n_exp, cfg.n_camera, cfg.n_light], dim=1)
+        exp, pose, light = self.other_tail(f).split([cfg.n_exp, cfg.n_pose, cfg.n_light], dim=1)
         return {
             "id": self.id_tail(f),
-            "albedo": self.albedo_tail(f),
+            "tex": self.albedo_tail(f),
             "exp": exp,
-            "camera": camera,
+            "pose": pose,
             "light": light,
         }
 

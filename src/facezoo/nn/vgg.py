@@ -79,8 +79,10 @@ class VGG(nn.Module):
     Layer names: ``conv{b}_{i}`` / ``relu{b}_{i}`` (block b, layer i, 1-based) and ``pool{b}``.
 
     Example:
-        >>> vgg = VGG(VGGConfig(num_classes=None))
-        >>> feats = vgg.extract(img, ["relu1_2", "relu2_2", "relu3_3", "relu4_3"])   # dict of [B,C,h,w]
+        >>> vgg = VGG(VGGConfig(num_classes=None, width_divisor=16))     # the paper's widths: width_divisor=1
+        >>> feats = vgg.extract(torch.rand(1, 3, 32, 32), ["relu1_2", "relu2_2", "relu3_3", "relu4_3"])
+        >>> [tuple(f.shape) for f in feats.values()]
+        [(1, 4, 32, 32), (1, 8, 16, 16), (1, 16, 8, 8), (1, 32, 4, 4)]
     """
 
     def __init__(self, config: VGGConfig = VGGConfig()) -> None:

@@ -21,27 +21,28 @@ from dataclasses import dataclass
 
 from torch import Tensor, nn
 
+from ._blocks import strided_convs
 from ._registry import register
+from .params import ShapeSizes
 
 
 @dataclass(frozen=True)
-class VolumeRegressorConfig:
-    """PMN configuration.
+class VolumeRegressorConfig(ShapeSizes):
+    """PMN configuration (``n_id``, ``n_exp``: :class:`~facezoo.nn.params.ShapeSizes`, 199 BFM identity + 29
+    FaceWarehouse expression).
 
     Attributes:
         in_channels: volume channels (1: occupancy).
         channels: output channels of the five 3D convolutions.
         pool_size: side of the adaptive average pool before the FC branches.
         hidden: width of the hidden FC layers.
-        n_id, n_exp, n_pose: output sizes (199 BFM identity, 29 FaceWarehouse expression, 6 pose).
+        n_pose: pose size (6: f, 3 angles, t_x, t_y).
     """
 
     in_channels: int = 1
     channels: tuple[int, ...] = (16, 32, 64, 128, 256)
     pool_size: int = 4
     hidden: int = 512
-    n_id: int = 199
-    n_exp: int = 29
     n_pose: int = 6
 
 
@@ -53,22 +54,18 @@ class VolumeRegressor(nn.Module):
     by default).
 
     Example:
-        >>> pmn = VolumeRegressor(VolumeRegressorConfig())
-        >>> p = pmn(torch.sigmoid(vmn(images)[-1]))   # p["id"]: [B,199]
+        >>> import torch
+        >>> pmn = VolumeRegressor(VolumeRegressorConfig(channels=(4, 8, 8, 8, 16), pool_size=2, hidden=32))
+        >>> p = pmn(torch.rand(2, 32, 32, 32))        # e.g. the sigmoid of StackedHourglass logits
+        >>> {k: tuple(v.shape) for k, v in p.items()}
+        {'id': (2, 199), 'exp': (2, 29), 'pose': (2, 6)}
     """
 
     def __init__(self, config: VolumeRegressorConfig = VolumeRegressorConfig()) -> None:
         super().__init__()
         self.config = config
-        layers: list[nn.Module] = []
-        cin = config.in_channels
-        for c in config.channels:
-            layers += [
-                nn.Conv3d(cin, c, 3, stride=2, padding=1, bias=False),
-                nn.BatchNorm3d(c),
-                nn.ReLU(True),
-            ]
-            cin = c
+        layers = strided_convs(config.in_channels, config.channels, dims=3, norm=True)
+        cin = config.channels[-1]
         self.encoder = nn.Sequential(*layers, nn.AdaptiveAvgPool3d(config.pool_size), nn.Flatten())
         flat, h = cin * config.pool_size**3, config.hidden
 

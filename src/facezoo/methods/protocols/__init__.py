@@ -1,4 +1,5 @@
-"""Evaluation protocol runners: what ``validate``/``test`` compute for a datamodule (DESIGN.md "Metrics").
+"""Evaluation protocol runners: what ``validate``/``test`` compute for a datamodule (docs/architecture.md,
+"Metrics").
 
 A datamodule names its protocol with a class attribute ``protocol`` (default ``"reconstruction"``):
 

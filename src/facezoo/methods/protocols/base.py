@@ -73,22 +73,10 @@ class ProtocolRunner:
 
 
 def neutral_shape(method, rec) -> Tensor:
-    """The expression-free identity shape ``[B,V,3]`` (mm) of a reconstruction.
-
-    A method may define ``neutral_shape(rec)`` itself (e.g. a nonlinear shape decoder); otherwise the shape is
-    ``morphable(rec.params["id"], exp=None)``, the linear model's identity part.
-    """
-    own = getattr(type(method), "neutral_shape", None)
-    if callable(own):
-        return own(method, rec)
-    ident = rec.params.get("id") if isinstance(rec.params, Mapping) else None
-    if not isinstance(ident, Tensor):
-        raise ValueError(
-            f"{type(method).__name__}: the identity shape needs rec.params['id'] (identity coefficients) or "
-            f"a neutral_shape(rec) method; params are {sorted(rec.params)}"
-        )
+    """The expression-free identity shape ``[N,V,3]`` (mm) of each row of a reconstruction, without gradients:
+    the method's :meth:`~facezoo.methods.FaceMethod.neutral_shape` hook."""
     with torch.no_grad():
-        return method.morphable(ident.detach(), None)
+        return method.neutral_shape(rec).detach()
 
 
 def distributed_rank() -> tuple[int, int]:

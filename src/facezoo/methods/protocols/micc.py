@@ -46,6 +46,7 @@ from facezoo.methods.protocols.base import (
     distributed_rank,
     neutral_shape,
 )
+from facezoo.methods.views import unflatten_views
 from facezoo.metrics.mesh_rmse import mesh_rmse
 from facezoo.metrics.report import format_table
 
@@ -216,10 +217,9 @@ class MICCProtocol(ProtocolRunner):
         shape = neutral_shape(method, rec) if self.eval_shape == "neutral" else rec.vertices.detach()
         ident = torch.as_tensor(batch["identity"]).reshape(-1).tolist()
         view = torch.as_tensor(batch["view"]).reshape(-1).tolist()
-        b = len(ident)
-        if shape.shape[0] % b:
-            raise ValueError(f"{shape.shape[0]} reconstructed shapes for {b} samples: expected a multiple")
-        m = shape.shape[0] // b  # images per sample (group="subject" sets)
+        b, m = len(ident), rec.views  # m images per sample (group="subject" sets)
+        if shape.shape[0] != b * m:
+            raise ValueError(f"{shape.shape[0]} reconstructed shapes for {b} samples of {m} view(s)")
         if shape.shape[1] != self.shapes.n_vertices:
             raise ValueError(
                 f"shapes have {shape.shape[1]} vertices, expected the model's {self.shapes.n_vertices}"
@@ -228,7 +228,7 @@ class MICCProtocol(ProtocolRunner):
             slots = [self.slot[(int(s), int(v))] for s, v in zip(ident, view)]
         except KeyError as err:
             raise ValueError(f"(subject, video type) {err.args[0]} is not in the MICC dataset") from None
-        sums = shape.reshape(b, m, *shape.shape[1:]).sum(1)
+        sums = unflatten_views(shape, m).sum(1)
         self.shapes.update(sums, torch.full((b,), float(m)), torch.tensor(slots), batch["index"])
 
     def _scan(self, subject: int) -> tuple[np.ndarray, dict[str, np.ndarray] | None]:

@@ -3,7 +3,9 @@
 The metrics live on the method (``val_vertex_error``: :class:`torchmetrics.MeanMetric`, ``val_nme``:
 :class:`facezoo.metrics.LandmarkNME`) and are updated by :meth:`FaceMethod.evaluate`; this runner feeds
 them, reads and resets them at epoch end, and formats the table (the logged values: NME as a fraction, per yaw
-bucket and the mean of the bucket means; vertex error in mm).
+bucket and the mean of the bucket means; vertex error in mm). Batches with a view axis are measured per image
+(:mod:`facezoo.methods.views`). It needs only what the method's ``reconstruct`` needs (``predict`` keys);
+each metric runs when its labels are there.
 """
 
 from __future__ import annotations
@@ -20,12 +22,16 @@ class ReconstructionProtocol(ProtocolRunner):
 
     name: ClassVar[str] = "reconstruction"
 
-    @classmethod
-    def required_keys(cls, method, stage: str) -> tuple[str, ...]:
-        return tuple(method._keys_for(stage))  # historical behaviour: the method's own per-stage keys
-
     def update(self, method, batch: Mapping[str, Any]) -> None:
-        method.check_batch(batch, "fit")
+        self.check_batch(method, batch)
+        method.check_batch(batch, "predict")
+        params = batch.get("params")
+        if "landmarks68" not in batch and not (isinstance(params, Mapping) and "vertices" in params):
+            source = type(self.datamodule).__name__ if self.datamodule is not None else "the dataloader"
+            raise ValueError(
+                "the 'reconstruction' protocol measures the landmark NME ('landmarks68') and the vertex "
+                f"error (params['vertices']); {source} gives neither (batch keys: {sorted(batch)})"
+            )
         method.evaluate(method.reconstruct(batch), batch)
 
     def compute(self, method) -> ProtocolResult:

@@ -23,12 +23,11 @@ from typing import Any, ClassVar
 import torch
 
 from facezoo.methods.protocols.base import ProtocolResult, ProtocolRunner, neutral_shape
+from facezoo.methods.views import flatten_views
 from facezoo.metrics.report import format_table
 from facezoo.metrics.verification import VerificationAccuracy
 
 EMBEDDINGS = ("params", "vertices")
-#: per-image keys flattened with the pair axis before reconstruction.
-_PER_IMAGE = ("image", "affine", "landmarks5", "landmarks68", "mask")
 
 
 class VerificationProtocol(ProtocolRunner):
@@ -48,7 +47,7 @@ class VerificationProtocol(ProtocolRunner):
         if image.ndim != 5 or image.shape[1] != 2:
             raise ValueError(f"image: expected pairs [B,2,3,H,W], got {tuple(image.shape)}")
         b = image.shape[0]
-        flat = {k: batch[k].flatten(0, 1) for k in _PER_IMAGE if k in batch and batch[k].shape[:2] == (b, 2)}
+        flat = flatten_views(batch)  # [B*2] single images, reconstructed one by one
         method.check_batch(flat, "predict")
         rec = method.reconstruct(flat)
         if "id" not in rec.params:
