@@ -15,18 +15,27 @@ def _vec3(wp, x: torch.Tensor):
     return wp.vec3d if x.dtype == torch.float64 else wp.vec3f
 
 
+def _setup(verts: torch.Tensor, tri: torch.Tensor):
+    """What both directions' launches need: the kernels, warp, the vec3 type of ``verts`` and ``tri`` as
+    vec3i rows."""
+    k = loaded_kernels()
+    return k, k.wp, _vec3(k.wp, verts), k.wp.from_torch(tri, dtype=k.wp.vec3i)
+
+
+def _launch(items: list, verts: torch.Tensor, tri: torch.Tensor) -> None:
+    """Runs the two passes of ``items`` per batch item (CPU threads own whole items: no atomic races)."""
+    batch = verts.shape[0]
+    launch_items(items, batch, batch * tri.shape[0], verts.device)
+
+
 def _normals_fwd(verts: torch.Tensor, tri: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """``(unit normals, summed normals)``, both ``[B,V,3]``: per vertex the sum m of its triangles'
     unnormalised normals and ``m / max(|m|, 1e-12)``. ``verts`` contiguous float32/float64, ``tri [T,3]``
-    int32 contiguous. CPU threads own whole batch items (the atomic adds never race)."""
-    k = loaded_kernels()
-    wp = k.wp
-    batch, n_vert = verts.shape[:2]
+    int32 contiguous."""
+    k, wp, vec, wtri = _setup(verts, tri)
     summed = torch.zeros_like(verts)
     unit = torch.empty_like(verts)
-    vec = _vec3(wp, verts)
-    wtri = wp.from_torch(tri, dtype=wp.vec3i)
-    launch_items(
+    _launch(
         [
             (
                 k.normals.face_normal_sum_kernel,
@@ -40,13 +49,12 @@ def _normals_fwd(verts: torch.Tensor, tri: torch.Tensor) -> tuple[torch.Tensor, 
             ),
             (
                 k.normals.normalize_rows_kernel,
-                n_vert,
+                verts.shape[1],
                 dict(m=wp.from_torch(summed), b=BATCH, out=wp.from_torch(unit)),
             ),
         ],
-        batch,
-        batch * tri.shape[0],
-        verts.device,
+        verts,
+        tri,
     )
     return unit, summed
 
@@ -55,18 +63,15 @@ def _normals_bwd(
     verts: torch.Tensor, tri: torch.Tensor, summed: torch.Tensor, grad: torch.Tensor
 ) -> torch.Tensor:
     """Gradient w.r.t. ``verts [B,V,3]`` of :func:`_normals_fwd`'s unit normals given theirs."""
-    k = loaded_kernels()
-    wp = k.wp
-    batch, n_vert = verts.shape[:2]
+    k, wp, vec, wtri = _setup(verts, tri)
     g_sum = torch.empty_like(verts)
     out = torch.zeros_like(verts)
-    vec = _vec3(wp, verts)
     grad = grad.to(verts.dtype).contiguous()
-    launch_items(
+    _launch(
         [
             (
                 k.normals.normalize_rows_bwd_kernel,
-                n_vert,
+                verts.shape[1],
                 dict(m=wp.from_torch(summed), grad=wp.from_torch(grad), b=BATCH, out=wp.from_torch(g_sum)),
             ),
             (
@@ -74,16 +79,15 @@ def _normals_bwd(
                 tri.shape[0],
                 dict(
                     verts=wp.from_torch(verts, dtype=vec),
-                    tri=wp.from_torch(tri, dtype=wp.vec3i),
+                    tri=wtri,
                     grad=wp.from_torch(g_sum, dtype=vec),
                     b=BATCH,
                     gverts=wp.from_torch(out, dtype=vec),
                 ),
             ),
         ],
-        batch,
-        batch * tri.shape[0],
-        verts.device,
+        verts,
+        tri,
     )
     return out
 
