@@ -43,32 +43,33 @@ def fused_available(dtype: torch.dtype) -> bool:
     return use_warp(torch.empty(0, dtype=dtype))
 
 
-def _mesh_args(wp, rast, tri, albedo, alb_off, normals, vdepth, gamma) -> dict:
-    """The kernel arguments that describe the mesh and the pixels, shared by the forward and the backward
-    (all arrays of one float dtype, contiguous; ``normals``/``gamma`` None when unlit)."""
+def _mesh_args(k, rast, tri, albedo, alb_off, normals, vdepth, gamma) -> dict:
+    """The kernel arguments shared by the forward and the backward: the mesh and the pixels as one
+    ``kernels.shade.SHADE_MESH`` struct, and the batch item (all arrays of one float dtype, contiguous;
+    ``normals``/``gamma`` None when unlit)."""
+    wp = k.wp
     batch, height, width = rast.shape[:3]
     lit = normals is not None
     if not lit:
         normals = vdepth.new_zeros(1, 3)
         gamma = vdepth.new_zeros(1, 3, 9)
-    vec = wp.vec3d if vdepth.dtype == torch.float64 else wp.vec3f
-    span, _ = pixel_spans(rast.device, height, width)
-    return dict(
-        rast=wp.from_torch(rast.reshape(-1, 4)),
-        tri=wp.from_torch(tri, dtype=wp.vec3i),
-        albedo=wp.from_torch(albedo),
-        alb_off=alb_off,
-        albedo3=wp.from_torch(albedo if albedo.shape[1] == 3 else normals, dtype=vec),  # vec3 rows when lit
-        normals3=wp.from_torch(normals, dtype=vec),
-        vdepth=wp.from_torch(vdepth),
-        gamma=wp.from_torch(gamma),
-        lit=int(lit),
-        n_vert=vdepth.shape[0] // batch,
-        height=height,
-        width=width,
-        span=span,
-        b=BATCH,
-    )
+    f64 = vdepth.dtype == torch.float64
+    vec = wp.vec3d if f64 else wp.vec3f
+    mesh = k.shade.SHADE_MESH[wp.float64 if f64 else wp.float32]()
+    mesh.rast = wp.from_torch(rast.reshape(-1, 4))
+    mesh.tri = wp.from_torch(tri, dtype=wp.vec3i)
+    mesh.albedo = wp.from_torch(albedo)
+    mesh.alb_off = alb_off
+    mesh.albedo3 = wp.from_torch(albedo if albedo.shape[1] == 3 else normals, dtype=vec)  # vec3 rows when lit
+    mesh.normals3 = wp.from_torch(normals, dtype=vec)
+    mesh.vdepth = wp.from_torch(vdepth)
+    mesh.gamma = wp.from_torch(gamma)
+    mesh.lit = int(lit)
+    mesh.n_vert = vdepth.shape[0] // batch
+    mesh.height = height
+    mesh.width = width
+    mesh.span = pixel_spans(rast.device, height, width)[0]
+    return dict(mesh=mesh, b=BATCH)
 
 
 def _shade_fwd(rast, tri, albedo, alb_off, normals, vdepth, gamma, bg, out, depth) -> None:
@@ -77,7 +78,7 @@ def _shade_fwd(rast, tri, albedo, alb_off, normals, vdepth, gamma, bg, out, dept
     k = loaded_kernels()
     wp = k.wp
     batch, height, width = rast.shape[:3]
-    args = _mesh_args(wp, rast, tri, albedo, alb_off, normals, vdepth, gamma)
+    args = _mesh_args(k, rast, tri, albedo, alb_off, normals, vdepth, gamma)
     args.update(bg=wp.from_torch(bg), out=wp.from_torch(out), depth=wp.from_torch(depth))
     n_span = pixel_spans(rast.device, height, width)[1]
     launch_items([(k.shade.shade_fwd_kernel, n_span, args)], batch, batch * height * width, rast.device)
@@ -92,7 +93,7 @@ def _shade_bwd(pos, rast, tri, albedo, alb_off, normals, vdepth, gamma, gout, gd
     wp = k.wp
     batch, height, width = rast.shape[:3]
     lit = normals is not None
-    args = _mesh_args(wp, rast, tri, albedo, alb_off, normals, vdepth, gamma)
+    args = _mesh_args(k, rast, tri, albedo, alb_off, normals, vdepth, gamma)
     vec = wp.vec3d if vdepth.dtype == torch.float64 else wp.vec3f
     vec4 = wp.vec4d if pos.dtype == torch.float64 else wp.vec4f
     g_normals = torch.zeros_like(normals) if lit else vdepth.new_zeros(1, 3)

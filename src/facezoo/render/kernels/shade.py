@@ -60,21 +60,37 @@ def _lerp_rows(rows: wp.array(dtype=Any), r: wp.vec3i, u: wp.float64, v: wp.floa
     return a2 + u * (wp.vec3d(rows[r[0]]) - a2) + v * (wp.vec3d(rows[r[1]]) - a2)
 
 
+def _mesh_struct(s):
+    """The inputs shared by the forward and the backward for float dtype s: the pixels (``rast [B*H*W,4]``,
+    ``height``, ``width``, ``span`` pixels a thread) and the mesh attributes (see ``shade_fwd_kernel``). One
+    struct argument instead of the same thirteen in both signatures (Warp has no ``**kwargs``)."""
+
+    v3 = wp.array(dtype=wp.types.vector(3, s))
+    fields = {
+        "rast": wp.array2d(dtype=s),
+        "tri": wp.array(dtype=wp.vec3i),
+        "albedo": wp.array2d(dtype=s),
+        "alb_off": int,
+        "albedo3": v3,
+        "normals3": v3,
+        "vdepth": wp.array(dtype=s),
+        "gamma": wp.array3d(dtype=s),
+        "lit": int,
+        "n_vert": int,
+        "height": int,
+        "width": int,
+        "span": int,
+    }
+    # built from a dict: this module's string annotations (postponed evaluation) cannot see s
+    return wp.struct(type(f"ShadeMesh_{s.__name__}", (), {"__annotations__": fields, "__module__": __name__}))
+
+
+SHADE_MESH = {_s: _mesh_struct(_s) for _s in FLOATS}
+
+
 @wp.kernel
 def shade_fwd_kernel(
-    rast: wp.array2d(dtype=Any),
-    tri: wp.array(dtype=wp.vec3i),
-    albedo: wp.array2d(dtype=Any),
-    alb_off: int,
-    albedo3: wp.array(dtype=Any),
-    normals3: wp.array(dtype=Any),
-    vdepth: wp.array(dtype=Any),
-    gamma: wp.array3d(dtype=Any),
-    lit: int,
-    n_vert: int,
-    height: int,
-    width: int,
-    span: int,
+    mesh: Any,
     b: int,
     bg: wp.array2d(dtype=Any),
     out: wp.array2d(dtype=Any),
@@ -87,17 +103,17 @@ def shade_fwd_kernel(
     max(|x|, 1e-12)``, as ``F.normalize``). Rows: albedo ``idx + b * alb_off`` (0: shared by the batch),
     normals and depth ``idx + b * n_vert``."""
     i = wp.tid()
-    hw = height * width
-    q0 = b * hw + i * span
-    q1 = wp.min(q0 + span, (b + 1) * hw)
-    n_ch = albedo.shape[1]
-    gmat = _gamma(gamma, b, lit)
+    hw = mesh.height * mesh.width
+    q0 = b * hw + i * mesh.span
+    q1 = wp.min(q0 + mesh.span, (b + 1) * hw)
+    n_ch = mesh.albedo.shape[1]
+    gmat = _gamma(mesh.gamma, b, mesh.lit)
     gam0 = gmat[0]
     gam1 = gmat[1]
     gam2 = gmat[2]
     for q in range(q0, q1):
-        tf = rast[q, 3]
-        if tf <= rast.dtype(0.0):
+        tf = mesh.rast[q, 3]
+        if tf <= mesh.rast.dtype(0.0):
             qb = 0  # the background: one row for all pixels, or one per pixel
             if bg.shape[0] > 1:
                 qb = q
@@ -106,45 +122,34 @@ def shade_fwd_kernel(
             out[q, n_ch] = out.dtype(0.0)
             depth[q] = depth.dtype(0.0)
             continue
-        u = wp.float64(rast[q, 0])
-        v = wp.float64(rast[q, 1])
-        idx = tri[int(tf) - 1]
-        ra = offset3(idx, b * alb_off)
-        rn = offset3(idx, b * n_vert)
-        if lit != 0:  # C = 3: whole-vector maths (no per-element writes to local vectors)
-            m = _lerp_rows(normals3, rn, u, v)
+        u = wp.float64(mesh.rast[q, 0])
+        v = wp.float64(mesh.rast[q, 1])
+        idx = mesh.tri[int(tf) - 1]
+        ra = offset3(idx, b * mesh.alb_off)
+        rn = offset3(idx, b * mesh.n_vert)
+        if mesh.lit != 0:  # C = 3: whole-vector maths (no per-element writes to local vectors)
+            m = _lerp_rows(mesh.normals3, rn, u, v)
             y = _sh9(m / wp.max(wp.length(m), wp.float64(1e-12)))
-            a = _lerp_rows(albedo3, ra, u, v)
+            a = _lerp_rows(mesh.albedo3, ra, u, v)
             out[q, 0] = out.dtype(a[0] * wp.dot(gam0, y))
             out[q, 1] = out.dtype(a[1] * wp.dot(gam1, y))
             out[q, 2] = out.dtype(a[2] * wp.dot(gam2, y))
         else:
             for k in range(n_ch):
-                a0 = wp.float64(albedo[ra[0], k])
-                a1 = wp.float64(albedo[ra[1], k])
-                out[q, k] = out.dtype(_lerp3(a0, a1, wp.float64(albedo[ra[2], k]), u, v))
+                a0 = wp.float64(mesh.albedo[ra[0], k])
+                a1 = wp.float64(mesh.albedo[ra[1], k])
+                out[q, k] = out.dtype(_lerp3(a0, a1, wp.float64(mesh.albedo[ra[2], k]), u, v))
         out[q, n_ch] = out.dtype(1.0)
-        d = _lerp3(wp.float64(vdepth[rn[0]]), wp.float64(vdepth[rn[1]]), wp.float64(vdepth[rn[2]]), u, v)
+        vd = mesh.vdepth
+        d = _lerp3(wp.float64(vd[rn[0]]), wp.float64(vd[rn[1]]), wp.float64(vd[rn[2]]), u, v)
         depth[q] = depth.dtype(d)
 
 
 @wp.kernel
 def shade_bwd_kernel(
-    pos4: wp.array2d(dtype=Any),
-    tri: wp.array(dtype=wp.vec3i),
-    rast: wp.array2d(dtype=Any),
-    albedo: wp.array2d(dtype=Any),
-    alb_off: int,
-    albedo3: wp.array(dtype=Any),
-    normals3: wp.array(dtype=Any),
-    vdepth: wp.array(dtype=Any),
-    gamma: wp.array3d(dtype=Any),
-    lit: int,
-    n_vert: int,
-    height: int,
-    width: int,
-    span: int,
+    mesh: Any,
     b: int,
+    pos4: wp.array2d(dtype=Any),
     gout: wp.array2d(dtype=Any),
     gdepth: wp.array(dtype=Any),
     want_depth: int,
@@ -162,38 +167,38 @@ def shade_bwd_kernel(
     through d(out)/d(u, v), into the clip-space positions (``bary_grad_pixel``). The coverage channel is
     constant on covered pixels: its gradient goes nowhere here (antialias carries silhouette gradients)."""
     i = wp.tid()
-    hw = height * width
-    q0 = b * hw + i * span
-    q1 = wp.min(q0 + span, (b + 1) * hw)
-    n_ch = albedo.shape[1]
+    hw = mesh.height * mesh.width
+    q0 = b * hw + i * mesh.span
+    q1 = wp.min(q0 + mesh.span, (b + 1) * hw)
+    n_ch = mesh.albedo.shape[1]
     acc = mat39d()
     eps = wp.float64(1e-12)
-    gmat = _gamma(gamma, b, lit)
+    gmat = _gamma(mesh.gamma, b, mesh.lit)
     gam0 = gmat[0]
     gam1 = gmat[1]
     gam2 = gmat[2]
     for q in range(q0, q1):
-        tf = rast[q, 3]
-        if tf <= rast.dtype(0.0):
+        tf = mesh.rast[q, 3]
+        if tf <= mesh.rast.dtype(0.0):
             continue
-        u = wp.float64(rast[q, 0])
-        v = wp.float64(rast[q, 1])
+        u = wp.float64(mesh.rast[q, 0])
+        v = wp.float64(mesh.rast[q, 1])
         w = wp.float64(1.0) - u - v
         t = int(tf) - 1
-        idx = tri[t]
-        ra = offset3(idx, b * alb_off)
-        rn = offset3(idx, b * n_vert)
+        idx = mesh.tri[t]
+        ra = offset3(idx, b * mesh.alb_off)
+        rn = offset3(idx, b * mesh.n_vert)
         gu = wp.float64(0.0)
         gv = wp.float64(0.0)
-        if lit != 0:  # C = 3, whole-vector maths
-            m = _lerp_rows(normals3, rn, u, v)
+        if mesh.lit != 0:  # C = 3, whole-vector maths
+            m = _lerp_rows(mesh.normals3, rn, u, v)
             len_m = wp.length(m)
             nrm = wp.max(len_m, eps)
             n = m / nrm
             y = _sh9(n)
-            a0 = wp.vec3d(albedo3[ra[0]])
-            a1 = wp.vec3d(albedo3[ra[1]])
-            a2 = wp.vec3d(albedo3[ra[2]])
+            a0 = wp.vec3d(mesh.albedo3[ra[0]])
+            a1 = wp.vec3d(mesh.albedo3[ra[1]])
+            a2 = wp.vec3d(mesh.albedo3[ra[2]])
             a = a2 + u * (a0 - a2) + v * (a1 - a2)
             g = wp.vec3d(wp.float64(gout[q, 0]), wp.float64(gout[q, 1]), wp.float64(gout[q, 2]))
             light = wp.vec3d(wp.dot(gam0, y), wp.dot(gam1, y), wp.dot(gam2, y))
@@ -220,14 +225,14 @@ def shade_bwd_kernel(
             wp.atomic_add(g_normals3, rn[0], g_normals3.dtype(u * gm))
             wp.atomic_add(g_normals3, rn[1], g_normals3.dtype(v * gm))
             wp.atomic_add(g_normals3, rn[2], g_normals3.dtype(w * gm))
-            n2 = wp.vec3d(normals3[rn[2]])
-            gu += wp.dot(gm, wp.vec3d(normals3[rn[0]]) - n2)
-            gv += wp.dot(gm, wp.vec3d(normals3[rn[1]]) - n2)
+            n2 = wp.vec3d(mesh.normals3[rn[2]])
+            gu += wp.dot(gm, wp.vec3d(mesh.normals3[rn[0]]) - n2)
+            gv += wp.dot(gm, wp.vec3d(mesh.normals3[rn[1]]) - n2)
         else:
             for k in range(n_ch):
-                a0s = wp.float64(albedo[ra[0], k])
-                a1s = wp.float64(albedo[ra[1], k])
-                a2s = wp.float64(albedo[ra[2], k])
+                a0s = wp.float64(mesh.albedo[ra[0], k])
+                a1s = wp.float64(mesh.albedo[ra[1], k])
+                a2s = wp.float64(mesh.albedo[ra[2], k])
                 gs = wp.float64(gout[q, k])
                 if want_albedo != 0:
                     wp.atomic_add(g_albedo, ra[0], k, g_albedo.dtype(u * gs))
@@ -240,14 +245,17 @@ def shade_bwd_kernel(
             wp.atomic_add(g_vdepth, rn[0], g_vdepth.dtype(u * gd))
             wp.atomic_add(g_vdepth, rn[1], g_vdepth.dtype(v * gd))
             wp.atomic_add(g_vdepth, rn[2], g_vdepth.dtype(w * gd))
-            d2 = wp.float64(vdepth[rn[2]])
-            gu += gd * (wp.float64(vdepth[rn[0]]) - d2)
-            gv += gd * (wp.float64(vdepth[rn[1]]) - d2)
+            d2 = wp.float64(mesh.vdepth[rn[2]])
+            gu += gd * (wp.float64(mesh.vdepth[rn[0]]) - d2)
+            gv += gd * (wp.float64(mesh.vdepth[rn[1]]) - d2)
         if want_pos != 0:
             rc = q - b * hw
-            r = rc // width
-            bary_grad_pixel(pos4, tri, b, r, rc - r * width, t, gu, gv, wp.float64(0.0), height, width, gpos4)
-    if lit != 0:
+            r = rc // mesh.width
+            c = rc - r * mesh.width
+            bary_grad_pixel(
+                pos4, mesh.tri, b, r, c, t, gu, gv, wp.float64(0.0), mesh.height, mesh.width, gpos4
+            )
+    if mesh.lit != 0:
         for k in range(3):
             for j in range(9):
                 wp.atomic_add(g_gamma, b, k, j, acc[k, j])
@@ -257,36 +265,19 @@ for _s in FLOATS:
     _a2 = wp.array2d(dtype=_s)
     _a1 = wp.array(dtype=_s)
     _v1 = wp.array(dtype=wp.types.vector(3, _s))
-    wp.overload(
-        shade_fwd_kernel,
-        {
-            "rast": _a2,
-            "albedo": _a2,
-            "albedo3": _v1,
-            "normals3": _v1,
-            "vdepth": _a1,
-            "gamma": wp.array3d(dtype=_s),
-            "bg": _a2,
-            "out": _a2,
-            "depth": _a1,
-        },
-    )
+    _p4 = wp.array2d(dtype=wp.types.vector(4, _s))
+    wp.overload(shade_fwd_kernel, {"mesh": SHADE_MESH[_s], "bg": _a2, "out": _a2, "depth": _a1})
     wp.overload(
         shade_bwd_kernel,
         {
-            "pos4": wp.array2d(dtype=wp.types.vector(4, _s)),
-            "rast": _a2,
-            "albedo": _a2,
-            "albedo3": _v1,
-            "normals3": _v1,
-            "vdepth": _a1,
-            "gamma": wp.array3d(dtype=_s),
+            "mesh": SHADE_MESH[_s],
+            "pos4": _p4,
             "gout": _a2,
             "gdepth": _a1,
             "g_albedo": _a2,
             "g_albedo3": _v1,
             "g_normals3": _v1,
             "g_vdepth": _a1,
-            "gpos4": wp.array2d(dtype=wp.types.vector(4, _s)),
+            "gpos4": _p4,
         },
     )
