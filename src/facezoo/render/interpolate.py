@@ -59,11 +59,16 @@ def _interp_jobs(bounds: list[int], n_vert: int, n_threads: int) -> list[list[tu
     return [j for j in jobs if j]
 
 
-def _launch_runs(kernel, attr, pix, bounds, n_vert, named, per_launch) -> None:
+def _launch_runs(kernel, attr, rast, pix, tri, full, bounds, n_vert, named, per_launch) -> None:
     """Launch ``kernel`` over the covered pixels in :func:`_interp_jobs`' runs: ``named`` holds the arguments
     shared by every launch, ``per_launch(job index, p0, p1)`` those of the run ``[p0, p1)`` (packed rows are
-    a launch's thread ids: a run gets its slice of the packed arrays)."""
-    wp = loaded_kernels().wp
+    a launch's thread ids: a run gets its slice of the packed arrays); the run's pixels go as one
+    ``kernels.interp.PIXELS`` struct."""
+    k = loaded_kernels()
+    wp = k.wp
+    px_type = k.interp.PIXELS[wp.float64 if rast.dtype == torch.float64 else wp.float32]
+    wrast = wp.from_torch(rast)
+    wtri = wp.from_torch(tri, dtype=wp.vec3i)
     wdev, _ = warp_device(attr.device)
     jobs = _interp_jobs(bounds, n_vert, threads(attr.device))
 
@@ -71,8 +76,10 @@ def _launch_runs(kernel, attr, pix, bounds, n_vert, named, per_launch) -> None:
         j, todo = job
         for p0, p1, off in todo:
             if p1 > p0:
-                own = per_launch(j, p0, p1)
-                launch(kernel, p1 - p0, wdev, **named, **own, pix=wp.from_torch(pix[p0:p1]), off=off)
+                px = px_type()
+                px.rast, px.tri, px.off, px.full = wrast, wtri, off, int(full)
+                px.pix = wp.from_torch(pix[p0:p1])
+                launch(kernel, p1 - p0, wdev, **named, **per_launch(j, p0, p1), px=px)
 
     dispatch(run, list(enumerate(jobs)), pix.shape[0] * attr.shape[1], attr.device)
 
@@ -83,14 +90,13 @@ def _fwd_warp(attr, rast, pix, tri, bounds: list[int], n_vert: int, out, full: b
     (``[M,C]`` zeros when ``full``, else ``[P,C]``). ``n_vert`` > 0: attr holds one block of rows per item."""
     k = loaded_kernels()
     wp = k.wp
-    named = dict(attr=wp.from_torch(attr), rast=wp.from_torch(rast), tri=wp.from_torch(tri, dtype=wp.vec3i))
-    named["full"] = int(full)
+    named = dict(attr=wp.from_torch(attr))
     wout = wp.from_torch(out)
 
     def per_launch(j: int, p0: int, p1: int) -> dict:
         return {"out": wout if full else wp.from_torch(out[p0:p1])}
 
-    _launch_runs(k.interp.interp_fwd_kernel, attr, pix, bounds, n_vert, named, per_launch)
+    _launch_runs(k.interp.interp_fwd_kernel, attr, rast, pix, tri, full, bounds, n_vert, named, per_launch)
     return out
 
 
@@ -103,15 +109,14 @@ def _bwd_warp(attr, rast, pix, tri, bounds: list[int], n_vert: int, grad, full: 
     grad_rast = torch.zeros(rast.shape, dtype=rast.dtype, device=rast.device)
     n_jobs = len(_interp_jobs(bounds, n_vert, threads(attr.device)))
     buffers = per_thread_buffers(attr, n_jobs, shared=n_vert == 0, want=want_attr)
-    named = dict(attr=wp.from_torch(attr), rast=wp.from_torch(rast), tri=wp.from_torch(tri, dtype=wp.vec3i))
-    named.update(full=int(full), want_attr=int(want_attr), grad_rast=wp.from_torch(grad_rast))
+    named = dict(attr=wp.from_torch(attr), want_attr=int(want_attr), grad_rast=wp.from_torch(grad_rast))
     wgrad = wp.from_torch(grad)
 
     def per_launch(j: int, p0: int, p1: int) -> dict:
         g = wgrad if full else wp.from_torch(grad[p0:p1])
         return {"grad": g, "grad_attr": wp.from_torch(buffers[j])}
 
-    _launch_runs(k.interp.interp_bwd_kernel, attr, pix, bounds, n_vert, named, per_launch)
+    _launch_runs(k.interp.interp_bwd_kernel, attr, rast, pix, tri, full, bounds, n_vert, named, per_launch)
     return sum_buffers(buffers), grad_rast
 
 

@@ -25,15 +25,37 @@ TRI_SHIFT = 4294967296  # 2^32
 FLOATS = (wp.float32, wp.float64)
 
 
+def _types(scalar, spec: dict) -> dict:
+    """``spec``'s ``(ndim, vector length or 0)`` entries as float arrays of ``scalar``; others as they are."""
+    types = {}
+    for name, t in spec.items():
+        if isinstance(t, tuple):
+            ndim, vec = t
+            t = wp.array(dtype=wp.types.vector(vec, scalar) if vec else scalar, ndim=ndim)
+        types[name] = t
+    return types
+
+
 def overload(kernel, **arrays) -> None:
     """Declare the float32 and float64 overloads of a generic kernel: ``arrays`` maps each ``Any`` argument
-    to ``(ndim, vector length or 0)``; all of them take the same scalar type."""
+    to ``(ndim, vector length or 0)`` (all of them take the same scalar type) or to a type such as
+    ``structs``' value for that scalar type (a dict by scalar type)."""
     for scalar in FLOATS:
-        types = {}
-        for name, (ndim, vec) in arrays.items():
-            dtype = wp.types.vector(vec, scalar) if vec else scalar
-            types[name] = wp.array(dtype=dtype, ndim=ndim)
-        wp.overload(kernel, types)
+        spec = {name: t[scalar] if isinstance(t, dict) else t for name, t in arrays.items()}
+        wp.overload(kernel, _types(scalar, spec))
+
+
+def structs(name: str, **fields) -> dict:
+    """A Warp struct per float type (``{wp.float32: ..., wp.float64: ...}``) with ``fields`` given as in
+    ``overload`` (``(ndim, vector length or 0)`` for the float arrays) or as concrete types. It bundles the
+    arguments that a forward and its backward kernel share (Warp has no ``**kwargs``); kernels take it as
+    ``Any`` and ``overload`` picks the struct of the scalar type."""
+    out = {}
+    for scalar in FLOATS:
+        # a class built from a dict: the modules' postponed (string) annotations could not see ``scalar``
+        body = {"__annotations__": _types(scalar, fields), "__module__": __name__}
+        out[scalar] = wp.struct(type(f"{name}_{scalar.__name__}", (), body))
+    return out
 
 
 @wp.func

@@ -8,7 +8,7 @@ from typing import Any
 
 import warp as wp
 
-from facezoo.render.kernels._common import FLOATS, bary_grad_pixel, offset3
+from facezoo.render.kernels._common import bary_grad_pixel, offset3, overload, structs
 
 wp.set_module_options({"enable_backward": False})  # every backward is written by hand
 
@@ -37,14 +37,24 @@ def _sh9(n: wp.vec3d) -> vec9d:
 
 
 @wp.func
-def _gamma(gamma: wp.array3d(dtype=Any), b: int, lit: int) -> mat39d:
-    """Item b's folded SH coefficients ``[3,9]`` in float64 (zeros when unlit), loaded once per thread."""
+def _gamma(gamma: wp.array3d(dtype=Any), b: int, lit: int):
+    """Item b's folded SH coefficients in float64 (zeros when unlit), loaded once per thread: the rows
+    ``[9]`` of the three colour channels."""
     g = mat39d()
     if lit != 0:
         for k in range(3):
             for j in range(9):
                 g[k, j] = wp.float64(gamma[b, k, j])
-    return g
+    return g[0], g[1], g[2]
+
+
+@wp.func
+def _rows(mesh: Any, b: int, i: int):
+    """Thread i's flat pixel rows ``[q0, q1)`` of batch item b (``span`` pixels, clipped to the item), and
+    the item's first row ``b * H * W``."""
+    hw = mesh.height * mesh.width
+    q0 = b * hw + i * mesh.span
+    return q0, wp.min(q0 + mesh.span, (b + 1) * hw), b * hw
 
 
 @wp.func
@@ -60,32 +70,24 @@ def _lerp_rows(rows: wp.array(dtype=Any), r: wp.vec3i, u: wp.float64, v: wp.floa
     return a2 + u * (wp.vec3d(rows[r[0]]) - a2) + v * (wp.vec3d(rows[r[1]]) - a2)
 
 
-def _mesh_struct(s):
-    """The inputs shared by the forward and the backward for float dtype s: the pixels (``rast [B*H*W,4]``,
-    ``height``, ``width``, ``span`` pixels a thread) and the mesh attributes (see ``shade_fwd_kernel``). One
-    struct argument instead of the same thirteen in both signatures (Warp has no ``**kwargs``)."""
-
-    v3 = wp.array(dtype=wp.types.vector(3, s))
-    fields = {
-        "rast": wp.array2d(dtype=s),
-        "tri": wp.array(dtype=wp.vec3i),
-        "albedo": wp.array2d(dtype=s),
-        "alb_off": int,
-        "albedo3": v3,
-        "normals3": v3,
-        "vdepth": wp.array(dtype=s),
-        "gamma": wp.array3d(dtype=s),
-        "lit": int,
-        "n_vert": int,
-        "height": int,
-        "width": int,
-        "span": int,
-    }
-    # built from a dict: this module's string annotations (postponed evaluation) cannot see s
-    return wp.struct(type(f"ShadeMesh_{s.__name__}", (), {"__annotations__": fields, "__module__": __name__}))
-
-
-SHADE_MESH = {_s: _mesh_struct(_s) for _s in FLOATS}
+# the inputs shared by the forward and the backward: the pixels (``rast [B*H*W,4]``, ``height``, ``width``,
+# ``span`` pixels a thread) and the mesh attributes (see ``shade_fwd_kernel``)
+SHADE_MESH = structs(
+    "ShadeMesh",
+    rast=(2, 0),
+    tri=wp.array(dtype=wp.vec3i),
+    albedo=(2, 0),
+    alb_off=int,
+    albedo3=(1, 3),
+    normals3=(1, 3),
+    vdepth=(1, 0),
+    gamma=(3, 0),
+    lit=int,
+    n_vert=int,
+    height=int,
+    width=int,
+    span=int,
+)
 
 
 @wp.kernel
@@ -102,15 +104,9 @@ def shade_fwd_kernel(
     ``[B*H*W,C]``), coverage 0 and depth 0. ``n`` is the interpolated vertex normal renormalised (``x /
     max(|x|, 1e-12)``, as ``F.normalize``). Rows: albedo ``idx + b * alb_off`` (0: shared by the batch),
     normals and depth ``idx + b * n_vert``."""
-    i = wp.tid()
-    hw = mesh.height * mesh.width
-    q0 = b * hw + i * mesh.span
-    q1 = wp.min(q0 + mesh.span, (b + 1) * hw)
+    q0, q1, _ = _rows(mesh, b, wp.tid())
+    gam0, gam1, gam2 = _gamma(mesh.gamma, b, mesh.lit)
     n_ch = mesh.albedo.shape[1]
-    gmat = _gamma(mesh.gamma, b, mesh.lit)
-    gam0 = gmat[0]
-    gam1 = gmat[1]
-    gam2 = gmat[2]
     for q in range(q0, q1):
         tf = mesh.rast[q, 3]
         if tf <= mesh.rast.dtype(0.0):
@@ -149,12 +145,12 @@ def shade_fwd_kernel(
 def shade_bwd_kernel(
     mesh: Any,
     b: int,
-    pos4: wp.array2d(dtype=Any),
     gout: wp.array2d(dtype=Any),
     gdepth: wp.array(dtype=Any),
     want_depth: int,
     want_albedo: int,
     want_pos: int,
+    pos4: wp.array2d(dtype=Any),
     g_albedo: wp.array2d(dtype=Any),
     g_albedo3: wp.array(dtype=Any),
     g_normals3: wp.array(dtype=Any),
@@ -166,17 +162,11 @@ def shade_bwd_kernel(
     normals and depth (barycentric weights), into ``g_gamma [B,3,9]`` (summed over the span first) and,
     through d(out)/d(u, v), into the clip-space positions (``bary_grad_pixel``). The coverage channel is
     constant on covered pixels: its gradient goes nowhere here (antialias carries silhouette gradients)."""
-    i = wp.tid()
-    hw = mesh.height * mesh.width
-    q0 = b * hw + i * mesh.span
-    q1 = wp.min(q0 + mesh.span, (b + 1) * hw)
+    q0, q1, first = _rows(mesh, b, wp.tid())
+    gam0, gam1, gam2 = _gamma(mesh.gamma, b, mesh.lit)
     n_ch = mesh.albedo.shape[1]
     acc = mat39d()
     eps = wp.float64(1e-12)
-    gmat = _gamma(mesh.gamma, b, mesh.lit)
-    gam0 = gmat[0]
-    gam1 = gmat[1]
-    gam2 = gmat[2]
     for q in range(q0, q1):
         tf = mesh.rast[q, 3]
         if tf <= mesh.rast.dtype(0.0):
@@ -249,7 +239,7 @@ def shade_bwd_kernel(
             gu += gd * (wp.float64(mesh.vdepth[rn[0]]) - d2)
             gv += gd * (wp.float64(mesh.vdepth[rn[1]]) - d2)
         if want_pos != 0:
-            rc = q - b * hw
+            rc = q - first
             r = rc // mesh.width
             c = rc - r * mesh.width
             bary_grad_pixel(
@@ -261,23 +251,16 @@ def shade_bwd_kernel(
                 wp.atomic_add(g_gamma, b, k, j, acc[k, j])
 
 
-for _s in FLOATS:
-    _a2 = wp.array2d(dtype=_s)
-    _a1 = wp.array(dtype=_s)
-    _v1 = wp.array(dtype=wp.types.vector(3, _s))
-    _p4 = wp.array2d(dtype=wp.types.vector(4, _s))
-    wp.overload(shade_fwd_kernel, {"mesh": SHADE_MESH[_s], "bg": _a2, "out": _a2, "depth": _a1})
-    wp.overload(
-        shade_bwd_kernel,
-        {
-            "mesh": SHADE_MESH[_s],
-            "pos4": _p4,
-            "gout": _a2,
-            "gdepth": _a1,
-            "g_albedo": _a2,
-            "g_albedo3": _v1,
-            "g_normals3": _v1,
-            "g_vdepth": _a1,
-            "gpos4": _p4,
-        },
-    )
+overload(shade_fwd_kernel, mesh=SHADE_MESH, bg=(2, 0), out=(2, 0), depth=(1, 0))
+overload(
+    shade_bwd_kernel,
+    mesh=SHADE_MESH,
+    gout=(2, 0),
+    gdepth=(1, 0),
+    pos4=(2, 4),
+    g_albedo=(2, 0),
+    g_albedo3=(1, 3),
+    g_normals3=(1, 3),
+    g_vdepth=(1, 0),
+    gpos4=(2, 4),
+)
