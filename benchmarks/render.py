@@ -27,9 +27,9 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch starts its O
 import torch  # noqa: E402
 
 from facezoo.geometry.cameras import WeakPerspective  # noqa: E402
-from facezoo.render import MeshRenderer, antialias, interpolate, rasterize  # noqa: E402
-from facezoo.render.backends import BACKENDS, builtin_backend  # noqa: E402
-from facezoo.render.backends.builtin import warp_available  # noqa: E402
+from facezoo.render import MeshRenderer, antialias, interpolate, rasterize, use_kernels  # noqa: E402
+from facezoo.render._runtime import _load  # noqa: E402
+from facezoo.render.backends import BACKENDS  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -65,6 +65,11 @@ def camera(batch: int, size: int, vertices: torch.Tensor, yaw: float = 0.3):
 
 
 REPEAT = 7
+
+
+def _with_kernels(kernels: str, fn, *args, **kwargs):
+    with use_kernels(kernels):
+        return fn(*args, **kwargs)
 
 
 def timeit(fn, repeat: int | None = None) -> tuple[float, float]:
@@ -172,18 +177,21 @@ def main() -> None:
                 pos = cam.to_clip(v, res).contiguous()
                 if coverage is None:
                     coverage = float((rasterize(pos[:1], t, res)[..., 3] > 0).float().mean())
-                impls = [("builtin/warp", "warp")] if warp_available() else []
+                impls = [("builtin/warp", "warp")] if _load()[0] is not None else []
                 impls.append(("builtin/torch", "torch"))
                 entries = [
-                    (n, (lambda i=i: builtin_backend.rasterize_builtin(pos, t, res, False, impl=i)))
+                    (n, (lambda i=i: _with_kernels(i, rasterize, pos, t, res, backend="builtin")), i)
                     for n, i in impls
                 ]
                 if BACKENDS["nvdiffrast"].available(pos.device):
-                    entries.append(("nvdiffrast", lambda: rasterize(pos, t, res, backend="nvdiffrast")))
-                for name, fn in entries:
+                    entries.append(
+                        ("nvdiffrast", lambda: rasterize(pos, t, res, backend="nvdiffrast"), "auto")
+                    )
+                for name, fn, kernels in entries:
                     if name == "builtin/torch" and batch > 8:
                         continue
-                    row = bench_backend(name, fn, pos, t, v, cam, colors, res, batch, device)
+                    with use_kernels(kernels):
+                        row = bench_backend(name, fn, pos, t, v, cam, colors, res, batch, device)
                     rows.append({"device": device, "batch": batch, "threads": threads, **row})
                 if device == "cpu":
                     o3 = open3d_raycast(pos.cpu(), tri, args.size)

@@ -63,6 +63,14 @@ def write_3ddfa_mat(
     return proj
 
 
+def write_micc_scan(root: Path, subject: int) -> Path:
+    """A one-triangle ``scan.obj`` where MICC keeps subject ``subject``'s scan under ``root``."""
+    obj = root / f"subject_{subject:02d}/Model/frontal1/obj/scan.obj"
+    obj.parent.mkdir(parents=True)
+    obj.write_text("v 0 0 0\nv 1 0 0\nv 0 1 0\nf 1 2 3\n")
+    return obj
+
+
 @pytest.fixture
 def w300lp_root(tmp_path) -> Path:
     """Two source faces in AFW (+ _Flip mirror with opposite yaws) and one in IBUG, plus landmarks/."""
@@ -106,3 +114,9 @@ def make_image():
 def make_3ddfa_mat():
     """``make_3ddfa_mat(path, rng, yaw_deg, n2d=68, pt3d=False)``: write_3ddfa_mat as a fixture."""
     return write_3ddfa_mat
+
+
+@pytest.fixture
+def make_micc_scan():
+    """``make_micc_scan(root, subject)`` writes that subject's one-triangle MICC scan."""
+    return write_micc_scan

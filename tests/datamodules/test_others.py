@@ -106,13 +106,11 @@ def test_multipie_triplets_and_subject_split(tmp_path, make_image):
         MultiPIEDataset(root)
 
 
-def test_micc_frames_scans_annotations(tmp_path, shared_data, make_image):
+def test_micc_frames_scans_annotations(tmp_path, shared_data, make_image, make_micc_scan):
     rng = np.random.default_rng(0)
     root = tmp_path / "MICC"
     for s in (1, 2):
-        obj = root / f"subject_{s:02d}/Model/frontal1/obj/scan.obj"
-        obj.parent.mkdir(parents=True)
-        obj.write_text("v 0 0 0\nv 1 0 0\nv 0 1 0\nf 1 2 3\n")
+        make_micc_scan(root, s)
         for vt in ("Indoor-Cooperative", "PTZ-Outdoor"):
             for f in range(3):
                 make_image(root / "frames" / f"subject_{s:02d}" / vt / f"frame{f:04d}.jpg", rng, 72)

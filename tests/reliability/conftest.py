@@ -6,7 +6,7 @@ import pickle
 from pathlib import Path
 
 import pytest
-from _reliability import Payload, writers
+from _reliability import Payload, prepare_aflw, writers
 
 
 @pytest.fixture
@@ -43,3 +43,11 @@ def w300lp_root(tmp_path) -> Path:
                 writers.write_image(root / folder / f"{source}_{k}.jpg", rng)
                 writers.write_3ddfa_mat(root / folder / f"{source}_{k}.mat", rng, sign * y)
     return root
+
+
+@pytest.fixture
+def aflw_shards(aflw_root, tmp_path) -> Path:
+    """The ``test`` shard folder that ``facezoo prepare aflw2000`` writes from ``aflw_root`` (32 px)."""
+    out = tmp_path / "shards"
+    assert prepare_aflw(aflw_root, out) == 0
+    return out / "test"

@@ -9,7 +9,7 @@ import zipfile
 
 import pytest
 import torch
-from _reliability import TINY_METHOD
+from _reliability import TINY_METHOD, aflw_test_args
 
 from facezoo.cli import main
 
@@ -53,19 +53,7 @@ def _edit_first_float(src, dst, value=5000.0):
 
 
 def _run_test(aflw_root, tmp_path, ckpt_path, capsys):
-    rc = main(
-        [
-            "test",
-            *TINY_METHOD,
-            "--data=facezoo.datamodules.AFLW2000",
-            f"--data.root={aflw_root}",
-            "--data.image_size=48",
-            "--data.num_workers=0",
-            "--trainer.logger=false",
-            f"--trainer.default_root_dir={tmp_path}",
-            f"--ckpt_path={ckpt_path}",
-        ]
-    )
+    rc = main(aflw_test_args(aflw_root, tmp_path, f"--ckpt_path={ckpt_path}"))
     captured = capsys.readouterr()
     return rc, captured.err
 

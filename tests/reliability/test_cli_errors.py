@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from _reliability import truncate
+from _reliability import prepare_aflw, truncate
 from PIL import Image
 
 from facezoo.cli import main
@@ -18,18 +18,14 @@ def _error_line(capsys) -> str:
     return lines[0]
 
 
-def _prepare(root, out, *extra):
-    return main(["prepare", "aflw2000", "--root", str(root), "--out", str(out), "--image-size", "32", *extra])
-
-
 def test_prepare_missing_root(tmp_path, capsys):
-    assert _prepare(tmp_path / "nowhere", tmp_path / "out") == 2
+    assert prepare_aflw(tmp_path / "nowhere", tmp_path / "out") == 2
     assert "prepare: error: --root (aflw2000) root" in _error_line(capsys)
 
 
 def test_prepare_truncated_image(aflw_root, tmp_path, capsys):
     truncate(aflw_root / "image00002.jpg")
-    assert _prepare(aflw_root, tmp_path / "out") == 2
+    assert prepare_aflw(aflw_root, tmp_path / "out") == 2
     assert f"{aflw_root / 'image00002.jpg'}: corrupt or truncated image" in _error_line(capsys)
 
 
@@ -42,13 +38,13 @@ def test_prepare_non_positive_sizes(aflw_root, tmp_path, capsys, flag):
 
 def test_prepare_image_over_the_pixel_limit(aflw_root, tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 96 * 96 // 3)
-    assert _prepare(aflw_root, tmp_path / "out") == 2
+    assert prepare_aflw(aflw_root, tmp_path / "out") == 2
     assert "image00000.jpg: image too large" in _error_line(capsys)
 
 
 def test_debug_shows_the_traceback(tmp_path):
     with pytest.raises(FileNotFoundError, match="does not exist"):
-        _prepare(tmp_path / "nowhere", tmp_path / "out", "--debug")
+        prepare_aflw(tmp_path / "nowhere", tmp_path / "out", "--debug")
 
 
 def test_skin_fit_missing_images_folder(tmp_path, capsys):

@@ -56,9 +56,7 @@ def micc_root(tmp_path):
     rng = np.random.default_rng(0)
     root = tmp_path / "MICC"
     for s in (1, 2):
-        obj = root / f"subject_{s:02d}/Model/frontal1/obj/scan.obj"
-        obj.parent.mkdir(parents=True)
-        obj.write_text("v 0 0 0\nv 1 0 0\nv 0 1 0\nf 1 2 3\n")
+        writers.write_micc_scan(root, s)
         for f in range(2):
             writers.write_image(root / "frames" / f"subject_{s:02d}" / "PTZ-Indoor" / f"f{f}.jpg", rng, 48)
     return root

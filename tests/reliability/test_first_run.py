@@ -12,7 +12,7 @@ import sys
 import warnings
 from pathlib import Path
 
-from _reliability import TINY_METHOD
+from _reliability import TINY_METHOD, aflw_test_args
 
 from facezoo.cli import main
 
@@ -127,18 +127,7 @@ def test_no_args_parameter_warning_from_python(tmp_path, capsys):
 
 
 def test_test_table_prints_the_logged_values_and_their_unit(aflw_root, tmp_path, capsys):
-    main(
-        [
-            "test",
-            *TINY_METHOD,
-            "--data=facezoo.datamodules.AFLW2000",
-            f"--data.root={aflw_root}",
-            "--data.image_size=48",
-            "--data.num_workers=0",
-            "--trainer.logger=false",
-            f"--trainer.default_root_dir={tmp_path}",
-        ]
-    )
+    main(aflw_test_args(aflw_root, tmp_path))
     out = capsys.readouterr().out
     metrics = json.loads((tmp_path / "test_results.json").read_text())["metrics"]
     assert "NME: fraction" in out and "x100 = %" in out

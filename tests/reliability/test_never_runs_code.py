@@ -12,7 +12,7 @@ import zipfile
 import numpy as np
 import pytest
 import torch
-from _reliability import TINY_METHOD
+from _reliability import aflw_test_args
 
 from facezoo.cli import main
 
@@ -43,19 +43,7 @@ def test_ckpt_path_payload_is_refused(aflw_root, tmp_path, payload, capsys):
     pickled, marker = payload
     ckpt = tmp_path / "evil.ckpt"
     _torch_file_with(pickled, ckpt)
-    rc = main(
-        [
-            "test",
-            *TINY_METHOD,
-            "--data=facezoo.datamodules.AFLW2000",
-            f"--data.root={aflw_root}",
-            "--data.image_size=48",
-            "--data.num_workers=0",
-            "--trainer.logger=false",
-            f"--trainer.default_root_dir={tmp_path}",
-            f"--ckpt_path={ckpt}",
-        ]
-    )
+    rc = main(aflw_test_args(aflw_root, tmp_path, f"--ckpt_path={ckpt}"))
     err = capsys.readouterr().err
     assert rc == 2 and "evil.ckpt" in err and "Python code" in err and "Traceback" not in err
     assert not marker.exists()
@@ -108,19 +96,11 @@ def test_mat_label_payload_is_refused(aflw_root, payload):
     assert not marker.exists()
 
 
-def _shards(aflw_root, tmp_path):
-    out = tmp_path / "shards"
-    assert (
-        main(["prepare", "aflw2000", "--root", str(aflw_root), "--out", str(out), "--image-size", "32"]) == 0
-    )
-    return out / "test"
-
-
-def test_shard_file_replaced_by_a_payload_is_refused(aflw_root, tmp_path, payload):
+def test_shard_file_replaced_by_a_payload_is_refused(aflw_shards, payload):
     from facezoo.data import ShardDataset, ShardError
 
     pickled, marker = payload
-    folder = _shards(aflw_root, tmp_path)
+    folder = aflw_shards
     shard = folder / "test-00000.h5"
     manifest = json.loads((folder / "manifest.json").read_text())
     shard.write_bytes(pickled)
@@ -131,11 +111,11 @@ def test_shard_file_replaced_by_a_payload_is_refused(aflw_root, tmp_path, payloa
     assert not marker.exists()
 
 
-def test_manifest_entry_to_a_payload_outside_the_folder_is_refused(aflw_root, tmp_path, payload):
+def test_manifest_entry_to_a_payload_outside_the_folder_is_refused(aflw_shards, tmp_path, payload):
     from facezoo.data import ShardDataset, ShardError
 
     pickled, marker = payload
-    folder = _shards(aflw_root, tmp_path)
+    folder = aflw_shards
     (tmp_path / "outside.h5").write_bytes(pickled)
     manifest = json.loads((folder / "manifest.json").read_text())
     manifest["shards"][0]["file"] = "../../outside.h5"

@@ -10,7 +10,7 @@ import shutil
 import h5py
 import pytest
 import torch
-from _reliability import TINY_METHOD, truncate
+from _reliability import aflw_test_args, prepare_aflw, truncate
 
 from facezoo.cli import main
 from facezoo.data import BadSampleError, FaceDataset, ReportingDataLoader, collate
@@ -43,20 +43,7 @@ def test_batch_of_only_bad_samples_holds_only_the_reasons():
 
 def _test(root, tmp_path, name, bad="skip"):
     out = tmp_path / name
-    main(
-        [
-            "test",
-            *TINY_METHOD,
-            "--data=facezoo.datamodules.AFLW2000",
-            f"--data.root={root}",
-            "--data.image_size=48",
-            "--data.batch_size=2",
-            "--data.num_workers=0",
-            f"--data.on_bad_sample={bad}",
-            "--trainer.logger=false",
-            f"--trainer.default_root_dir={out}",
-        ]
-    )
+    main(aflw_test_args(root, out, "--data.batch_size=2", f"--data.on_bad_sample={bad}"))
     return json.loads((out / "test_results.json").read_text())
 
 
@@ -93,23 +80,7 @@ def test_prepare_skip_summary_and_no_duplicate_in_the_shard(aflw_root, tmp_path,
     bad = aflw_root / "image00001.jpg"
     truncate(bad)
     out = tmp_path / "shards"
-    assert (
-        main(
-            [
-                "prepare",
-                "aflw2000",
-                "--root",
-                str(aflw_root),
-                "--out",
-                str(out),
-                "--image-size",
-                "32",
-                "--on-bad-sample",
-                "skip",
-            ]
-        )
-        == 0
-    )
+    assert prepare_aflw(aflw_root, out, "--on-bad-sample", "skip") == 0
     printed = capsys.readouterr().out
     assert f"aflw2000/test: 2 samples, 1 skipped: {bad}: corrupt or truncated image" in printed
     with h5py.File(out / "test" / "test-00000.h5") as f:

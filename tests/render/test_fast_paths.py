@@ -7,16 +7,15 @@ import torch
 from _reference import grid_surface
 
 from facezoo.geometry.cameras import WeakPerspective
-from facezoo.geometry.mesh import vertex_normals as reference_normals
-from facezoo.render import MeshRenderer, antialias, interpolate, rasterize, sh_shade
-from facezoo.render.backends.builtin import warp_available
+from facezoo.geometry.mesh import vertex_normals
+from facezoo.render import MeshRenderer, antialias, interpolate, rasterize, sh_shade, use_kernels
+from facezoo.render._runtime import _load
 from facezoo.render.interpolate import covered_pixels, interpolate_packed, packed_barycentrics
-from facezoo.render.normals import vertex_normals
 
 # the package re-exports the functions under the modules' names
 antialias_module = importlib.import_module("facezoo.render.antialias")
-interpolate_module = importlib.import_module("facezoo.render.interpolate")
-needs_warp = pytest.mark.skipif(not warp_available(), reason="warp not importable")
+WARP = _load()[0] is not None
+needs_warp = pytest.mark.skipif(not WARP, reason="warp not importable")
 
 
 def _two_poses(n=2500, dtype=torch.float32):
@@ -25,30 +24,35 @@ def _two_poses(n=2500, dtype=torch.float32):
     return pos, tri
 
 
-def _interp_with_grads(attr, pos, tri, res, weight):
+KERNELS = ["torch"] + (["warp"] if WARP else [])
+
+
+def _interp_with_grads(attr, pos, tri, res, weight, kernels="auto"):
+    """Interpolation (with ``kernels``) of a rast made by the default kernels, and its gradients."""
     a = attr.clone().requires_grad_(True)
     p = pos.clone().requires_grad_(True)
-    out = interpolate(a, rasterize(p, tri, res, backend="builtin"), tri)
-    (out * weight).sum().backward()
+    rast = rasterize(p, tri, res, backend="builtin")
+    with use_kernels(kernels):
+        out = interpolate(a, rast, tri)
+        (out * weight).sum().backward()
     return out.detach(), a.grad, p.grad
 
 
 @needs_warp
 @pytest.mark.parametrize("shared", [True, False])
-def test_interpolate_warp_matches_pytorch(monkeypatch, shared):
+def test_interpolate_warp_matches_pytorch(shared):
     pos, tri = _two_poses()
     attr = torch.randn(1 if shared else 2, pos.shape[1], 5)
     weight = torch.randn(2, 40, 48, 5)
-    fast = _interp_with_grads(attr, pos, tri, (40, 48), weight)
-    monkeypatch.setattr(interpolate_module, "USE_WARP", False)
-    slow = _interp_with_grads(attr, pos, tri, (40, 48), weight)
+    fast = _interp_with_grads(attr, pos, tri, (40, 48), weight, "warp")
+    slow = _interp_with_grads(attr, pos, tri, (40, 48), weight, "torch")
     for a, b in zip(fast, slow):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)
     assert fast[2].abs().sum() > 0
 
 
-def test_gradcheck_interpolate_pytorch_path(monkeypatch):
-    monkeypatch.setattr(interpolate_module, "USE_WARP", False)
+@use_kernels("torch")
+def test_gradcheck_interpolate_pytorch_path():
     pos = torch.tensor(
         [[[-0.9, -0.8, 0.1, 1.0], [0.7, -0.9, 0.3, 1.4], [-0.6, 0.9, -0.2, 0.8], [0.9, 0.8, 0.4, 1.2]]],
         dtype=torch.float64,
@@ -61,11 +65,13 @@ def test_gradcheck_interpolate_pytorch_path(monkeypatch):
     assert torch.autograd.gradcheck(f, (attr, pos), eps=1e-7, atol=1e-5)
 
 
-@pytest.mark.parametrize("use_warp", [True, False])
-def test_packed_interpolation_matches_dense(monkeypatch, use_warp):
-    if use_warp and not warp_available():
-        pytest.skip("warp not importable")
-    monkeypatch.setattr(interpolate_module, "USE_WARP", use_warp)
+@pytest.mark.parametrize("kernels", KERNELS)
+def test_packed_interpolation_matches_dense(kernels):
+    with use_kernels(kernels):
+        _packed_interpolation_matches_dense()
+
+
+def _packed_interpolation_matches_dense():
     pos, tri = _two_poses(900, dtype=torch.float64)
     attr = torch.randn(2, pos.shape[1], 3, dtype=torch.float64)
     weight = torch.randn(2, 24, 24, 3, dtype=torch.float64)
@@ -99,29 +105,82 @@ def test_silhouette_pairs_warp_match_pytorch():
     assert key(fast) == key(slow)
 
 
-@pytest.mark.parametrize("use_warp", [True, False])
-def test_antialias_paths_agree_on_values_and_gradients(monkeypatch, use_warp):
-    if use_warp and not warp_available():
-        pytest.skip("warp not importable")
-    monkeypatch.setattr(antialias_module, "USE_WARP", use_warp)
+@needs_warp
+def test_antialias_paths_agree_on_values_and_gradients():
+    """The Warp and the PyTorch silhouette pairs give the same image and the same gradients (one rast)."""
     pos, tri = _two_poses(900, dtype=torch.float64)
     rast = rasterize(pos, tri, (32, 32))
     color = torch.rand(2, 32, 32, 3, dtype=torch.float64) * (rast[..., 3:] > 0)
-    p = pos.clone().requires_grad_(True)
-    c = color.clone().requires_grad_(True)
-    out = antialias(c, rast, p, tri)
-    (out * torch.linspace(0, 1, 3, dtype=torch.float64)).sum().backward()
-    assert ((out > 0) & (out < color.amax())).any()
-    assert p.grad.abs().sum() > 0 and c.grad.abs().sum() > 0
+    weight = torch.rand(2, 32, 32, 3, dtype=torch.float64)
+
+    def run(kernels):
+        p = pos.clone().requires_grad_(True)
+        c = color.clone().requires_grad_(True)
+        with use_kernels(kernels):
+            out = antialias(c, rast, p, tri)
+        (out * weight).sum().backward()
+        return out.detach(), p.grad, c.grad
+
+    fast, slow = run("warp"), run("torch")
+    assert ((fast[0] > 0) & (fast[0] < color.amax())).any()  # some silhouette pixels are blended
+    assert not torch.equal(fast[0], color) and fast[1].abs().sum() > 0
+    for a, b in zip(fast, slow):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
 
 
-def test_vertex_normals_match_reference_and_gradcheck():
+@pytest.mark.parametrize("kernels", KERNELS)
+def test_antialias_pairs_mark_outer_edges_only(kernels):
+    """Two triangles sharing the diagonal of a square (hand-built): the shared edge is interior, so no pixel
+    pair across it is a silhouette; every pair across the square's outline is, occluder inside."""
+    # on a 16 x 16 image the rectangle spans x in [3.7, 12.3], y in [3.6, 12.2] pixels (NDC below): it covers
+    # pixel rows and columns 4..11, and its diagonal x + y = 15.9 passes through no pixel centre
+    x0, x1, y0, y1 = -0.5375, 0.5375, -0.525, 0.55
+    pos = torch.tensor([[[x0, y0, 0.0, 1.0], [x1, y0, 0.0, 1.0], [x1, y1, 0.0, 1.0], [x0, y1, 0.0, 1.0]]])
+    tri = torch.tensor([[0, 1, 2], [0, 2, 3]], dtype=torch.int32)
+    rast = rasterize(pos, tri, (16, 16))
+    ids = rast[0, ..., 3]
+    assert (ids[4:12, 4:12] > 0).all() and (ids > 0).sum() == 64
+    assert len(set(ids[4:12, 4:12].unique().tolist())) == 2  # both triangles show
+    with use_kernels(kernels):
+        pairs = (antialias_module._pairs_warp if kernels == "warp" else antialias_module._pairs_torch)(
+            rast, pos, tri
+        )
+    b, p_pix, q_pix, t_occ, k = pairs
+    got = sorted(zip(p_pix.tolist(), q_pix.tolist()))
+    inside = lambda r, c: 4 <= r < 12 and 4 <= c < 12  # noqa: E731
+    want = []
+    for r in range(16):
+        for c in range(16):
+            for rq, cq in ((r, c + 1), (r + 1, c)):
+                if rq < 16 and cq < 16 and inside(r, c) != inside(rq, cq):
+                    (pr, pc), (qr, qc) = ((r, c), (rq, cq)) if inside(r, c) else ((rq, cq), (r, c))
+                    # the walk from P's centre to Q's must reach the outline (x = 3.7 | 12.3, y = 3.6 | 12.2)
+                    # before the diagonal x + y = 15.9: else it leaves P's triangle through the interior edge
+                    x, y, dx, dy = pc + 0.5, pr + 0.5, qc - pc, qr - pr
+                    t_out = {(0, 1): 12.3 - x, (0, -1): x - 3.7, (1, 0): 12.2 - y, (-1, 0): y - 3.6}[(dy, dx)]
+                    toward = (15.9 - (x + y)) / (dx + dy)  # where x + y reaches 15.9 along the walk
+                    if not 0 <= toward < t_out:
+                        want.append((pr * 16 + pc, qr * 16 + qc))
+    assert len(want) == 30 and got == sorted(want)  # 32 outline pairs, 2 corners cut by the diagonal
+    # the occluder is the covered pixel's triangle
+    torch.testing.assert_close(t_occ, ids.reshape(-1)[p_pix].long() - 1)
+
+
+@pytest.mark.parametrize("kernels", KERNELS)
+def test_vertex_normals_paths_match_the_formula_and_gradcheck(kernels):
     pos, tri = _two_poses(400, dtype=torch.float64)
     v = pos[..., :3] / pos[..., 3:]
-    torch.testing.assert_close(vertex_normals(v, tri), reference_normals(v, tri))
-    sub = tri[(tri < 40).all(1)]
-    x = v[:, :40].clone().requires_grad_(True)
-    assert torch.autograd.gradcheck(lambda y: vertex_normals(y, sub), (x,))
+    # the definition, written out: sum of (v1 - v0) x (v2 - v0) over each vertex's triangles, normalised
+    t = tri.long()
+    fn = torch.linalg.cross(v[:, t[:, 1]] - v[:, t[:, 0]], v[:, t[:, 2]] - v[:, t[:, 0]], dim=-1)
+    m = torch.zeros_like(v)
+    for j in range(3):
+        m.index_add_(1, t[:, j], fn)
+    with use_kernels(kernels):
+        torch.testing.assert_close(vertex_normals(v, tri), m / m.norm(dim=-1, keepdim=True))
+        sub = tri[(tri < 40).all(1)]
+        x = v[:, :40].clone().requires_grad_(True)
+        assert torch.autograd.gradcheck(lambda y: vertex_normals(y, sub), (x,))
 
 
 def test_mesh_renderer_matches_the_dense_pipeline():
@@ -146,7 +205,8 @@ def test_mesh_renderer_matches_the_dense_pipeline():
         else:
             clip = cam.to_clip(x, (40, 40))
             rast = rasterize(clip, tri, (40, 40), backend="builtin")
-            normals = reference_normals(cam.view(x), tri)
+            with use_kernels("torch"):
+                normals = vertex_normals(cam.view(x), tri)
             px = interpolate(torch.cat((c.expand(2, -1, -1), normals), -1), rast, tri)
             shaded = sh_shade(px[..., :3], torch.nn.functional.normalize(px[..., 3:], dim=-1, eps=1e-12), g)
             cov = (rast[..., 3:] > 0).double()
@@ -186,10 +246,12 @@ def _face_scene(batch=2, size=48):
 
 
 @needs_warp
+@use_kernels("warp")
 @pytest.mark.parametrize("case", ["lit_shared", "lit_per_item", "unlit_4ch", "image_background"])
 def test_fused_pixel_stage_matches_the_unfused_ops(monkeypatch, case):
     """shade_pixels (one Warp pass) = interpolate -> normalise -> SH -> composite, values and gradients."""
-    shade_module = importlib.import_module("facezoo.render.shade_pixels")
+    renderer_module = importlib.import_module("facezoo.render.renderer")
+    fused_available = renderer_module.fused_available
     verts, tri, cam = _face_scene()
     n_ch = 4 if case == "unlit_4ch" else 3
     colors = torch.rand(2 if case == "lit_per_item" else 1, verts.shape[1], n_ch)
@@ -198,7 +260,9 @@ def test_fused_pixel_stage_matches_the_unfused_ops(monkeypatch, case):
     weight = torch.rand(2, n_ch, 48, 48)
 
     def run(fused):
-        monkeypatch.setattr(shade_module, "USE_FUSED", fused)
+        monkeypatch.setattr(
+            renderer_module, "fused_available", fused_available if fused else lambda dtype: False
+        )
         x = verts.clone().requires_grad_(True)
         c = colors.clone().requires_grad_(True)
         g = None if light is None else light.clone().requires_grad_(True)
@@ -223,8 +287,7 @@ def test_fused_pixel_stage_matches_the_unfused_ops(monkeypatch, case):
 
 @needs_warp
 def test_vertex_visibility_warp_matches_pytorch():
-    from facezoo.render.backends.builtin import visibility_warp
-    from facezoo.render.renderer import vertex_visibility
+    from facezoo.render.visibility import _visibility_warp, vertex_visibility
 
     verts, tri, cam = _face_scene()
     view = cam.view(verts)
@@ -235,24 +298,43 @@ def test_vertex_visibility_warp_matches_pytorch():
     tol = torch.tensor([0.5, 2.0])
     ref = vertex_visibility(pos, vd, depth, rast[..., 3] > 0, tol)
     assert 0 < ref.float().mean() < 1
-    assert torch.equal(visibility_warp(pos, vd, depth, rast, tol), ref)
+    assert torch.equal(_visibility_warp(pos, vd, depth, rast, tol), ref)
 
 
 @needs_warp
-def test_antialias_reuses_the_rasterizers_orientations_only_for_the_same_positions():
+@use_kernels("warp")
+def test_antialias_with_the_rasterizers_by_products_equals_recomputing_them():
+    """The renderer hands antialias the rasterizer's projected vertices and orientations (RasterAux)
+    explicitly; public antialias recomputes them: same pairs."""
+    from facezoo.render.backends.builtin import rasterize_with_aux
+
+    pos, tri = _two_poses(900)
+    rast, aux = rasterize_with_aux(pos, tri, (40, 40), False)
+    assert aux is not None and aux.orient.shape == (2, tri.shape[0])
+    key = lambda x: sorted(zip(*(t.tolist() for t in x)))  # noqa: E731
+    given = antialias_module._pairs_warp(rast, pos, tri, aux)
+    assert len(given[0]) > 20
+    assert key(given) == key(antialias_module._pairs_warp(rast, pos, tri))
+    assert torch.equal(rast, rasterize(pos, tri, (40, 40)))
+
+
+@needs_warp
+@use_kernels("warp")
+def test_public_antialias_reuses_the_rasterizers_by_products_only_for_the_same_positions():
+    import gc
+
     from facezoo.render._cache import tri_int32
-    from facezoo.render.backends.builtin import raster_aux, silhouette_codes_warp
+    from facezoo.render.backends import builtin
 
     pos, tri = _two_poses(900)
     tri32 = tri_int32(tri)
     rast = rasterize(pos, tri, (40, 40))
-    assert raster_aux(rast, pos, tri32) is not None
-    adj = antialias_module.edge_neighbours(tri).to(torch.int32).contiguous()
-    # a copy of rast carries no stash: the codes are recomputed from scratch and must agree
-    assert torch.equal(
-        silhouette_codes_warp(pos, tri32, adj, rast), silhouette_codes_warp(pos, tri32, adj, rast.clone())
-    )
-    moved = pos.clone()
-    assert raster_aux(rast, moved, tri32) is None  # other storage
+    assert builtin.recall_aux(rast, pos, tri32) is not None
+    assert builtin.recall_aux(rast.clone(), pos, tri32) is None  # another rast
+    assert builtin.recall_aux(rast, pos.clone(), tri32) is None  # other storage
     pos[:, :, 0] += 0.1
-    assert raster_aux(rast, pos, tri32) is None  # modified in place
+    assert builtin.recall_aux(rast, pos, tri32) is None  # modified in place
+    before = len(builtin._MEMO)
+    del rast
+    gc.collect()
+    assert len(builtin._MEMO) == before - 1  # the entry dies with its rast

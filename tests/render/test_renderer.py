@@ -1,3 +1,5 @@
+import math
+
 import pytest
 import torch
 from _reference import grid_surface
@@ -33,9 +35,7 @@ def test_mesh_renderer_colours_lighting_depth_visibility():
     culled = MeshRenderer((64, 64), cull_backface=True)
     assert culled(v, tri, _camera(2.8), colors=colors).visible.float().mean() < 0.05
     assert renderer(v, tri, _camera(2.8), colors=colors).visible.float().mean() > 0.5
-    # depth is -z of the view: nearer pixels smaller; background 0
-    assert (out.depth[0, 0][hit[0]] < 0).any() or (out.depth[0, 0][hit[0]] > 0).any()
-    assert (out.depth[0, 0][~hit[0]] == 0).all()
+    assert (out.depth[0, 0][~hit[0]] == 0).all()  # background depth 0
     lit = renderer(
         v, tri, _camera(), colors=colors, lighting=torch.cat((torch.ones(1, 1), torch.zeros(1, 8)), 1)
     )
@@ -114,3 +114,82 @@ def test_mesh_renderer_under_inference_mode_matches_no_grad():
         out = renderer(vi, trii, _camera(), colors=ci)
         assert vi.is_inference()
     assert torch.equal(out.image, ref.image) and torch.equal(out.visible, ref.visible)
+
+
+def _plane(a=0.3, b=-0.2, c=5.0, half=40.0):
+    """A square ``[-half, half]^2`` mm of the plane ``z = a x + b y + c`` (model space), two triangles."""
+    xy = torch.tensor([[-half, -half], [half, -half], [half, half], [-half, half]])
+    v = torch.cat((xy, (a * xy[:, :1] + b * xy[:, 1:] + c)), -1)[None]
+    return v, torch.tensor([[0, 1, 2], [0, 2, 3]])
+
+
+def _model_xy(row, col, size=64, scale=0.5):
+    """Model-space (x, y) under pixel (row, col)'s centre for WeakPerspective(scale, I, (size/2, size/2))."""
+    return (col + 0.5 - size / 2) / scale, (size / 2 - (row + 0.5)) / scale
+
+
+def test_depth_and_vertex_colours_match_hand_values():
+    """Depth is -z of the view space and colours interpolate linearly: on a tilted plane with colours affine
+    in the position, both are affine functions of the pixel centre, known in closed form."""
+    a, b, c = 0.3, -0.2, 5.0
+    v, tri = _plane(a, b, c, half=60.0)  # 30 px from the centre each way: pixels 2..61 are covered
+    cam = WeakPerspective(torch.tensor([0.5]), torch.eye(3)[None], torch.tensor([[32.0, 32.0]]))
+    colors = torch.stack((v[0, :, 0] / 200 + 0.5, v[0, :, 1] / 200 + 0.5, torch.full((4,), 0.25)), -1)[None]
+    out = MeshRenderer(64)(v, tri, cam, colors=colors, background=(0.0, 0.0, 1.0))
+    for row, col in ((10, 20), (31, 31), (50, 12), (40, 45)):
+        x, y = _model_xy(row, col)
+        assert int(out.triangle_id[0, row, col]) >= 0
+        torch.testing.assert_close(out.depth[0, 0, row, col], torch.tensor(-(a * x + b * y + c)))
+        want = torch.tensor([x / 200 + 0.5, y / 200 + 0.5, 0.25])
+        torch.testing.assert_close(out.image[0, :, row, col], want)
+    # lit by the ambient coefficient k alone every pixel is albedo * k * pi / sqrt(4 pi)
+    k = 0.8
+    light = torch.zeros(1, 27)
+    light[0, [0, 9, 18]] = k
+    lit = MeshRenderer(64)(v, tri, cam, colors=colors, lighting=light)
+    row, col = 31, 31
+    x, y = _model_xy(row, col)
+    want = torch.tensor([x / 200 + 0.5, y / 200 + 0.5, 0.25]) * k * math.pi / math.sqrt(4 * math.pi)
+    torch.testing.assert_close(lit.image[0, :, row, col], want)
+
+
+def test_textured_mesh_samples_the_texture_at_the_interpolated_uv():
+    """A non-square 192 x 224 texture whose red channel is u and green channel v (at texel centres, so
+    bilinear lookup returns u and v exactly inside): the image at a pixel is that pixel's (u, v), with uv
+    affine in the model position; per-item textures and shared uv, batch 2."""
+    v, tri = _plane(0.0, 0.0, 0.0, half=40.0)
+    uv = (v[0, :, :2] + 40.0) / 80.0  # (0, 0) at the bottom-left corner, v up
+    ht, wt = 192, 224
+    u_tex = ((torch.arange(wt) + 0.5) / wt).expand(ht, wt)
+    v_tex = (1 - (torch.arange(ht) + 0.5) / ht)[:, None].expand(ht, wt)
+    tex = torch.stack((u_tex, v_tex, torch.full((ht, wt), 0.5)))[None].repeat(2, 1, 1, 1)
+    tex[1, 2] = 0.75  # the second item's own texture
+    cam = WeakPerspective(torch.tensor([0.5]), torch.eye(3)[None], torch.tensor([[32.0, 32.0]]))
+    verts = v.repeat(2, 1, 1)
+    out = MeshRenderer(64)(verts, tri, cam, texture=tex, uv=uv)
+    assert out.image.shape == (2, 3, 64, 64)
+    for row, col in ((20, 20), (31, 40), (45, 15)):
+        x, y = _model_xy(row, col)
+        want_uv = torch.tensor([(x + 40) / 80, (y + 40) / 80])
+        torch.testing.assert_close(out.image[0, :2, row, col], want_uv, atol=1e-5, rtol=0)
+        torch.testing.assert_close(out.image[1, :2, row, col], want_uv, atol=1e-5, rtol=0)
+    assert torch.allclose(out.image[0, 2][out.mask[0, 0] == 1], torch.tensor(0.5))
+    assert torch.allclose(out.image[1, 2][out.mask[1, 0] == 1], torch.tensor(0.75))
+    # one texture shared by the batch renders the same as the texture repeated
+    shared = MeshRenderer(64)(verts, tri, cam, texture=tex[:1], uv=uv)
+    torch.testing.assert_close(shared.image[1, :2], out.image[1, :2])
+
+
+def test_render_uv_non_square():
+    """render_uv with (H, W): column c holds u = (c + 0.5) / W and row r holds v = 1 - (r + 0.5) / H."""
+    uv = torch.tensor([[0.0, 0.0], [1.0, 0.0], [1.0, 1.0], [0.0, 1.0]])
+    tri = torch.tensor([[0, 1, 2], [0, 2, 3]])
+    img = render_uv(uv[None].double(), uv, tri, (6, 10))
+    assert img.shape == (1, 2, 6, 10)
+    cols = (torch.arange(10, dtype=torch.float64) + 0.5) / 10
+    rows = 1 - (torch.arange(6, dtype=torch.float64) + 0.5) / 6
+    torch.testing.assert_close(img[0, 0], cols.expand(6, 10))
+    torch.testing.assert_close(img[0, 1], rows[:, None].expand(6, 10))
+    # and back: sampling that UV image at the vertices' interior points returns their uv
+    pts = torch.tensor([[0.3, 0.6], [0.55, 0.25]], dtype=torch.float64)
+    torch.testing.assert_close(sample_uv(img, pts)[0], pts)

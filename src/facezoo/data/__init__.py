@@ -1,5 +1,5 @@
 """Shared data utilities: sample/batch types, landmark formats, face alignment & cropping, augmentations,
-DDP-aware samplers and HDF5 shards. See DESIGN.md "Samples and batches"."""
+DDP-aware samplers and HDF5 shards. See docs/architecture.md "Samples and batches"."""
 
 from facezoo.data.align import (
     DEEP3D_LM5_TEMPLATE,

@@ -51,7 +51,8 @@ def _image_size(image_size: Sequence[int]) -> tuple[int, int]:
 
 
 class _Camera:
-    """Shared plumbing: batch size, device/dtype moves, indexing, vertex validation."""
+    """Shared plumbing: batch size, device/dtype moves, indexing, vertex validation, and ``to_clip`` /
+    ``view_to_clip`` over a subclass's ``_depth_range(h, w) -> (near, far)`` defaults and ``_clip``."""
 
     _fields: tuple[str, ...] = ()
 
@@ -103,6 +104,23 @@ class _Camera:
         renderer: :meth:`view_to_clip` of :meth:`view` (a renderer that needs both calls them itself, so the
         rotation happens once)."""
         return self.view_to_clip(self.view(vertices), image_size, near, far)
+
+    def view_to_clip(
+        self,
+        view: torch.Tensor,
+        image_size: Sequence[int],
+        near: float | None = None,
+        far: float | None = None,
+    ) -> torch.Tensor:
+        """Clip coordinates ``[B,V,4]`` for an ``(H, W)`` image of ``view [B,V,3]`` (:meth:`view`'s output).
+
+        ``near`` / ``far`` left ``None`` take the camera's defaults for that image size; the projection and
+        the meaning of the depth range are the subclass's (``_clip``)."""
+        h, w = _image_size(image_size)
+        default_near, default_far = self._depth_range(h, w)
+        near = default_near if near is None else float(near)
+        far = default_far if far is None else float(far)
+        return self._clip(view, h, w, near, far)
 
     def _check_vertices(self, vertices: torch.Tensor) -> torch.Tensor:
         if not isinstance(vertices, torch.Tensor) or not vertices.is_floating_point():
@@ -184,24 +202,18 @@ class WeakPerspective(_Camera):
             (s * w[..., 0] + self.t2d[:, None, 0], self.t2d[:, None, 1] - s * w[..., 1]), dim=-1
         )
 
-    def view_to_clip(
-        self,
-        view: torch.Tensor,
-        image_size: Sequence[int],
-        near: float | None = None,
-        far: float | None = None,
-    ) -> torch.Tensor:
-        """Orthographic clip coordinates ``[B,V,4]`` (``w = 1``) for an ``(H, W)`` image from rotated points
-        ``view [B,V,3]`` (:meth:`view`'s output).
+    def _depth_range(self, h: int, w: int) -> tuple[float, float]:
+        # +-2 max(H, W) px: enough for a face filling the image; points outside are clipped
+        return -2.0 * max(h, w), 2.0 * max(h, w)
+
+    def _clip(self, view: torch.Tensor, h: int, w: int, near: float, far: float) -> torch.Tensor:
+        """Orthographic clip coordinates ``[B,V,4]`` (``w = 1``) of rotated points ``view [B,V,3]``.
 
         ``x, y`` are the NDC of :meth:`project`'s pixels. Depth is the pixel-scaled distance behind the model
         origin, ``d = -s * w_z`` (px; nearer = smaller), mapped affinely so that ``d = near -> -1`` and
-        ``d = far -> +1``: ``z = (2 d - far - near) / (far - near)``. Defaults: ``near = -2 max(H, W)``,
-        ``far = +2 max(H, W)``, enough for a face filling the image; points outside are clipped.
+        ``d = far -> +1``: ``z = (2 d - far - near) / (far - near)``. Defaults (:meth:`view_to_clip`):
+        ``near = -2 max(H, W)``, ``far = +2 max(H, W)``.
         """
-        h, w = _image_size(image_size)
-        near = -2.0 * max(h, w) if near is None else float(near)
-        far = 2.0 * max(h, w) if far is None else float(far)
         if not far > near:
             raise ValueError(f"far must be greater than near, got near={near}, far={far}")
         pix = self._pixels(view)
@@ -315,17 +327,12 @@ class Perspective(_Camera):
         p[:, 3, 2] = -1.0
         return p
 
-    def view_to_clip(
-        self,
-        view: torch.Tensor,
-        image_size: Sequence[int],
-        near: float | None = None,
-        far: float | None = None,
-    ) -> torch.Tensor:
+    def _depth_range(self, h: int, w: int) -> tuple[float, float]:
+        return 10.0, 10000.0  # mm in front of the camera, the defaults of projection_matrix
+
+    def _clip(self, view: torch.Tensor, h: int, w: int, near: float, far: float) -> torch.Tensor:
         """Clip coordinates ``[B,V,4]`` = :meth:`projection_matrix` ``@ view`` for view-space points
-        ``view [B,V,3]`` (:meth:`view`'s output; near/far in mm, defaults 10 and 10000)."""
-        near = 10.0 if near is None else float(near)
-        far = 10000.0 if far is None else float(far)
-        proj = self.projection_matrix(image_size, near, far)
+        ``view [B,V,3]`` (near/far in mm; :meth:`view_to_clip`'s defaults 10 and 10000)."""
+        proj = self.projection_matrix((h, w), near, far)
         # P @ (x, y, z, 1): the last column of P is the translation part
         return view @ proj[:, :, :3].transpose(-1, -2) + proj[:, None, :, 3]

@@ -68,7 +68,12 @@ def face_normals(vertices: torch.Tensor, triangles: torch.Tensor, normalize: boo
 
 def vertex_normals(vertices: torch.Tensor, triangles: torch.Tensor) -> torch.Tensor:
     """Area-weighted unit vertex normals ``[B,V,3]``: each vertex sums the unnormalised (2 x area) normals of
-    its triangles, then normalises. Vertices in no triangle get a zero normal.
+    its triangles, then normalises (``x / max(|x|, 1e-12)``). Vertices in no triangle get a zero normal.
+
+    The one vertex-normal function of facezoo (the renderer, the scan metrics and the model preview call it).
+    With the Warp render kernels (see :mod:`facezoo.render`) float32/float64 inputs take their faster path,
+    :func:`facezoo.render.normals.warp_vertex_normals` (same values to rounding, differentiable, no double
+    backward); otherwise the PyTorch formula below.
 
     Example:
         >>> v = torch.tensor([[[0.0, 0, 0], [1, 0, 0], [0, 1, 0]]])
@@ -77,6 +82,12 @@ def vertex_normals(vertices: torch.Tensor, triangles: torch.Tensor) -> torch.Ten
     """
     v = _check_verts(vertices)
     tri = _check_tri(triangles, v.shape[1])
+    # imported here: facezoo.render imports this module (the renderer's normals), not the other way round
+    from facezoo.render.normals import warp_vertex_normals
+
+    fast = warp_vertex_normals(v, triangles.to(v.device))
+    if fast is not None:
+        return fast
     fn = face_normals(v, tri, normalize=False)  # [B,T,3]
     out = torch.zeros_like(v)
     for k in range(3):

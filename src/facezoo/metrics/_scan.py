@@ -10,6 +10,7 @@ import numpy as np
 import torch
 
 from facezoo.geometry.icp import centroid_init, similarity_icp, similarity_matrix, umeyama
+from facezoo.geometry.mesh import vertex_normals as mesh_vertex_normals
 
 
 def to_numpy64(name: str, x, shape_tail: tuple[int, ...] = (3,), ndim: int = 2) -> np.ndarray:
@@ -45,15 +46,14 @@ def crop_scan(
 
 
 def vertex_normals(vertices: np.ndarray, triangles: np.ndarray | None) -> np.ndarray:
-    """Unit vertex normals: from the triangles (open3d, mean of adjacent face normals) or 30-NN PCA."""
+    """Unit vertex normals ``[V,3]`` float64: from the triangles (facezoo's one vertex-normal function,
+    :func:`facezoo.geometry.mesh.vertex_normals`, area-weighted) or, for a bare point cloud, 30-NN PCA."""
+    if triangles is not None:
+        v = torch.from_numpy(np.ascontiguousarray(vertices, dtype=np.float64))[None]
+        tri = torch.from_numpy(np.asarray(triangles, dtype=np.int64))
+        return mesh_vertex_normals(v, tri)[0].numpy()
     import open3d as o3d
 
-    if triangles is not None:
-        mesh = o3d.geometry.TriangleMesh(
-            o3d.utility.Vector3dVector(vertices), o3d.utility.Vector3iVector(triangles.astype(np.int32))
-        )
-        mesh.compute_vertex_normals()
-        return np.asarray(mesh.vertex_normals).copy()
     pc = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(vertices))
     pc.estimate_normals(o3d.geometry.KDTreeSearchParamKNN(30))
     return np.asarray(pc.normals).copy()

@@ -15,7 +15,9 @@ import torch
 from torch.autograd.function import once_differentiable
 
 from facezoo.render._cache import cached, tri_int32
-from facezoo.render._checks import check_rast, check_tensor
+from facezoo.render._checks import check_rast, check_rast_ids, check_tensor, check_tri, describe
+from facezoo.render._runtime import BATCH, launch_items, loaded_kernels, pixel_spans, use_warp
+from facezoo.render.backends.builtin import RasterAux, recall_aux
 
 
 def edge_neighbours(tri: torch.Tensor) -> torch.Tensor:
@@ -103,13 +105,62 @@ def _pairs_torch(rast: torch.Tensor, pos_clip: torch.Tensor, tri: torch.Tensor):
     return tuple(torch.cat(x) for x in zip(*out))
 
 
-def _pairs_warp(rast: torch.Tensor, pos_clip: torch.Tensor, tri: torch.Tensor):
-    """The same pairs as :func:`_pairs_torch` from a Warp kernel (one code per pixel and direction)."""
-    from facezoo.render.backends.builtin import silhouette_codes_warp
-
+def _codes_warp(pos: torch.Tensor, tri32: torch.Tensor, rast: torch.Tensor, aux: RasterAux | None):
+    """``[B,H,W,2]`` int8 silhouette pair codes (see ``kernels.silhouette.silhouette_kernel``): the vertices'
+    projection and the triangles' orientations come from ``aux`` (the rasterizer's, of the same positions)
+    or from two more passes."""
+    k = loaded_kernels()
+    wp = k.wp
     batch, height, width = rast.shape[:3]
-    adj = cached(tri, "edge_neighbours_int32", lambda t: edge_neighbours(t).to(torch.int32).contiguous())
-    code = silhouette_codes_warp(pos_clip, tri_int32(tri), adj, rast).view(-1)
+    n_vert, n_tri = pos.shape[1], tri32.shape[0]
+    dev = pos.device
+    adj = cached(tri32, "edge_neighbours_int32", lambda t: edge_neighbours(t).to(torch.int32).contiguous())
+    code = torch.empty((batch, height, width, 2), dtype=torch.int8, device=dev)
+    flag = torch.empty((batch, n_tri), dtype=torch.int8, device=dev)
+    if aux is None:
+        scr = torch.empty((batch, n_vert, 4), dtype=torch.float64, device=dev)
+        orient = torch.empty((batch, n_tri), dtype=torch.int8, device=dev)
+    else:
+        scr, orient = aux
+    wscr, wori = wp.from_torch(scr, dtype=wp.vec4d), wp.from_torch(orient)
+    wtri, wadj = wp.from_torch(tri32, dtype=wp.vec3i), wp.from_torch(adj, dtype=wp.vec3i)
+    span, n_span = pixel_spans(dev, height, width)
+    launches = []
+    if aux is None:
+        wpos = wp.from_torch(pos.detach().contiguous())
+        launches += [
+            (k.raster.project_kernel, n_vert, dict(pos=wpos, height=height, width=width, b=BATCH, scr=wscr)),
+            (k.silhouette.tri_orientation_kernel, n_tri, dict(scr=wscr, tri=wtri, b=BATCH, orient=wori)),
+        ]
+    wflag = wp.from_torch(flag)
+    launches += [
+        (k.silhouette.silhouette_flag_kernel, n_tri, dict(adj=wadj, orient=wori, b=BATCH, flag=wflag)),
+        (
+            k.silhouette.silhouette_kernel,
+            n_span,
+            dict(
+                scr=wscr,
+                tri=wtri,
+                adj=wadj,
+                orient=wori,
+                flag=wflag,
+                rast=wp.from_torch(rast.detach().to(pos.dtype).contiguous()),
+                height=height,
+                width=width,
+                span=span,
+                b=BATCH,
+                code=wp.from_torch(code),
+            ),
+        ),
+    ]
+    launch_items(launches, batch, batch * height * width, dev)
+    return code
+
+
+def _pairs_warp(rast: torch.Tensor, pos_clip: torch.Tensor, tri: torch.Tensor, aux: RasterAux | None = None):
+    """The same pairs as :func:`_pairs_torch` from a Warp kernel (one code per pixel and direction)."""
+    batch, height, width = rast.shape[:3]
+    code = _codes_warp(pos_clip, tri_int32(tri), rast, aux).view(-1)
     e = code.nonzero()[:, 0]
     val = code[e].long() - 1
     a_first, k = val >= 3, val % 3
@@ -147,21 +198,31 @@ def antialias(
         True
     """
     rast = check_rast(rast)
-    color = check_tensor("color", color, ndim=4, device=rast.device)
-    pos_clip = check_tensor("pos_clip", pos_clip, ndim=3, last=4, device=rast.device)
-    tri = check_tensor("tri", tri, ndim=2, last=3, dtypes=(torch.int32, torch.int64), device=rast.device)
-    batch, height, width, n_ch = color.shape
-    if rast.shape[:3] != color.shape[:3] or pos_clip.shape[0] != batch:
-        raise ValueError(
-            f"color {tuple(color.shape)}, rast {tuple(rast.shape)} and "
-            f"pos_clip {tuple(pos_clip.shape)} disagree"
-        )
+    color = check_tensor("color", color, ndim=4, device=rast.device, want="[B,H,W,C]")
+    pos_clip = check_tensor("pos_clip", pos_clip, ndim=3, last=4, device=rast.device, want="[B,V,4]")
     if not pos_clip.is_floating_point():
-        raise TypeError(f"pos_clip must be a float tensor, got {pos_clip.dtype}")
-    from facezoo.render.backends.builtin import warp_available
+        raise TypeError(f"pos_clip must be a float tensor, got {describe(pos_clip)}")
+    tri = check_tri(tri, pos_clip.shape[1], rast.device)
+    if rast.shape[:3] != color.shape[:3] or pos_clip.shape[0] != rast.shape[0]:
+        raise ValueError(
+            f"color ({describe(color)}), rast ({describe(rast)}) and pos_clip ({describe(pos_clip)}) disagree"
+        )
+    check_rast_ids(rast, tri.shape[0])
+    return antialias_unchecked(color, rast, pos_clip, tri, recall_aux(rast, pos_clip, tri_int32(tri)))
 
-    use_warp = USE_WARP and warp_available() and pos_clip.dtype in (torch.float32, torch.float64)
-    b, p_pix, q_pix, t_occ, k = (_pairs_warp if use_warp else _pairs_torch)(rast, pos_clip, tri)
+
+def antialias_unchecked(
+    color: torch.Tensor,
+    rast: torch.Tensor,
+    pos_clip: torch.Tensor,
+    tri: torch.Tensor,
+    aux: RasterAux | None = None,
+) -> torch.Tensor:
+    """:func:`antialias` without the input checks, for a rast made here from ``pos_clip`` and ``tri``;
+    ``aux``: the builtin rasterizer's by-products for the same positions (saves two passes)."""
+    batch, height, width, n_ch = color.shape
+    pairs = _pairs_warp(rast, pos_clip, tri, aux) if use_warp(pos_clip) else _pairs_torch(rast, pos_clip, tri)
+    b, p_pix, q_pix, t_occ, k = pairs
     if b.numel() == 0:
         return color
     # the blend weight t (where P -> Q leaves the occluder through edge k) is differentiable in pos_clip
@@ -210,7 +271,3 @@ class _Blend(torch.autograd.Function):
             g_w = (g_dst * diff).sum(-1)
             g_t = torch.where(beyond, g_w, -g_w).to(ctx.t_dtype)
         return g_color, g_t, None, None
-
-
-#: set to False to find the silhouette pairs in PyTorch (tests compare the two)
-USE_WARP = True

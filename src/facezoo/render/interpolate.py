@@ -14,7 +14,20 @@ import torch
 from torch.autograd.function import once_differentiable
 
 from facezoo.render._cache import tri_int32
-from facezoo.render._checks import check_rast, check_tensor
+from facezoo.render._checks import check_rast, check_rast_ids, check_tensor, check_tri, describe
+from facezoo.render._runtime import (
+    active_kernels,
+    dispatch,
+    launch,
+    loaded_kernels,
+    per_thread_buffers,
+    sum_buffers,
+    threads,
+    use_kernels,
+    use_warp,
+    warp_device,
+)
+from facezoo.render.backends.builtin import barycentric_grad_packed
 
 
 class PixelList(NamedTuple):
@@ -33,14 +46,78 @@ def covered_pixels(rast: torch.Tensor) -> PixelList:
     return PixelList(pix, torch.searchsorted(pix, starts))
 
 
-def _use_warp(attr: torch.Tensor) -> bool:
-    from facezoo.render.backends.builtin import warp_available
+def _interp_jobs(bounds: list[int], n_vert: int, n_threads: int) -> list[list[tuple[int, int, int]]]:
+    """Per thread, a list of ``(p0, p1, row offset)`` launches: per batch item when the attributes are per
+    item (``n_vert`` > 0; whole items per thread, so the gradient rows never race), else an even split."""
+    total = bounds[-1]
+    if n_vert == 0:
+        return [[(total * i // n_threads, total * (i + 1) // n_threads, 0)] for i in range(n_threads)]
+    jobs: list[list[tuple[int, int, int]]] = [[] for _ in range(n_threads)]
+    for b in range(len(bounds) - 1):
+        owner = min(n_threads - 1, (bounds[b] + bounds[b + 1]) * n_threads // (2 * max(total, 1)))
+        jobs[owner].append((bounds[b], bounds[b + 1], b * n_vert))
+    return [j for j in jobs if j]
 
-    return USE_WARP and attr.dtype in (torch.float32, torch.float64) and warp_available()
+
+def _launch_runs(kernel, attr, rast, pix, tri, full, bounds, n_vert, named, per_launch) -> None:
+    """Launch ``kernel`` over the covered pixels in :func:`_interp_jobs`' runs: ``named`` holds the arguments
+    shared by every launch, ``per_launch(job index, p0, p1)`` those of the run ``[p0, p1)`` (packed rows are
+    a launch's thread ids: a run gets its slice of the packed arrays); the run's pixels go as one
+    ``kernels.interp.PIXELS`` struct."""
+    k = loaded_kernels()
+    wp = k.wp
+    px_type = k.interp.PIXELS[wp.float64 if rast.dtype == torch.float64 else wp.float32]
+    wrast = wp.from_torch(rast)
+    wtri = wp.from_torch(tri, dtype=wp.vec3i)
+    wdev, _ = warp_device(attr.device)
+    jobs = _interp_jobs(bounds, n_vert, threads(attr.device))
+
+    def run(job: tuple[int, list[tuple[int, int, int]]]) -> None:
+        j, todo = job
+        for p0, p1, off in todo:
+            if p1 > p0:
+                px = px_type()
+                px.rast, px.tri, px.off, px.full = wrast, wtri, off, int(full)
+                px.pix = wp.from_torch(pix[p0:p1])
+                launch(kernel, p1 - p0, wdev, **named, **per_launch(j, p0, p1), px=px)
+
+    dispatch(run, list(enumerate(jobs)), pix.shape[0] * attr.shape[1], attr.device)
 
 
-#: set to False to use the pure-PyTorch path (tests compare the two)
-USE_WARP = True
+def _fwd_warp(attr, rast, pix, tri, bounds: list[int], n_vert: int, out, full: bool) -> torch.Tensor:
+    """Interpolate ``attr [N,C]`` at the covered pixels ``pix [P]`` (int64 flat indices into ``rast [M,4]``,
+    attr's dtype; ``bounds`` = where each batch item starts, plus P) of ``tri [T,3]`` int32 into ``out``
+    (``[M,C]`` zeros when ``full``, else ``[P,C]``). ``n_vert`` > 0: attr holds one block of rows per item."""
+    k = loaded_kernels()
+    wp = k.wp
+    named = dict(attr=wp.from_torch(attr))
+    wout = wp.from_torch(out)
+
+    def per_launch(j: int, p0: int, p1: int) -> dict:
+        return {"out": wout if full else wp.from_torch(out[p0:p1])}
+
+    _launch_runs(k.interp.interp_fwd_kernel, attr, rast, pix, tri, full, bounds, n_vert, named, per_launch)
+    return out
+
+
+def _bwd_warp(attr, rast, pix, tri, bounds: list[int], n_vert: int, grad, full: bool, want_attr: bool):
+    """Gradients ``(grad_attr [N,C], grad_rast [M,4])`` of :func:`_fwd_warp` (grad_rast is zero but in its
+    (u, v) channels at the covered pixels). Threads own whole items when the attributes are per item; shared
+    attributes get one gradient buffer per thread, summed afterwards."""
+    k = loaded_kernels()
+    wp = k.wp
+    grad_rast = torch.zeros(rast.shape, dtype=rast.dtype, device=rast.device)
+    n_jobs = len(_interp_jobs(bounds, n_vert, threads(attr.device)))
+    buffers = per_thread_buffers(attr, n_jobs, shared=n_vert == 0, want=want_attr)
+    named = dict(attr=wp.from_torch(attr), want_attr=int(want_attr), grad_rast=wp.from_torch(grad_rast))
+    wgrad = wp.from_torch(grad)
+
+    def per_launch(j: int, p0: int, p1: int) -> dict:
+        g = wgrad if full else wp.from_torch(grad[p0:p1])
+        return {"grad": g, "grad_attr": wp.from_torch(buffers[j])}
+
+    _launch_runs(k.interp.interp_bwd_kernel, attr, rast, pix, tri, full, bounds, n_vert, named, per_launch)
+    return sum_buffers(buffers), grad_rast
 
 
 def _rows(rast_flat: torch.Tensor, pix: torch.Tensor, tri: torch.Tensor, bounds: torch.Tensor, n_vert: int):
@@ -61,12 +138,11 @@ class _Interpolate(torch.autograd.Function):
         attr_flat = attr_flat.detach().contiguous()
         rast_a = rast_flat.detach().to(attr_flat.dtype).contiguous()
         n_out = rast_flat.shape[0] if full else pix.shape[0]
-        if _use_warp(attr_flat):
-            from facezoo.render.backends.builtin import interpolate_fwd_warp
-
+        ctx.warp = use_warp(attr_flat)
+        if ctx.warp:
             alloc = torch.zeros if full else torch.empty
             out = alloc((n_out, attr_flat.shape[1]), dtype=attr_flat.dtype, device=attr_flat.device)
-            out = interpolate_fwd_warp(attr_flat, rast_a, pix, tri, bounds.tolist(), n_vert, out, full)
+            out = _fwd_warp(attr_flat, rast_a, pix, tri, bounds.tolist(), n_vert, out, full)
         else:
             a = attr_flat[_rows(rast_a, pix, tri, bounds, n_vert)]  # [P,3,C]
             a2 = a[:, 2]
@@ -84,10 +160,8 @@ class _Interpolate(torch.autograd.Function):
         n_vert, full, rast_dtype = ctx.info
         want_attr = ctx.needs_input_grad[0]
         grad = grad.to(attr_flat.dtype).contiguous()
-        if _use_warp(attr_flat):
-            from facezoo.render.backends.builtin import interpolate_bwd_warp
-
-            g_attr, g_rast = interpolate_bwd_warp(
+        if ctx.warp:
+            g_attr, g_rast = _bwd_warp(
                 attr_flat, rast_a, pix, tri, bounds.tolist(), n_vert, grad, full, want_attr
             )
         else:
@@ -131,22 +205,15 @@ class _PackedBarycentrics(torch.autograd.Function):
     @staticmethod
     def forward(ctx, pos, tri32, rast, pix, bounds):
         ctx.save_for_backward(pos, tri32, rast, pix, bounds)
+        ctx.kernels = active_kernels()
         return rast.detach().reshape(-1, 4)[pix, :2].to(pos.dtype)
 
     @staticmethod
     @once_differentiable
     def backward(ctx, grad):
         pos, tri32, rast, pix, bounds = ctx.saved_tensors
-        from facezoo.render.backends.builtin import barycentric_grad_packed_warp, warp_available
-
-        if warp_available() and USE_WARP:
-            gpos = barycentric_grad_packed_warp(pos, tri32, rast, pix, bounds.tolist(), grad)
-        else:
-            from facezoo.render.backends.builtin_backend import barycentric_backward
-
-            full = rast.new_zeros(rast.shape).reshape(-1, 4)
-            full[pix, :2] = grad.to(rast.dtype)
-            gpos = barycentric_backward(pos.detach(), tri32, rast.detach(), full.view(rast.shape))
+        with use_kernels(ctx.kernels):
+            gpos = barycentric_grad_packed(pos, tri32, rast, pix, bounds, grad)
         return gpos.to(pos.dtype), None, None, None, None
 
 
@@ -204,12 +271,14 @@ def interpolate(attr: torch.Tensor, rast: torch.Tensor, tri: torch.Tensor) -> to
         [-0.5, 0.5]
     """
     rast = check_rast(rast)
-    attr = check_tensor("attr", attr, ndim=3, device=rast.device)
-    tri = check_tensor("tri", tri, ndim=2, last=3, dtypes=(torch.int32, torch.int64), device=rast.device)
+    attr = check_tensor("attr", attr, ndim=3, device=rast.device, want="[B,V,C] or [1,V,C]")
     if not attr.is_floating_point():
-        raise TypeError(f"attr must be a float tensor, got {attr.dtype}")
+        raise TypeError(f"attr must be a float tensor, got {describe(attr)}")
     batch, height, width = rast.shape[:3]
     if attr.shape[0] not in (1, batch):
-        raise ValueError(f"attr batch must be 1 or {batch} (rast's), got shape {tuple(attr.shape)}")
-    out = _apply(attr, rast, tri, covered_pixels(rast), full=True)
+        raise ValueError(f"attr batch must be 1 or {batch} (rast's), got {describe(attr)}")
+    tri = check_tri(tri, attr.shape[1], rast.device)
+    pixels = covered_pixels(rast)
+    check_rast_ids(rast, tri.shape[0], covered_ids=rast.reshape(-1, 4)[pixels.pix, 3])
+    out = _apply(attr, rast, tri, pixels, full=True)
     return out.view(batch, height, width, attr.shape[2])

@@ -18,9 +18,10 @@ def rasterize(
     """Rasterize triangles given in OpenGL clip space.
 
     Args:
-        pos_clip: ``[B,V,4]`` float32 clip-space positions (x, y, z, w); x/w right, y/w up, z/w in [-1, 1]
-            with -1 nearest. The builtin backend also accepts float64 (used by gradchecks); its arithmetic
-            is float64 either way, and rast has pos_clip's dtype.
+        pos_clip: ``[B,V,4]`` float32 or float64 clip-space positions (x, y, z, w); x/w right, y/w up, z/w in
+            [-1, 1] with -1 nearest. Every backend takes both dtypes and returns rast in pos_clip's dtype:
+            the builtin backend's arithmetic is float64 either way (float64 inputs serve gradchecks);
+            nvdiffrast computes in float32 (pos_clip is cast at the backend boundary).
         tri: ``[T,3]`` int32 or int64 vertex indices (counter-clockwise in NDC = front facing).
         resolution: ``(H, W)`` in pixels.
         backend: ``"auto"`` (nvdiffrast on CUDA when importable, else builtin), ``"builtin"`` or
@@ -43,10 +44,13 @@ def rasterize(
         >>> rast.shape, int(rast[0, 3, 0, 3]), int(rast[0, 0, 3, 3])
         (torch.Size([1, 4, 4, 4]), 1, 0)
     """
-    pos_clip = check_tensor("pos_clip", pos_clip, ndim=3, last=4, dtypes=(torch.float32, torch.float64))
+    pos_clip = check_tensor(
+        "pos_clip", pos_clip, ndim=3, last=4, dtypes=(torch.float32, torch.float64), want="[B,V,4]"
+    )
     tri = check_tri(tri, pos_clip.shape[1], pos_clip.device)
     resolution = check_resolution(resolution)
     impl = get_backend(backend, pos_clip.device)
-    if pos_clip.dtype != torch.float32 and impl.name != "builtin":
-        raise TypeError(f"pos_clip must be float32 for the {impl.name} backend, got {pos_clip.dtype}")
-    return impl.rasterize(pos_clip, tri, resolution, bool(cull_backface))
+    if impl.name == "builtin":
+        return impl.rasterize(pos_clip, tri, resolution, bool(cull_backface))
+    # other backends compute in float32; the result takes pos_clip's dtype like the builtin one's
+    return impl.rasterize(pos_clip.float(), tri, resolution, bool(cull_backface)).to(pos_clip.dtype)

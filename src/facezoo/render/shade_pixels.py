@@ -14,7 +14,17 @@ import math
 import torch
 from torch.autograd.function import once_differentiable
 
-from facezoo.render.shading import SH_A, SH_C
+from facezoo.render._runtime import (
+    BATCH,
+    item_chunks,
+    launch_items,
+    loaded_kernels,
+    per_thread_buffers,
+    pixel_spans,
+    sum_buffers,
+    use_warp,
+)
+from facezoo.render.shading import SH_A, SH_C, sh_coefficients
 
 # the SH constants of sh_basis, folded into the coefficients so that the kernel's basis is
 # (1, -y, z, -x, xy, -yz, 3z^2 - 1, -xz, x^2 - y^2)
@@ -29,17 +39,100 @@ _K = (
 
 
 def fused_available(dtype: torch.dtype) -> bool:
-    """Whether :func:`shade_pixels` can run for this dtype (Warp importable, float32/float64)."""
-    from facezoo.render.backends.builtin import warp_available
+    """Whether :func:`shade_pixels` can run for this dtype (the Warp kernels are on, float32/float64)."""
+    return use_warp(torch.empty(0, dtype=dtype))
 
-    return USE_FUSED and dtype in (torch.float32, torch.float64) and warp_available()
+
+def _mesh_args(k, rast, tri, albedo, alb_off, normals, vdepth, gamma) -> dict:
+    """The kernel arguments shared by the forward and the backward: the mesh and the pixels as one
+    ``kernels.shade.SHADE_MESH`` struct, and the batch item (all arrays of one float dtype, contiguous;
+    ``normals``/``gamma`` None when unlit)."""
+    wp = k.wp
+    batch, height, width = rast.shape[:3]
+    lit = normals is not None
+    if not lit:
+        normals = vdepth.new_zeros(1, 3)
+        gamma = vdepth.new_zeros(1, 3, 9)
+    f64 = vdepth.dtype == torch.float64
+    vec = wp.vec3d if f64 else wp.vec3f
+    mesh = k.shade.SHADE_MESH[wp.float64 if f64 else wp.float32]()
+    mesh.rast = wp.from_torch(rast.reshape(-1, 4))
+    mesh.tri = wp.from_torch(tri, dtype=wp.vec3i)
+    mesh.albedo = wp.from_torch(albedo)
+    mesh.alb_off = alb_off
+    mesh.albedo3 = wp.from_torch(albedo if albedo.shape[1] == 3 else normals, dtype=vec)  # vec3 rows when lit
+    mesh.normals3 = wp.from_torch(normals, dtype=vec)
+    mesh.vdepth = wp.from_torch(vdepth)
+    mesh.gamma = wp.from_torch(gamma)
+    mesh.lit = int(lit)
+    mesh.n_vert = vdepth.shape[0] // batch
+    mesh.height = height
+    mesh.width = width
+    mesh.span = pixel_spans(rast.device, height, width)[0]
+    return dict(mesh=mesh, b=BATCH)
+
+
+def _shade_fwd(rast, tri, albedo, alb_off, normals, vdepth, gamma, bg, out, depth) -> None:
+    """Runs ``kernels.shade.shade_fwd_kernel`` over ``rast [B,H,W,4]`` (background ``bg [1,C]`` or
+    ``[B*H*W,C]``), writing ``out [B*H*W,C+1]`` and ``depth [B*H*W]``. CPU threads own whole items."""
+    k = loaded_kernels()
+    wp = k.wp
+    batch, height, width = rast.shape[:3]
+    args = _mesh_args(k, rast, tri, albedo, alb_off, normals, vdepth, gamma)
+    args.update(bg=wp.from_torch(bg), out=wp.from_torch(out), depth=wp.from_torch(depth))
+    n_span = pixel_spans(rast.device, height, width)[1]
+    launch_items([(k.shade.shade_fwd_kernel, n_span, args)], batch, batch * height * width, rast.device)
+
+
+def _shade_bwd(pos, rast, tri, albedo, alb_off, normals, vdepth, gamma, gout, gdepth, want_albedo, want_pos):
+    """Gradients ``(g_albedo, g_normals, g_vdepth, g_gamma, g_pos)`` of :func:`_shade_fwd` given those of
+    ``out`` and ``depth`` (``gdepth`` None: the depth map is unused). None for unlit normals/gamma; g_albedo
+    None unless wanted; g_gamma float64, g_pos in pos's dtype. Shared albedo (``alb_off`` 0) gets one
+    gradient buffer per CPU thread, summed afterwards."""
+    k = loaded_kernels()
+    wp = k.wp
+    batch, height, width = rast.shape[:3]
+    lit = normals is not None
+    args = _mesh_args(k, rast, tri, albedo, alb_off, normals, vdepth, gamma)
+    vec = wp.vec3d if vdepth.dtype == torch.float64 else wp.vec3f
+    vec4 = wp.vec4d if pos.dtype == torch.float64 else wp.vec4f
+    g_normals = torch.zeros_like(normals) if lit else vdepth.new_zeros(1, 3)
+    g_vdepth = torch.zeros_like(vdepth)
+    g_gamma = torch.zeros((batch, 3, 9) if lit else (1, 3, 9), dtype=torch.float64, device=vdepth.device)
+    # position gradients accumulate in pos's dtype (float32 like nvdiffrast's; each vertex sums a few dozen
+    # pixels' terms, each computed in float64)
+    gpos = torch.zeros(pos.shape if want_pos else (1, 1, 4), dtype=pos.dtype, device=pos.device)
+    want_depth = gdepth is not None
+    args.update(
+        pos4=wp.from_torch(pos, dtype=vec4),
+        gout=wp.from_torch(gout),
+        gdepth=wp.from_torch(gdepth if want_depth else vdepth.new_zeros(1)),
+        want_depth=int(want_depth),
+        want_albedo=int(want_albedo),
+        want_pos=int(want_pos),
+        g_normals3=wp.from_torch(g_normals, dtype=vec),
+        g_vdepth=wp.from_torch(g_vdepth),
+        g_gamma=wp.from_torch(g_gamma),
+        gpos4=wp.from_torch(gpos, dtype=vec4),
+    )
+    chunks = item_chunks(batch, rast.device)
+    buffers = per_thread_buffers(albedo, len(chunks), shared=alb_off == 0, want=want_albedo)
+    n_span = pixel_spans(rast.device, height, width)[1]
+
+    def launches(job: int) -> list:  # each CPU thread adds into its own albedo buffer
+        buf = buffers[job]
+        g_albedo3 = wp.from_torch(buf if buf.shape[1] == 3 else g_normals, dtype=vec)
+        named = dict(args, g_albedo=wp.from_torch(buf), g_albedo3=g_albedo3)
+        return [(k.shade.shade_bwd_kernel, n_span, named)]
+
+    launch_items(launches, batch, batch * height * width, rast.device)
+    g_albedo = sum_buffers(buffers) if want_albedo else None
+    return g_albedo, (g_normals if lit else None), g_vdepth, (g_gamma if lit else None), gpos
 
 
 class _ShadePixels(torch.autograd.Function):
     @staticmethod
     def forward(ctx, pos, albedo, normals, vdepth, gamma, base, rast, tri32, alb_off):
-        from facezoo.render.backends.builtin import shade_fwd_warp
-
         n_pix, n_ch = base.shape
         out = base.new_empty(n_pix, n_ch + 1)
         depth = base.new_empty(n_pix)
@@ -50,7 +143,7 @@ class _ShadePixels(torch.autograd.Function):
         normals = None if normals is None else normals.detach().contiguous()
         vdepth = vdepth.detach().contiguous()
         gamma = None if gamma is None else gamma.detach().contiguous()
-        shade_fwd_warp(rast, tri32, albedo, alb_off, normals, vdepth, gamma, bg, out, depth)
+        _shade_fwd(rast, tri32, albedo, alb_off, normals, vdepth, gamma, bg, out, depth)
         ctx.save_for_backward(pos, albedo, normals, vdepth, gamma, rast, tri32)
         ctx.alb_off = alb_off
         ctx.set_materialize_grads(False)  # an unused depth map costs the backward nothing
@@ -59,15 +152,13 @@ class _ShadePixels(torch.autograd.Function):
     @staticmethod
     @once_differentiable
     def backward(ctx, gout, gdepth):
-        from facezoo.render.backends.builtin import shade_bwd_warp
-
         pos, albedo, normals, vdepth, gamma, rast, tri32 = ctx.saved_tensors
         need = ctx.needs_input_grad
         dtype = albedo.dtype
         n_ch = albedo.shape[1]
         n_pix = rast.shape[:3].numel()
         gout = albedo.new_zeros(n_pix, n_ch + 1) if gout is None else gout
-        g_alb, g_n, g_d, g_g, g_pos = shade_bwd_warp(
+        g_alb, g_n, g_d, g_g, g_pos = _shade_bwd(
             pos.detach().contiguous(),
             rast,
             tri32,
@@ -125,14 +216,14 @@ def shade_pixels(
         the background). Differentiable in pos, albedo, normals, vdepth, lighting and base; no double
         backward.
     """
-    from facezoo.render.shading import _coeffs
-
     batch, n_vert = pos.shape[:2]
     dtype = pos.dtype
     alb_off = n_vert if albedo.shape[0] == batch and batch > 1 else 0
     gamma = None
     if lighting is not None:
-        gamma = _coeffs(lighting, batch).to(dtype) * torch.tensor(_K, dtype=dtype, device=pos.device)
+        gamma = sh_coefficients(lighting, batch, "lighting").to(dtype) * torch.tensor(
+            _K, dtype=dtype, device=pos.device
+        )
         normals = normals.reshape(-1, 3)
     return _ShadePixels.apply(
         pos,
@@ -145,7 +236,3 @@ def shade_pixels(
         tri32,
         alb_off,
     )
-
-
-#: set to False to use the unfused path (tests compare the two)
-USE_FUSED = True

@@ -26,7 +26,7 @@ import math
 
 import torch
 
-__all__ = ["SH_A", "SH_C", "DEEP3D_AMBIENT", "sh_basis", "sh_shade"]
+__all__ = ["SH_A", "SH_C", "DEEP3D_AMBIENT", "sh_basis", "sh_coefficients", "sh_shade"]
 
 #: Deep3DFace's per-band factors a_l.
 SH_A = (math.pi, 2.0 * math.pi / math.sqrt(3.0), 2.0 * math.pi / math.sqrt(8.0))
@@ -73,10 +73,17 @@ def sh_basis(normals: torch.Tensor, irradiance: bool = True) -> torch.Tensor:
     )
 
 
-def _coeffs(coeffs: torch.Tensor, batch: int) -> torch.Tensor:
-    """``[B,9] | [B,27] | [B,3,9]`` -> ``[B,3,9]``."""
+def sh_coefficients(coeffs: torch.Tensor, batch: int, name: str = "coeffs") -> torch.Tensor:
+    """``[B,9] | [B,27] | [B,3,9]`` SH coefficients -> ``[B,3,9]`` (channel-major); errors name the argument
+    as ``name`` (the caller's name for it, e.g. ``"lighting"`` in :class:`~facezoo.render.MeshRenderer`).
+
+    Example:
+        >>> sh_coefficients(torch.zeros(2, 27), 2).shape
+        torch.Size([2, 3, 9])
+    """
     if not isinstance(coeffs, torch.Tensor) or not coeffs.is_floating_point():
-        raise TypeError(f"coeffs must be a floating-point torch.Tensor, got {type(coeffs).__name__}")
+        got = f"{coeffs.dtype} tensor" if isinstance(coeffs, torch.Tensor) else type(coeffs).__name__
+        raise TypeError(f"{name} must be a floating-point torch.Tensor [B,9], [B,27] or [B,3,9], got {got}")
     if coeffs.ndim == 2 and coeffs.shape[1] == 9:
         g = coeffs[:, None, :].expand(-1, 3, -1)
     elif coeffs.ndim == 2 and coeffs.shape[1] == 27:
@@ -84,9 +91,9 @@ def _coeffs(coeffs: torch.Tensor, batch: int) -> torch.Tensor:
     elif coeffs.ndim == 3 and tuple(coeffs.shape[1:]) == (3, 9):
         g = coeffs
     else:
-        raise ValueError(f"coeffs must be [B,9], [B,27] or [B,3,9], got {tuple(coeffs.shape)}")
+        raise ValueError(f"{name} must be [B,9], [B,27] or [B,3,9], got shape {tuple(coeffs.shape)}")
     if g.shape[0] != batch:
-        raise ValueError(f"coeffs have batch size {g.shape[0]} but normals have {batch}")
+        raise ValueError(f"{name} has batch size {g.shape[0]} but the normals/vertices have {batch}")
     return g
 
 
@@ -108,7 +115,7 @@ def sh_shade(
     """
     if normals.ndim < 2:
         raise ValueError(f"normals must be [B,...,3], got {tuple(normals.shape)}")
-    g = _coeffs(coeffs, normals.shape[0]).to(normals.dtype)
+    g = sh_coefficients(coeffs, normals.shape[0]).to(normals.dtype)
     if ambient:
         g = g + g.new_tensor([ambient] + [0.0] * 8)
     y = sh_basis(normals)  # [B,...,9]

@@ -1,8 +1,10 @@
 """Rasterizer backends: a small registry mapping a name to an implementation.
 
-Each backend provides ``available(device) -> bool`` and ``rasterize(pos_clip, tri, (H, W), cull_backface) ->
-rast`` returning facezoo's top-row-first rast whose (u, v, z/w) channels are differentiable w.r.t.
-``pos_clip``.
+The backend boundary is nvdiffrast's contract (see :mod:`facezoo.render`): a backend provides
+``available(device) -> bool`` and ``rasterize(pos_clip, tri, (H, W), cull_backface) -> rast``, facezoo's
+top-row-first rast whose (u, v, z/w) channels are differentiable w.r.t. ``pos_clip``. ``interpolate`` and
+``antialias`` read only that rast contract, so facezoo's own implementations serve every backend; shading,
+normals and visibility are stages of :class:`~facezoo.render.MeshRenderer`, never a backend's business.
 """
 
 from __future__ import annotations
@@ -48,10 +50,10 @@ def get_backend(name: str, device: torch.device) -> Backend:
 
 
 def _register_defaults() -> None:
-    from facezoo.render.backends import builtin_backend, nvdiffrast_backend
+    from facezoo.render.backends import builtin, nvdiffrast_backend
 
     register(nvdiffrast_backend.BACKEND, auto_priority=0)
-    register(builtin_backend.BACKEND, auto_priority=1)
+    register(builtin.BACKEND, auto_priority=1)
 
 
 _register_defaults()

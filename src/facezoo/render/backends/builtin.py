@@ -1,201 +1,98 @@
-"""The builtin rasterizer: Warp kernels where Warp imports, else the same algorithm in pure PyTorch; and
-the host side of the other Warp kernels (interpolation, silhouette pairs, vertex normals).
+"""The ``"builtin"`` backend: exact rasterization with float64 arithmetic (Warp kernels, or the same algorithm
+in pure PyTorch; see :mod:`facezoo.render._runtime` for the switch) and the analytic derivative of the
+perspective-correct barycentrics and z/w w.r.t. the clip-space positions.
 
-Both rasterizers compute the same thing in float64 arithmetic (see ``_warp_kernels``): a z-buffer of packed
+Both rasterizers compute the same thing (see :mod:`facezoo.render.kernels.raster`): a z-buffer of packed
 ``(quantised z/w, triangle)`` int64 keys reduced with min, then a per-pixel resolve of the winning triangle's
-perspective-correct barycentrics. Ties in depth go to the lower triangle index. rast comes back in the
-dtype of ``pos``.
-
-Warp compiles the kernels once per installation (float32 and float64 overloads; Warp's kernel cache keeps
-them across processes) when the first render function runs. On CPU a Warp launch runs on the calling
-thread: work is split over ``torch.get_num_threads()`` Python threads by batch item (or by pixel range),
-each writing disjoint memory because Warp's CPU atomics are plain read-modify-writes. On CUDA the same
-kernels run on torch's current stream with real atomics.
+perspective-correct barycentrics. Ties in depth go to the lower triangle index. rast comes back in the dtype
+of ``pos``. The Warp rasterizer also returns, as a by-product, what antialias needs of the same positions
+(:class:`RasterAux`): :class:`~facezoo.render.MeshRenderer` passes it on explicitly, and the public
+:func:`~facezoo.render.antialias` finds it with :func:`recall_aux` (a table keyed by the rast tensor, each
+entry dropped with its rast, valid only for the very, unmodified positions), or recomputes it.
 """
 
 from __future__ import annotations
 
-import contextlib
-import functools
-import os
-import sys
-from concurrent.futures import ThreadPoolExecutor
+import weakref
+from typing import NamedTuple
 
 import torch
+
+from facezoo.render._cache import tri_int32
+from facezoo.render._runtime import (
+    BATCH,
+    dispatch,
+    item_chunks,
+    launch,
+    launch_items,
+    loaded_kernels,
+    pixel_spans,
+    warp_device,
+    warp_kernels,
+)
+from facezoo.render.backends import Backend
 
 EMPTY_KEY = torch.iinfo(torch.int64).max
 DEPTH_SCALE = 2147483648.0
 _TRI_SHIFT = 4294967296
 
 
-@contextlib.contextmanager
-def _native_stderr_silenced(active: bool):
-    """Silence C-level writes to stderr (file descriptor 2) inside the block. Warp's native library prints
-    "Could not find or load the NVIDIA CUDA driver" on every CPU-only machine, from C, past Python's logging;
-    we only silence it when torch sees no CUDA device either, so a real driver problem still shows."""
-    if not active:
-        yield
-        return
-    sys.stderr.flush()
-    saved = os.dup(2)
-    try:
-        with open(os.devnull, "w") as null:
-            os.dup2(null.fileno(), 2)
-            yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
+class RasterAux(NamedTuple):
+    """By-products of the Warp rasterizer for antialias: ``scr [B,V,4]`` float64 projected vertices
+    (pixel-index x, y, z/w, w) and ``orient [B,T]`` int8 screen orientations (-1, 0, 1; 2 where a vertex has
+    w <= 0)."""
+
+    scr: torch.Tensor
+    orient: torch.Tensor
 
 
-@functools.cache
-def _warp():
-    """The initialised ``warp`` module and our kernels, or None when Warp is not importable."""
-    if os.environ.get("FACEZOO_NO_WARP"):
-        return None
-    try:
-        import warp as wp
-
-        wp.config.quiet = True
-        if hasattr(wp, "LOG_ERROR"):  # Warp >= 1.10: no greeting
-            wp.config.log_level = wp.LOG_ERROR
-        with _native_stderr_silenced(not torch.cuda.is_available()):
-            wp.init()
-        from facezoo.render.backends import _warp_kernels as kernels
-
-        wp.load_module(kernels, device="cpu")  # compile (or load from Warp's cache) once, before any threads
-    except Exception:  # pragma: no cover - depends on the installation
-        return None
-    return wp, kernels
-
-
-def warp_available() -> bool:
-    """Whether the Warp kernels can be used."""
-    return _warp() is not None
-
-
-@functools.cache
-def _pool(n: int) -> ThreadPoolExecutor:
-    return ThreadPoolExecutor(max_workers=n, thread_name_prefix="facezoo-raster")
-
-
-def _chunks(batch: int, n: int) -> list[tuple[int, int]]:
-    n = max(1, min(n, batch))
-    step = -(-batch // n)
-    return [(b0, min(batch, b0 + step)) for b0 in range(0, batch, step)]
-
-
-def _parallel(run, spans: list, work: int) -> None:
-    """Run ``run(span)`` for every span: on CPU Warp executes a launch on the calling thread, so the spans go
-    to a pool of ``torch.get_num_threads()`` threads (ctypes releases the GIL during a launch); small jobs
-    (``work`` elements) stay on this thread."""
-    if len(spans) == 1 or work < 50000:
-        for span in spans:
-            run(span)
-    else:
-        list(_pool(len(spans)).map(run, spans))
-
-
-def _launch_ctx(device: torch.device):
-    """(warp device, context manager) for launches on ``device`` (CUDA: on torch's current stream)."""
-    wp, _ = _warp()
-    if device.type == "cuda":  # pragma: no cover - needs CUDA
-        return wp.device_from_torch(device), wp.ScopedStream(wp.stream_from_torch(device))
-    return "cpu", contextlib.nullcontext()
-
-
-#: stands for the batch index in the inputs given to :func:`_per_item`
-_B = object()
-
-
-def _per_item(launches: list, items: tuple[int, int], device) -> None:
-    """Run the launches ``[(kernel, dim, inputs)]`` in order for every batch item b in ``range(*items)``, with
-    b where ``inputs`` holds ``_B``. Each launch's arguments are packed once (Warp takes ~0.1 ms to pack a
-    launch of many arguments; patching b and launching again takes a few microseconds)."""
-    wp, _ = _warp()
-    b0, b1 = items
-    if b1 <= b0:
-        return
-    cmds = []
-    for kernel, dim, inputs in launches:
-        at = next(i for i, x in enumerate(inputs) if x is _B)
-        args = list(inputs)
-        args[at] = b0
-        cmds.append((wp.launch(kernel, dim=dim, inputs=args, device=device, record_cmd=True), at))
-    for b in range(b0, b1):
-        for cmd, at in cmds:
-            if b != b0:
-                cmd.set_param_at_index(at, b)
-            cmd.launch()
-
-
-def _span(device: torch.device, width: int) -> int:
-    """Pixels per thread of the per-pixel kernels: a row on CPU (no index division per pixel), 1 on CUDA."""
-    return 1 if device.type == "cuda" else width
-
-
-def rasterize_warp(pos: torch.Tensor, tri: torch.Tensor, height: int, width: int, cull: bool) -> torch.Tensor:
+def rasterize_warp(
+    pos: torch.Tensor, tri: torch.Tensor, height: int, width: int, cull: bool
+) -> tuple[torch.Tensor, RasterAux]:
     """Warp implementation. ``pos [B,V,4]`` float32/float64 contiguous, ``tri [T,3]`` int32 contiguous ->
-    rast ``[B,H,W,4]`` in pos's dtype (arithmetic in float64; see ``_warp_kernels``).
-
-    One launch per batch item and pass; on CPU the batch is split across ``torch.get_num_threads()``
-    threads, each owning its items' z-buffer rows (Warp's CPU atomics are not atomic).
-    """
-    wp, k = _warp()
+    (rast ``[B,H,W,4]`` in pos's dtype, :class:`RasterAux`); arithmetic in float64. One launch per batch item
+    and pass; CPU threads own whole items (their z-buffer rows)."""
+    k = loaded_kernels()
+    wp = k.wp
     batch, n_vert = pos.shape[:2]
     n_tri = tri.shape[0]
-    zbuf = torch.full((batch, height, width), EMPTY_KEY, dtype=torch.int64, device=pos.device)
-    scr = torch.empty((batch, n_vert, 4), dtype=torch.float64, device=pos.device)
-    out = torch.empty((batch, height, width, 4), dtype=pos.dtype, device=pos.device)
-    wpos = wp.from_torch(pos)
-    wscr = wp.from_torch(scr, dtype=wp.vec4d)
-    wtri = wp.from_torch(tri, dtype=wp.vec3i)
-    wz = wp.from_torch(zbuf)
-    wout = wp.from_torch(out)
-    orient = torch.empty((batch, n_tri), dtype=torch.int8, device=pos.device)
-    wori = wp.from_torch(orient)
-    device, ctx = _launch_ctx(pos.device)
-    span = _span(pos.device, width)
-    n_span = -(-height * width // span)
-
-    def run(items: tuple[int, int]) -> None:
-        with ctx:
-            launches = [
-                (k.project_kernel, n_vert, [wpos, height, width, _B, wscr]),
-                (k.zbuffer_kernel, n_tri, [wpos, wscr, wtri, height, width, int(cull), _B, wz, wori]),
-                (k.resolve_kernel, n_span, [wpos, wtri, wz, height, width, span, _B, wout]),
-            ]
-            _per_item(launches, items, device)
-
-    if pos.device.type == "cuda":  # pragma: no cover - needs CUDA
-        run((0, batch))
-    else:
-        _parallel(run, _chunks(batch, torch.get_num_threads()), batch * n_tri)
-    # antialias needs the projected vertices and triangle orientations of the same positions again (not
-    # stashed for inference tensors: they have no version counter to prove the data unchanged)
-    if not (pos.is_inference() or tri.is_inference()):
-        out._facezoo_raster_aux = (pos, pos._version, tri, tri._version, scr, orient)
-    return out
-
-
-def raster_aux(rast: torch.Tensor, pos: torch.Tensor, tri: torch.Tensor):
-    """``(scr [B,V,4] float64, orient [B,T] int8)`` that :func:`rasterize_warp` computed for ``rast`` when
-    ``pos`` and ``tri`` hold the very data it rasterized (same storage, shape, strides and unmodified: the
-    stash keeps that pos alive, so its memory cannot have been reused), else None."""
-    aux = getattr(rast, "_facezoo_raster_aux", None)
-    if aux is None or pos.is_inference() or tri.is_inference():
-        return None
-    p, p_version, t, t_version, scr, orient = aux
-    same = (
-        p.data_ptr() == pos.data_ptr()
-        and p.shape == pos.shape
-        and p.stride() == pos.stride()
-        and p.dtype == pos.dtype
-        and pos._version == p_version
-        and t.data_ptr() == tri.data_ptr()
-        and t.shape == tri.shape
-        and tri._version == t_version
+    dev = pos.device
+    zbuf = torch.full((batch, height, width), EMPTY_KEY, dtype=torch.int64, device=dev)
+    scr = torch.empty((batch, n_vert, 4), dtype=torch.float64, device=dev)
+    orient = torch.empty((batch, n_tri), dtype=torch.int8, device=dev)
+    out = torch.empty((batch, height, width, 4), dtype=pos.dtype, device=dev)
+    wpos, wtri = wp.from_torch(pos), wp.from_torch(tri, dtype=wp.vec3i)
+    wscr, wz = wp.from_torch(scr, dtype=wp.vec4d), wp.from_torch(zbuf)
+    span, n_span = pixel_spans(dev, height, width)
+    size = {"height": height, "width": width}
+    launch_items(
+        [
+            (k.raster.project_kernel, n_vert, dict(pos=wpos, **size, b=BATCH, scr=wscr)),
+            (
+                k.raster.zbuffer_kernel,
+                n_tri,
+                dict(
+                    pos=wpos,
+                    scr=wscr,
+                    tri=wtri,
+                    **size,
+                    cull=int(cull),
+                    b=BATCH,
+                    zbuf=wz,
+                    orient=wp.from_torch(orient),
+                ),
+            ),
+            (
+                k.raster.resolve_kernel,
+                n_span,
+                dict(pos=wpos, tri=wtri, zbuf=wz, **size, span=span, b=BATCH, out=wp.from_torch(out)),
+            ),
+        ],
+        batch,
+        batch * n_tri,
+        dev,
     )
-    return (scr, orient) if same else None
+    return out, RasterAux(scr, orient)
 
 
 def _pixel_ndc(height: int, width: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
@@ -307,462 +204,205 @@ def resolve_torch(pos: torch.Tensor, tri: torch.Tensor, zbuf: torch.Tensor) -> t
     return torch.where(covered[..., None], out, torch.zeros_like(out))
 
 
+def _cross(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    return torch.linalg.cross(a, b, dim=-1)
+
+
+def barycentric_backward(pos: torch.Tensor, tri: torch.Tensor, rast: torch.Tensor, grad: torch.Tensor):
+    """d loss / d pos_clip from d loss / d rast (channels u, v, z/w), computed analytically.
+
+    With ``V_i = (x_i, y_i, w_i)``, pixel ``p = (ndc_x, ndc_y, 1)`` and ``e_0 = V_1 . (V_2 x p)`` (cyclic),
+    ``b_i = e_i / sum(e)`` and ``z/w = sum(e_i z_i) / det`` where ``det = V_0 . (V_1 x V_2)``.
+    """
+    batch, n_vert, _ = pos.shape
+    height, width = rast.shape[1:3]
+    tid = rast[..., 3].long() - 1
+    sel = (tid >= 0).nonzero(as_tuple=True)
+    if sel[0].numel() == 0:
+        return torch.zeros_like(pos)
+    b, r, c = sel
+    t = tid[sel]
+    idx = tri.long()[t]  # [P,3]
+    v = pos.double()[b[:, None], idx]  # [P,3,4]
+    va, vb, vc = (v[:, i][:, [0, 1, 3]] for i in range(3))
+    z = v[..., 2]
+    p = torch.stack(
+        [
+            (2 * c + 1).double() / width - 1.0,
+            1.0 - (2 * r + 1).double() / height,
+            torch.ones_like(c, dtype=torch.float64),
+        ],
+        -1,
+    )
+    n0, n1, n2 = _cross(vb, vc), _cross(vc, va), _cross(va, vb)
+    e = torch.stack([(n0 * p).sum(-1), (n1 * p).sum(-1), (n2 * p).sum(-1)], -1)
+    s = e.sum(-1, keepdim=True)
+    det = (va * n0).sum(-1, keepdim=True)
+    bary = e / s
+    zw = (e * z).sum(-1, keepdim=True) / det
+    g = grad[sel].double()
+    gb = torch.stack([g[:, 0], g[:, 1], torch.zeros_like(g[:, 0])], -1)
+    gz = g[:, 2:3]
+    ge = (gb - (gb * bary).sum(-1, keepdim=True)) / s + gz * z / det  # dL/de_i
+    gdet = -gz * zw / det
+    ga = ge[:, 1:2] * _cross(p, vc) + ge[:, 2:3] * _cross(vb, p) + gdet * n0
+    gbv = ge[:, 0:1] * _cross(vc, p) + ge[:, 2:3] * _cross(p, va) + gdet * n1
+    gc = ge[:, 0:1] * _cross(p, vb) + ge[:, 1:2] * _cross(va, p) + gdet * n2
+    gxyw = torch.stack([ga, gbv, gc], 1)  # [P,3,3]
+    gpos = torch.zeros(batch * n_vert, 4, dtype=torch.float64, device=pos.device)
+    gv = torch.stack([gxyw[..., 0], gxyw[..., 1], gz * e / det, gxyw[..., 2]], -1)  # [P,3,4]
+    gpos.index_add_(0, (b[:, None] * n_vert + idx).reshape(-1), gv.reshape(-1, 4))
+    return gpos.view(batch, n_vert, 4).to(pos.dtype)
+
+
 def barycentric_grad_warp(
     pos: torch.Tensor, tri: torch.Tensor, rast: torch.Tensor, grad: torch.Tensor
 ) -> torch.Tensor:
-    """Warp implementation of the rast -> pos_clip backward: a thread per run of pixels, adds into
-    ``[B,V,4]`` float64 (on CPU each thread owns a batch chunk, so the adds never race). Returns float64."""
-    wp, k = _warp()
+    """Warp implementation of the rast -> pos_clip backward (:func:`barycentric_backward`'s maths): a thread
+    per run of pixels, adding into ``[B,V,4]`` float64 (CPU threads own whole items: the adds never race)."""
+    k = loaded_kernels()
+    wp = k.wp
     batch, height, width = rast.shape[:3]
     dtype = pos.dtype
     gpos = torch.zeros(pos.shape, dtype=torch.float64, device=pos.device)
-    args = [
-        wp.from_torch(pos.detach().contiguous()),
-        wp.from_torch(tri.to(torch.int32).contiguous(), dtype=wp.vec3i),
-        wp.from_torch(rast.detach().to(dtype).contiguous()),
-        wp.from_torch(grad.to(dtype).contiguous()),
-        height,
-        width,
-    ]
-    wg = wp.from_torch(gpos)
-    device, ctx = _launch_ctx(pos.device)
-    span = _span(pos.device, width)
-    n_span = -(-height * width // span)
-
-    def run(items: tuple[int, int]) -> None:
-        with ctx:
-            _per_item([(k.bary_grad_kernel, n_span, [*args, span, _B, wg])], items, device)
-
-    if pos.device.type == "cuda":  # pragma: no cover - needs CUDA
-        run((0, batch))
-    else:
-        _parallel(run, _chunks(batch, torch.get_num_threads()), batch * height * width)
+    span, n_span = pixel_spans(pos.device, height, width)
+    vec4 = wp.vec4d if dtype == torch.float64 else wp.vec4f
+    args = dict(
+        pos4=wp.from_torch(pos.detach().contiguous(), dtype=vec4),
+        tri=wp.from_torch(tri_int32(tri), dtype=wp.vec3i),
+        rast=wp.from_torch(rast.detach().to(dtype).contiguous()),
+        grad=wp.from_torch(grad.to(dtype).contiguous()),
+        height=height,
+        width=width,
+        span=span,
+        b=BATCH,
+        gpos4=wp.from_torch(gpos, dtype=wp.vec4d),
+    )
+    launch_items([(k.raster.bary_grad_kernel, n_span, args)], batch, batch * height * width, pos.device)
     return gpos
 
 
-def barycentric_grad_packed_warp(
-    pos: torch.Tensor, tri: torch.Tensor, rast: torch.Tensor, pix: torch.Tensor, bounds: list[int], grad
+def barycentric_grad_packed(
+    pos: torch.Tensor, tri32: torch.Tensor, rast: torch.Tensor, pix: torch.Tensor, bounds: torch.Tensor, grad
 ) -> torch.Tensor:
-    """d loss / d pos_clip ``[B,V,4]`` float64 from ``grad [P,2]`` = d loss / d (u, v) at the covered
-    pixels ``pix`` (``bounds``: where each batch item starts, plus P) of ``rast [B,H,W,4]``."""
-    wp, k = _warp()
+    """d loss / d pos_clip ``[B,V,4]`` (pos's dtype) from ``grad [P,2]`` = d loss / d (u, v) at the covered
+    pixels ``pix`` (``bounds [B+1]``: where each batch item starts, plus P) of ``rast [B,H,W,4]``."""
+    k = warp_kernels()
+    if k is None or pos.dtype not in (torch.float32, torch.float64):
+        full = rast.new_zeros(rast.shape).reshape(-1, 4)
+        full[pix, :2] = grad.to(rast.dtype)
+        return barycentric_backward(pos.detach(), tri32, rast.detach(), full.view(rast.shape))
+    wp = k.wp
     batch, height, width = rast.shape[:3]
     dtype = pos.dtype
     gpos = torch.zeros(pos.shape, dtype=torch.float64, device=pos.device)
-    head = [
-        wp.from_torch(pos.detach().contiguous()),
-        wp.from_torch(tri, dtype=wp.vec3i),
-        wp.from_torch(rast.detach().to(dtype).reshape(-1, 4).contiguous()),
-    ]
+    vec4 = wp.vec4d if dtype == torch.float64 else wp.vec4f
+    common = dict(
+        pos4=wp.from_torch(pos.detach().contiguous(), dtype=vec4),
+        tri=wp.from_torch(tri32, dtype=wp.vec3i),
+        rast=wp.from_torch(rast.detach().to(dtype).reshape(-1, 4).contiguous()),
+        height=height,
+        width=width,
+        gpos4=wp.from_torch(gpos, dtype=wp.vec4d),
+    )
     grad = grad.to(dtype).contiguous()
-    wg = wp.from_torch(gpos)
-    device, ctx = _launch_ctx(pos.device)
+    starts = bounds.tolist()
+    wdev, _ = warp_device(pos.device)
 
     def run(items: tuple[int, int]) -> None:
-        with ctx:
-            for b in range(*items):
-                p0, p1 = bounds[b], bounds[b + 1]
-                if p1 > p0:
-                    wp.launch(
-                        k.bary_grad_packed_kernel,
-                        dim=p1 - p0,
-                        inputs=[
-                            *head,
-                            wp.from_torch(pix[p0:p1]),
-                            wp.from_torch(grad[p0:p1]),
-                            height,
-                            width,
-                            b,
-                            wg,
-                        ],
-                        device=device,
-                    )
+        for b in range(*items):
+            p0, p1 = starts[b], starts[b + 1]
+            if p1 > p0:
+                pixels = dict(pix=wp.from_torch(pix[p0:p1]), grad=wp.from_torch(grad[p0:p1]))
+                launch(k.raster.bary_grad_packed_kernel, p1 - p0, wdev, **common, **pixels, b=b)
 
-    if pos.device.type == "cuda":  # pragma: no cover - needs CUDA
-        run((0, batch))
-    else:
-        _parallel(run, _chunks(batch, torch.get_num_threads()), pix.shape[0])
-    return gpos
+    dispatch(run, item_chunks(batch, pos.device), pix.shape[0], pos.device)
+    return gpos.to(dtype)
 
 
-def silhouette_codes_warp(
-    pos: torch.Tensor, tri: torch.Tensor, adj: torch.Tensor, rast: torch.Tensor
+#: by-products of the rasts made by :func:`rasterize_builtin`, by ``id(rast)``: (rast, pos and tri as
+#: :func:`_fingerprint` saw them, the aux); an entry is dropped when its rast is freed
+_MEMO: dict[int, tuple] = {}
+
+
+def _fingerprint(x: torch.Tensor) -> tuple:
+    return (x.data_ptr(), x.shape, x.stride(), x.dtype, x._version)
+
+
+def _remember(rast: torch.Tensor, pos: torch.Tensor, tri32: torch.Tensor, aux: RasterAux | None) -> None:
+    """Keep ``aux`` for :func:`recall_aux` while ``rast`` lives. Inference tensors have no version counter to
+    prove the data unchanged: nothing is kept for them."""
+    if aux is None or any(x.is_inference() for x in (rast, pos, tri32)):
+        return
+    key = id(rast)
+    # pos and tri are held so that their memory cannot be reused by other data while the entry lives
+    _MEMO[key] = (_fingerprint(rast), pos.detach(), _fingerprint(pos), tri32, _fingerprint(tri32), aux)
+    weakref.finalize(rast, _MEMO.pop, key, None)
+
+
+def recall_aux(rast: torch.Tensor, pos: torch.Tensor, tri32: torch.Tensor) -> RasterAux | None:
+    """The :class:`RasterAux` that :func:`rasterize_builtin` computed for ``rast`` when ``rast``, ``pos`` and
+    ``tri32`` are the very tensors it saw, unmodified (same storage, shape, strides, dtype, version); else
+    None. This is how the public :func:`~facezoo.render.antialias` after the public
+    :func:`~facezoo.render.rasterize` saves two passes; :class:`~facezoo.render.MeshRenderer` passes the aux
+    explicitly (:func:`rasterize_with_aux`)."""
+    hit = _MEMO.get(id(rast))
+    if hit is None or any(x.is_inference() for x in (rast, pos, tri32)):
+        return None
+    rast_fp, _, pos_fp, tri_ref, tri_fp, aux = hit
+    same = (
+        rast_fp == _fingerprint(rast)
+        and pos_fp == _fingerprint(pos)
+        and tri_ref is tri32
+        and tri_fp == _fingerprint(tri32)
+    )
+    return aux if same else None
+
+
+class _Rasterize(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, pos, tri, height, width, cull):
+        tri32 = tri_int32(tri)
+        source = pos.detach().contiguous()
+        rast, aux = _forward(source, tri32, height, width, cull)
+        _remember(rast, source, tri32, aux)
+        ctx.save_for_backward(pos, tri32, rast)
+        ctx.warp = warp_kernels() is not None
+        return rast
+
+    @staticmethod
+    def backward(ctx, grad):
+        pos, tri, rast = ctx.saved_tensors
+        gpos = None
+        if ctx.needs_input_grad[0]:
+            if ctx.warp:
+                gpos = barycentric_grad_warp(pos, tri, rast, grad).to(pos.dtype)
+            else:
+                gpos = barycentric_backward(pos, tri, rast, grad)
+        return gpos, None, None, None, None
+
+
+def _forward(pos: torch.Tensor, tri32: torch.Tensor, height: int, width: int, cull: bool):
+    """(rast in pos's dtype, RasterAux or None); the arithmetic is float64 in both implementations."""
+    if warp_kernels() is not None:
+        return rasterize_warp(pos, tri32, height, width, cull)
+    return rasterize_torch(pos.to(torch.float64), tri32, height, width, cull).to(pos.dtype), None
+
+
+def rasterize_builtin(
+    pos_clip: torch.Tensor, tri: torch.Tensor, resolution: tuple[int, int], cull_backface: bool
 ) -> torch.Tensor:
-    """``[B,H,W,2]`` int8 silhouette pair codes (see ``_warp_kernels.silhouette_kernel``). ``tri`` and
-    ``adj`` (edge neighbours, -1 on a boundary) ``[T,3]`` int32 contiguous."""
-    wp, k = _warp()
-    batch, height, width = rast.shape[:3]
-    n_vert, n_tri = pos.shape[1], tri.shape[0]
-    dtype = pos.dtype if pos.dtype in (torch.float32, torch.float64) else torch.float32
-    code = torch.empty((batch, height, width, 2), dtype=torch.int8, device=pos.device)
-    scr = torch.empty((batch, n_vert, 4), dtype=torch.float64, device=pos.device)
-    orient = torch.empty((batch, n_tri), dtype=torch.int8, device=pos.device)
-    flag = torch.empty((batch, n_tri), dtype=torch.int8, device=pos.device)
-    wpos = wp.from_torch(pos.detach().to(dtype).contiguous())
-    wscr = wp.from_torch(scr, dtype=wp.vec4d)
-    wtri = wp.from_torch(tri, dtype=wp.vec3i)
-    wadj = wp.from_torch(adj, dtype=wp.vec3i)
-    wori, wflag = wp.from_torch(orient), wp.from_torch(flag)
-    wrast = wp.from_torch(rast.detach().to(dtype).contiguous())
-    wc = wp.from_torch(code)
-    device, ctx = _launch_ctx(pos.device)
-    span = _span(pos.device, width)
-    n_span = -(-height * width // span)
-    known = raster_aux(rast, pos, tri)
-    if known is not None:
-        wscr, wori = wp.from_torch(known[0], dtype=wp.vec4d), wp.from_torch(known[1])
-
-    def run(items: tuple[int, int]) -> None:
-        launches = []
-        if known is None:
-            launches += [
-                (k.project_kernel, n_vert, [wpos, height, width, _B, wscr]),
-                (k.tri_orientation_kernel, n_tri, [wscr, wtri, _B, wori]),
-            ]
-        launches += [
-            (k.silhouette_flag_kernel, n_tri, [wadj, wori, _B, wflag]),
-            (
-                k.silhouette_kernel,
-                n_span,
-                [wscr, wtri, wadj, wori, wflag, wrast, height, width, span, _B, wc],
-            ),
-        ]
-        with ctx:
-            _per_item(launches, items, device)
-
-    if pos.device.type == "cuda":  # pragma: no cover - needs CUDA
-        run((0, batch))
-    else:
-        _parallel(run, _chunks(batch, torch.get_num_threads()), batch * height * width)
-    return code
+    """Builtin rasterization with gradients to ``pos_clip`` through (u, v, z/w)."""
+    return _Rasterize.apply(pos_clip, tri, resolution[0], resolution[1], bool(cull_backface))
 
 
-def _interp_jobs(bounds: list[int], n_vert: int, threads: int) -> list[list[tuple[int, int, int]]]:
-    """Per thread, a list of ``(p0, p1, row offset)`` launches: per batch item when the attributes are per
-    item (``n_vert`` > 0; whole items per thread, so the gradient rows never race), else an even split."""
-    total = bounds[-1]
-    if n_vert == 0:
-        return [[(total * i // threads, total * (i + 1) // threads, 0)] for i in range(threads)]
-    jobs: list[list[tuple[int, int, int]]] = [[] for _ in range(threads)]
-    for b in range(len(bounds) - 1):
-        owner = min(threads - 1, (bounds[b] + bounds[b + 1]) * threads // (2 * max(total, 1)))
-        jobs[owner].append((bounds[b], bounds[b + 1], b * n_vert))
-    return [j for j in jobs if j]
+def rasterize_with_aux(
+    pos_clip: torch.Tensor, tri: torch.Tensor, resolution: tuple[int, int], cull_backface: bool
+) -> tuple[torch.Tensor, RasterAux | None]:
+    """Builtin rasterization without a graph, and the :class:`RasterAux` of the same positions (None with the
+    PyTorch kernels) for :func:`facezoo.render.antialias.antialias_pairs`."""
+    with torch.no_grad():
+        return _forward(pos_clip.detach().contiguous(), tri_int32(tri), *resolution, bool(cull_backface))
 
 
-def interpolate_fwd_warp(
-    attr: torch.Tensor,
-    rast: torch.Tensor,
-    pix: torch.Tensor,
-    tri: torch.Tensor,
-    bounds: list[int],
-    n_vert: int,
-    out: torch.Tensor,
-    full: bool,
-) -> torch.Tensor:
-    """Interpolate ``attr [N,C]`` at the covered pixels ``pix [P]`` (int64 flat indices into ``rast
-    [M,4]``, same dtype as attr; ``bounds`` = where each batch item starts, plus P) of triangles ``tri
-    [T,3]`` int32 into ``out`` (``[M,C]`` zeros when ``full``, else ``[P,C]``). ``n_vert`` > 0: attr holds
-    one block of ``n_vert`` rows per batch item."""
-    wp, k = _warp()
-    if pix.shape[0] == 0:
-        return out
-    device, ctx = _launch_ctx(attr.device)
-    head = [wp.from_torch(attr), wp.from_torch(rast)]
-    wtri = wp.from_torch(tri, dtype=wp.vec3i)
-
-    def run(jobs: list[tuple[int, int, int]]) -> None:
-        with ctx:
-            for p0, p1, off in jobs:
-                if p1 <= p0:
-                    continue
-                # packed output rows are the launch's thread ids: give each launch its slice of out
-                dst = out if full else out[p0:p1]
-                wp.launch(
-                    k.interp_fwd_kernel,
-                    dim=p1 - p0,
-                    inputs=[*head, wp.from_torch(pix[p0:p1]), wtri, off, int(full), wp.from_torch(dst)],
-                    device=device,
-                )
-
-    threads = 1 if attr.device.type == "cuda" else torch.get_num_threads()
-    _parallel(run, _interp_jobs(bounds, n_vert, threads), pix.shape[0] * attr.shape[1])
-    return out
-
-
-def interpolate_bwd_warp(
-    attr: torch.Tensor,
-    rast: torch.Tensor,
-    pix: torch.Tensor,
-    tri: torch.Tensor,
-    bounds: list[int],
-    n_vert: int,
-    grad: torch.Tensor,
-    full: bool,
-    want_attr: bool,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Gradients ``(grad_attr [N,C], grad_rast [M,4])`` of :func:`interpolate_fwd_warp` (grad_rast is zero
-    but in its (u, v) channels at the covered pixels). On CPU, threads own whole batch items when the
-    attributes are per item; shared attributes get one gradient buffer per thread, summed afterwards."""
-    wp, k = _warp()
-    grad_rast = torch.zeros(rast.shape, dtype=rast.dtype, device=rast.device)
-    threads = 1 if attr.device.type == "cuda" else torch.get_num_threads()
-    jobs = _interp_jobs(bounds, n_vert, threads)
-    if not want_attr:
-        buffers = [attr.new_zeros(1, attr.shape[1])] * len(jobs)
-    elif n_vert > 0 or len(jobs) == 1:
-        buffers = [torch.zeros_like(attr)] * len(jobs)
-    else:
-        buffers = [torch.zeros_like(attr) for _ in jobs]
-    device, ctx = _launch_ctx(attr.device)
-    head = [wp.from_torch(attr), wp.from_torch(rast)]
-    wtri = wp.from_torch(tri, dtype=wp.vec3i)
-    wgr = wp.from_torch(grad_rast)
-
-    def run(item: tuple[int, list[tuple[int, int, int]]]) -> None:
-        i, todo = item
-        with ctx:
-            for p0, p1, off in todo:
-                if p1 <= p0:
-                    continue
-                g = grad if full else grad[p0:p1]
-                wp.launch(
-                    k.interp_bwd_kernel,
-                    dim=p1 - p0,
-                    inputs=[
-                        *head,
-                        wp.from_torch(pix[p0:p1]),
-                        wtri,
-                        off,
-                        int(full),
-                        wp.from_torch(g),
-                        int(want_attr),
-                        wp.from_torch(buffers[i]),
-                        wgr,
-                    ],
-                    device=device,
-                )
-
-    _parallel(run, list(enumerate(jobs)), pix.shape[0] * attr.shape[1])
-    grad_attr = buffers[0]
-    for extra in buffers[1:]:
-        if extra is not buffers[0]:
-            grad_attr = grad_attr + extra
-    return grad_attr, grad_rast
-
-
-def vertex_normals_warp(verts: torch.Tensor, tri: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(unit normals, summed normals)``, both ``[B,V,3]``: per vertex the sum m of its triangles'
-    unnormalised normals and ``m / max(|m|, 1e-12)``. ``verts`` contiguous float32/float64, ``tri [T,3]``
-    int32 contiguous. CPU threads own whole batch items (the atomic adds never race)."""
-    wp, k = _warp()
-    batch, n_vert = verts.shape[:2]
-    summed = torch.zeros_like(verts)
-    unit = torch.empty_like(verts)
-    vec = wp.vec3d if verts.dtype == torch.float64 else wp.vec3f
-    wv, wt = wp.from_torch(verts, dtype=vec), wp.from_torch(tri, dtype=wp.vec3i)
-    ws, ws3, wu = wp.from_torch(summed), wp.from_torch(summed, dtype=vec), wp.from_torch(unit)
-    device, ctx = _launch_ctx(verts.device)
-
-    def run(items: tuple[int, int]) -> None:
-        with ctx:
-            launches = [
-                (k.face_normal_sum_kernel, tri.shape[0], [wv, wt, _B, ws3]),
-                (k.normalize_rows_kernel, n_vert, [ws, _B, wu]),
-            ]
-            _per_item(launches, items, device)
-
-    if verts.device.type == "cuda":  # pragma: no cover - needs CUDA
-        run((0, batch))
-    else:
-        _parallel(run, _chunks(batch, torch.get_num_threads()), batch * tri.shape[0])
-    return unit, summed
-
-
-def vertex_normals_bwd_warp(
-    verts: torch.Tensor, tri: torch.Tensor, summed: torch.Tensor, grad: torch.Tensor
-) -> torch.Tensor:
-    """Gradient w.r.t. ``verts [B,V,3]`` of :func:`vertex_normals_warp`'s unit normals given theirs."""
-    wp, k = _warp()
-    batch, n_vert = verts.shape[:2]
-    g_sum = torch.empty_like(verts)
-    out = torch.zeros_like(verts)
-    vec = wp.vec3d if verts.dtype == torch.float64 else wp.vec3f
-    wv, wt, ws = wp.from_torch(verts, dtype=vec), wp.from_torch(tri, dtype=wp.vec3i), wp.from_torch(summed)
-    wg = wp.from_torch(grad.to(verts.dtype).contiguous())
-    wgs, wgs3, wo = wp.from_torch(g_sum), wp.from_torch(g_sum, dtype=vec), wp.from_torch(out, dtype=vec)
-    device, ctx = _launch_ctx(verts.device)
-
-    def run(items: tuple[int, int]) -> None:
-        with ctx:
-            launches = [
-                (k.normalize_rows_bwd_kernel, n_vert, [ws, wg, _B, wgs]),
-                (k.face_normal_sum_bwd_kernel, tri.shape[0], [wv, wt, wgs3, _B, wo]),
-            ]
-            _per_item(launches, items, device)
-
-    if verts.device.type == "cuda":  # pragma: no cover - needs CUDA
-        run((0, batch))
-    else:
-        _parallel(run, _chunks(batch, torch.get_num_threads()), batch * tri.shape[0])
-    return out
-
-
-def _item_spans(device: torch.device, height: int, width: int) -> tuple[int, int]:
-    """(pixels per thread, threads per batch item) of the per-pixel kernels."""
-    span = _span(device, width)
-    return span, -(-height * width // span)
-
-
-def shade_fwd_warp(
-    rast: torch.Tensor,
-    tri: torch.Tensor,
-    albedo: torch.Tensor,
-    alb_off: int,
-    normals: torch.Tensor | None,
-    vdepth: torch.Tensor,
-    gamma: torch.Tensor | None,
-    bg: torch.Tensor,
-    out: torch.Tensor,
-    depth: torch.Tensor,
-) -> None:
-    """Runs ``_warp_kernels.shade_fwd_kernel`` over ``rast [B,H,W,4]`` (all arrays of one float dtype,
-    contiguous; ``normals [B*V,3]``/``gamma [B,3,9]`` None when unlit; background ``bg [1,C]`` or
-    ``[B*H*W,C]``), writing ``out [B*H*W,C+1]`` and ``depth [B*H*W]``. CPU threads own whole items."""
-    wp, k = _warp()
-    batch, height, width = rast.shape[:3]
-    n_vert = vdepth.shape[0] // batch
-    lit = normals is not None
-    if not lit:
-        normals = vdepth.new_zeros(1, 3)
-        gamma = vdepth.new_zeros(1, 3, 9)
-    vec = wp.vec3d if vdepth.dtype == torch.float64 else wp.vec3f
-    head = [
-        wp.from_torch(rast.reshape(-1, 4)),
-        wp.from_torch(tri, dtype=wp.vec3i),
-        wp.from_torch(albedo),
-        alb_off,
-        wp.from_torch(albedo if albedo.shape[1] == 3 else normals, dtype=vec),  # vec3 rows when lit
-        wp.from_torch(normals, dtype=vec),
-        wp.from_torch(vdepth),
-        wp.from_torch(gamma),
-        int(lit),
-        n_vert,
-        height * width,
-    ]
-    tail = [wp.from_torch(bg), wp.from_torch(out), wp.from_torch(depth)]
-    device, ctx = _launch_ctx(rast.device)
-    span, n_span = _item_spans(rast.device, height, width)
-
-    def run(items: tuple[int, int]) -> None:
-        with ctx:
-            _per_item([(k.shade_fwd_kernel, n_span, [*head, span, _B, *tail])], items, device)
-
-    if rast.device.type == "cuda":  # pragma: no cover - needs CUDA
-        run((0, batch))
-    else:
-        _parallel(run, _chunks(batch, torch.get_num_threads()), batch * height * width)
-
-
-def shade_bwd_warp(
-    pos: torch.Tensor,
-    rast: torch.Tensor,
-    tri: torch.Tensor,
-    albedo: torch.Tensor,
-    alb_off: int,
-    normals: torch.Tensor | None,
-    vdepth: torch.Tensor,
-    gamma: torch.Tensor | None,
-    gout: torch.Tensor,
-    gdepth: torch.Tensor | None,
-    want_albedo: bool,
-    want_pos: bool,
-):
-    """Gradients ``(g_albedo, g_normals, g_vdepth, g_gamma, g_pos)`` of :func:`shade_fwd_warp` given those of
-    ``out`` and ``depth`` (``gdepth`` None: the depth map is unused). None for unlit normals/gamma; g_albedo
-    None unless wanted; g_gamma float64, g_pos in pos's dtype. Shared albedo (``alb_off`` 0) gets one
-    gradient buffer per CPU thread, summed afterwards."""
-    wp, k = _warp()
-    batch, height, width = rast.shape[:3]
-    n_vert = vdepth.shape[0] // batch
-    lit = normals is not None
-    if not lit:
-        normals = vdepth.new_zeros(1, 3)
-        gamma = vdepth.new_zeros(1, 3, 9)
-    vec = wp.vec3d if vdepth.dtype == torch.float64 else wp.vec3f
-    g_normals = torch.zeros_like(normals)
-    g_vdepth = torch.zeros_like(vdepth)
-    g_gamma = torch.zeros(gamma.shape, dtype=torch.float64, device=gamma.device)
-    # position gradients accumulate in pos's dtype (float32 like nvdiffrast's; each vertex sums a few dozen
-    # pixels' terms, each computed in float64)
-    gpos = torch.zeros(pos.shape if want_pos else (1, 1, 4), dtype=pos.dtype, device=pos.device)
-    cpu = rast.device.type != "cuda"
-    jobs = _chunks(batch, torch.get_num_threads() if cpu else 1)
-    if not want_albedo:
-        buffers = [albedo.new_zeros(1, albedo.shape[1])] * len(jobs)
-    elif alb_off > 0 or len(jobs) == 1:
-        buffers = [torch.zeros_like(albedo)] * len(jobs)
-    else:
-        buffers = [torch.zeros_like(albedo) for _ in jobs]
-    vec4 = wp.vec4d if pos.dtype == torch.float64 else wp.vec4f
-    head = [
-        wp.from_torch(pos, dtype=vec4),
-        wp.from_torch(tri, dtype=wp.vec3i),
-        wp.from_torch(rast.reshape(-1, 4)),
-        wp.from_torch(albedo),
-        alb_off,
-        wp.from_torch(albedo if albedo.shape[1] == 3 else normals, dtype=vec),  # vec3 rows when lit
-        wp.from_torch(normals, dtype=vec),
-        wp.from_torch(vdepth),
-        wp.from_torch(gamma),
-        int(lit),
-        n_vert,
-        height,
-        width,
-    ]
-    want_depth = gdepth is not None
-    gdepth = gdepth if want_depth else vdepth.new_zeros(1)
-    grads = [wp.from_torch(gout), wp.from_torch(gdepth), int(want_depth), int(want_albedo), int(want_pos)]
-    tail = [
-        wp.from_torch(g_normals, dtype=vec),
-        wp.from_torch(g_vdepth),
-        wp.from_torch(g_gamma),
-        wp.from_torch(gpos, dtype=vec4),
-    ]
-    device, ctx = _launch_ctx(rast.device)
-    span, n_span = _item_spans(rast.device, height, width)
-
-    def run(job: tuple[int, tuple[int, int]]) -> None:
-        j, items = job
-        buf = buffers[j]
-        wa = [wp.from_torch(buf), wp.from_torch(buf if buf.shape[1] == 3 else g_normals, dtype=vec)]
-        with ctx:
-            _per_item([(k.shade_bwd_kernel, n_span, [*head, span, _B, *grads, *wa, *tail])], items, device)
-
-    if not cpu:  # pragma: no cover - needs CUDA
-        run((0, (0, batch)))
-    else:
-        _parallel(run, list(enumerate(jobs)), batch * height * width)
-    g_albedo = None
-    if want_albedo:
-        g_albedo = buffers[0]
-        for extra in buffers[1:]:
-            if extra is not buffers[0]:
-                g_albedo = g_albedo + extra
-    return g_albedo, (g_normals if lit else None), g_vdepth, (g_gamma if lit else None), gpos
-
-
-def visibility_warp(
-    pos: torch.Tensor, vdepth: torch.Tensor, depth: torch.Tensor, rast: torch.Tensor, tol: torch.Tensor
-) -> torch.Tensor:
-    """``[B,V]`` bool: ``renderer.vertex_visibility``'s rule in one Warp pass (``pos [B,V,4]``, ``vdepth
-    [B,V]``, ``depth [B,H,W]``, ``rast [B,H,W,4]``, ``tol [B]``, all of pos's dtype, contiguous)."""
-    wp, k = _warp()
-    batch, n_vert = pos.shape[:2]
-    out = torch.empty((batch, n_vert), dtype=torch.bool, device=pos.device)
-    args = [wp.from_torch(x) for x in (pos, vdepth, depth, rast, tol)]
-    wo = wp.from_torch(out, dtype=wp.bool)
-    device, ctx = _launch_ctx(pos.device)
-    with ctx:
-        _per_item([(k.visibility_kernel, n_vert, [*args, _B, wo])], (0, batch), device)
-    return out
+BACKEND = Backend(name="builtin", available=lambda device: True, rasterize=rasterize_builtin)
