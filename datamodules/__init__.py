@@ -1,4 +1,4 @@
-"""LightningDataModules, installed as :mod:`facezoo.datamodules` (see docs/architecture.md "Samples and batches").
+"""LightningDataModules, installed as :mod:`facezoo.datamodules` (docs/architecture.md, "Samples").
 
 Every datamodule yields :class:`facezoo.data.Sample` dicts collated by :func:`facezoo.data.collate`, reads its
 dataset either in the distributed layout (``root``) or from HDF5 shards written by ``facezoo prepare``

@@ -1,4 +1,4 @@
-"""The sample and batch dictionaries every facezoo datamodule yields (docs/architecture.md "Samples and batches").
+"""The sample and batch dictionaries datamodules yield (docs/architecture.md, "Samples and batches").
 
 A :class:`Sample` is a plain ``dict`` with fixed, optional keys; methods read only these keys. Multi-view and
 image-set samples stack a leading view axis (``image [V,3,H,W]``, ``landmarks68 [V,68,2]``...).
@@ -172,7 +172,7 @@ def collate(samples: Sequence[Sample | None]) -> Batch:
 
 
 def stack_views(views: Sequence[Sample]) -> Sample:
-    """One multi-view sample from per-view samples of the same identity (docs/architecture.md: a leading view axis).
+    """One multi-view sample of one identity from per-view samples (leading view axis, docs/architecture.md).
 
     Tensors (and ``params`` tensors) are stacked to ``[V,...]``, ``yaw`` becomes ``[V]``, ``view`` is
     ``0..V-1`` in the given order, ``identity`` is the first view's and ``path`` joins the views' with ``|``.

@@ -1,4 +1,4 @@
-"""Geometry: rotations, cameras, 300W-LP poses, mesh operators, similarity ICP (frames, units: docs/architecture.md)."""
+"""Geometry: rotations, cameras, 300W-LP poses, mesh ops, ICP (frames, units: docs/architecture.md)."""
 
 from facezoo.geometry.cameras import Perspective, WeakPerspective
 from facezoo.geometry.icp import similarity_icp, umeyama
