@@ -8,6 +8,7 @@ multi-view batches (:mod:`facezoo.methods.views`); ``valid`` masks of mixed batc
 from facezoo.methods.base import FaceMethod, build_morphable, linear_neutral_shape, vertex_error
 from facezoo.methods.deep3d import Deep3DFace, aggregate_identity
 from facezoo.methods.mvfnet import MVFNet
+from facezoo.methods.pooled import PooledSingleView
 from facezoo.methods.reconstruction import FaceReconstruction
 from facezoo.methods.stages import freeze, load_submodules, read_checkpoint
 from facezoo.methods.views import PER_SAMPLE_KEYS, flatten_views, num_views, unflatten_views
@@ -18,6 +19,7 @@ __all__ = [
     "FaceMethod",
     "FaceReconstruction",
     "MVFNet",
+    "PooledSingleView",
     "aggregate_identity",
     "build_morphable",
     "flatten_views",
