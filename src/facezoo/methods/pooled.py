@@ -42,6 +42,23 @@ def _method_class(path: str) -> type[FaceMethod]:
     return cls
 
 
+def _build_inner(cls: type[FaceMethod], args: dict[str, Any]) -> FaceMethod:
+    """``cls(**args)`` with its own hyper-parameters: LightningCLI hands the hyper-parameters of the module it
+    instantiates (this wrapper's) to every ``save_hyperparameters`` call made meanwhile through a context
+    variable, which would give the wrapped method ours instead of its init arguments."""
+    try:
+        from lightning.pytorch.core.mixins import hparams_mixin
+
+        var = hparams_mixin._given_hyperparameters
+    except (ImportError, AttributeError):  # another Lightning version: nothing to undo
+        return cls(**args)
+    token = var.set(None)
+    try:
+        return cls(**args)
+    finally:
+        var.reset(token)
+
+
 def pool_rows(x: Tensor, views: int) -> Tensor:
     """Each set's mean repeated over its rows: ``[B*V,...] -> [B*V,...]``.
 
@@ -68,7 +85,7 @@ class PooledSingleView(FaceMethod):
         method_args: dict[str, Any] | None = None,
         checkpoint: str | None = None,
     ) -> None:
-        inner = _method_class(method)(**(method_args or {}))
+        inner = _build_inner(_method_class(method), method_args or {})
         super().__init__(
             inner.morphable, inner.image_size, inner.renderer.backend, inner.eval_mask, stage=None,
             max_nonfinite_steps=inner.max_nonfinite_steps,
