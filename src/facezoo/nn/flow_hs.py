@@ -48,9 +48,9 @@ class HornSchunckConfig:
 
     levels: int = 4
     warps: int = 2
-    iterations: int = 40
+    iterations: int = 15
     alpha: float = 0.04
-    checkpoint_every: int = 10
+    checkpoint_every: int = 5
 
 
 def _blur(x: Tensor) -> Tensor:
