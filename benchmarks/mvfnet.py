@@ -124,21 +124,22 @@ def main() -> None:
     common = dict(morphable_model=MODEL, image_size=args.size)
     results: dict[str, dict] = {}
 
+    payload = {
+        "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
+        | {"model": MODEL},
+        "results": results,
+        "flow": flow,
+    }
+
+    def save() -> None:  # after every model, so that an interrupted run keeps what it measured
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(payload | {"seconds": time.perf_counter() - t0}, indent=2))
+
     mvf = MVFNet(**common, width_divisor=4, hidden=64, lr=1e-3)
     results["mean face"] = {"vertex_error_mm": held_out_error(mvf, test)}  # zero-initialised heads
     secs = train(mvf, batches, args.sup_steps, "MVF-Net supervised")
     results["MVF-Net supervised (v1)"] = {"vertex_error_mm": held_out_error(mvf, test), "train_s": secs}
-    for name, w_align in (
-        ("MVF-Net self-sup. photo+align (v4)", 0.1),
-        ("MVF-Net self-sup. photo only (v2)", 0.0),
-    ):
-        torch.manual_seed(1)
-        selfsup = MVFNet(
-            **common, width_divisor=4, hidden=64, lr=1e-4, stage="selfsupervised", self_w_align=w_align
-        )
-        selfsup.net.load_state_dict(copy.deepcopy(mvf.net.state_dict()))
-        secs = train(selfsup, batches, args.self_steps, name)
-        results[name] = {"vertex_error_mm": held_out_error(selfsup, test), "train_s": secs}
+    save()
 
     d3d_args = dict(
         **common, backbone="resnet18", backbone_kwargs={"width": 32}, w_lan=0.05, w_coef=0.01, lr=2e-3,
@@ -150,6 +151,20 @@ def main() -> None:
     pooled = PooledSingleView("facezoo.methods.Deep3DFace", d3d_args)
     pooled.inner.load_state_dict(d3d.state_dict())
     results["Deep3DFace + pool"] = {"vertex_error_mm": held_out_error(pooled, test), "train_s": secs}
+    save()
+
+    for name, w_align in (
+        ("MVF-Net self-sup. photo+align (v4)", 0.1),
+        ("MVF-Net self-sup. photo only (v2)", 0.0),
+    ):
+        torch.manual_seed(1)
+        selfsup = MVFNet(
+            **common, width_divisor=4, hidden=64, lr=1e-4, stage="selfsupervised", self_w_align=w_align
+        )
+        selfsup.net.load_state_dict(copy.deepcopy(mvf.net.state_dict()))
+        secs = train(selfsup, batches, args.self_steps, name)
+        results[name] = {"vertex_error_mm": held_out_error(selfsup, test), "train_s": secs}
+        save()
 
     print(f"\nHeld-out vertex error on {args.test} synthetic triplets ({args.size} px, {MODEL}; mm, aligned)")
     print(f"{'method':38s} {'error mm':>9s} {'train s':>8s}")
@@ -157,15 +172,7 @@ def main() -> None:
         print(f"{name:38s} {r['vertex_error_mm']:9.3f} {r.get('train_s', 0.0):8.0f}")
     epe, zero = flow["epe_px"], flow["zero_flow_epe_px"]
     print(f"flow EPE (Horn-Schunck, {args.size} px): {epe:.3f} px (zero flow: {zero:.3f} px)")
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    payload = {
-        "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
-        | {"model": MODEL},
-        "results": results,
-        "flow": flow,
-        "seconds": time.perf_counter() - t0,
-    }
-    args.out.write_text(json.dumps(payload, indent=2))
+    save()
     print(f"wrote {args.out}")
 
 
