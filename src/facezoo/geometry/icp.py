@@ -295,6 +295,7 @@ def weak_perspective_icp(
     max_iterations: int = 50,
     max_correspondence_distance: float | None = None,
     min_points: int = 10,
+    max_scale_change: float = 2.0,
 ):
     """Refine a :class:`~facezoo.geometry.WeakPerspective` camera by similarity ICP of the posed mesh onto
     image-space surface points (MMFace §3.2.3: the mesh ``S(α, β)`` aligned to the surface of the predicted
@@ -305,7 +306,8 @@ def weak_perspective_icp(
     frame ``(x, -y, z)`` a weak-perspective camera is the similarity ``s R v + (t_x, -t_y, t_z)``, so
     :func:`similarity_icp` (point-to-point, isotropic scale) starts from the camera's ``(s, R, t)`` (``t_z``
     matching the mean depths) and its result is the refined camera; ``t_z`` is dropped (weak perspective has
-    no depth). Rows with fewer than ``min_points`` targets or source points keep their camera.
+    no depth). Rows with fewer than ``min_points`` targets or source points, or whose ICP finds no
+    correspondence or changes the scale by more than ``max_scale_change``, keep their camera.
 
     Args:
         camera: ``WeakPerspective`` with batch ``B``: the initial pose.
@@ -316,6 +318,9 @@ def weak_perspective_icp(
         max_iterations, max_correspondence_distance: :func:`similarity_icp`'s (default distance: half the
             target's RMS radius).
         min_points: fewest points on either side for a row to be refined.
+        max_scale_change: a result whose scale differs from the initial one by more than this factor is
+            refused (the row keeps its camera): point-to-point ICP with scale can collapse onto a degenerate
+            target (e.g. the volume of an untrained network).
 
     Returns:
         A new ``WeakPerspective`` (same device/dtype; no gradients).
@@ -347,10 +352,13 @@ def weak_perspective_icp(
         posed = scale[i] * src @ rot[i].T
         tz = tgt[:, 2].mean() - posed[:, 2].mean()
         t0 = torch.stack((t2d[i, 0], -t2d[i, 1], tz))
-        r_i, t_i, s_i, _ = similarity_icp(
+        r_i, t_i, s_i, info = similarity_icp(
             src, tgt, init=(rot[i], t0, scale[i]), max_iterations=max_iterations,
             max_correspondence_distance=max_correspondence_distance,
         )  # fmt: skip
-        rot[i], scale[i], t2d[i] = r_i, s_i, torch.stack((t_i[0], -t_i[1]))
+        ok = info["fitness"] > 0 and bool(torch.isfinite(r_i).all() and torch.isfinite(t_i).all()) and s_i > 0
+        ok = ok and 1.0 / max_scale_change <= float(s_i / scale[i]) <= max_scale_change
+        if ok:  # no correspondence at all (e.g. an untrained volume far off): the row keeps its camera
+            rot[i], scale[i], t2d[i] = r_i, s_i, torch.stack((t_i[0], -t_i[1]))
     kw = {"device": camera.device, "dtype": camera.dtype}
     return WeakPerspective(scale.to(**kw), rot.to(**kw), t2d.to(**kw))
