@@ -114,9 +114,11 @@ class MMFace(FaceMethod):
         renderer_backend, eval_mask, max_nonfinite_steps: see :class:`~facezoo.methods.base.FaceMethod`.
 
     Example:
-        >>> m = MMFace("procedural:600", stage="joint", image_size=32, volume_size=16, volume_depth=16,
-        ...            hourglass={"features": 16, "depth": 1}, pmn={"channels": (4, 4, 8, 8, 8), "hidden": 16,
-        ...            "pool_size": 1})  # doctest: +SKIP
+        >>> m = MMFace("procedural:600", stage="pmn", image_size=32, volume_size=16, volume_depth=16,
+        ...            hourglass={"features": 16, "depth": 1}, pmn={"channels": (4, 4, 8, 8, 8), "hidden": 16})
+        >>> params, camera = m.regress(torch.zeros(2, 16, 16, 16))     # PMN on a [N,D,S,S] volume
+        >>> tuple(params["id"].shape), tuple(camera.project(m.morphable.mean.expand(2, -1, -1)).shape)
+        ((2, 80), (2, 600, 2))
     """
 
     stages = ("vmn", "pmn", "joint")
