@@ -9,7 +9,7 @@ A small problem so that it fits in minutes: the procedural model with 1000 verti
 expression components, 64x64 crops, a 32^3 volume (ICP also on the volume resampled to 64^3), small
 hourglasses and PMN; the stages run as the paper orders them (VMN alone, PMN alone on ground-truth volumes,
 joint with Eq. 9's weights) with Adam (1e-3 here: a few hundred steps instead of 60 epochs).
-NME: the AFLW2000-3D normalisation (sqrt(w h) of the ground-truth landmark box), fraction; NME3D: MMFace Eq. 11.
+NME: the AFLW2000-3D normalisation (sqrt(w h) of the ground-truth landmark box); NME3D: MMFace Eq. 11.
 """
 
 from __future__ import annotations
@@ -23,10 +23,10 @@ import torch
 from facezoo.datamodules.synthetic import SyntheticFaces
 
 from facezoo.data.sample import collate
+from facezoo.geometry import image_space_points
 from facezoo.methods import MMFace
 from facezoo.methods.mmface_targets import ground_truth_camera
 from facezoo.metrics import landmark_nme, nme3d
-from facezoo.geometry import image_space_points
 
 OUT = Path(__file__).resolve().parent / "results" / "mmface.json"
 
@@ -120,11 +120,14 @@ def main() -> None:
     header = f"| {'model / pose':<22} | {'NME %':>7} | {'NME3D %':>7} | {'ms/img':>7} |"
     lines = [header, "|" + "|".join("-" * (len(c)) for c in header.split("|")[1:-1]) + "|"]
     for name, r in rows.items():
-        lines.append(f"| {name:<22} | {100 * r['nme']:7.2f} | {100 * r['nme3d']:7.2f} | {r['ms_per_image']:7.1f} |")
+        lines.append(
+            f"| {name:<22} | {100 * r['nme']:7.2f} | {100 * r['nme3d']:7.2f} | {r['ms_per_image']:7.1f} |"
+        )
     print("\n" + "\n".join(lines))
     print("training images/s: " + ", ".join(f"{k} {v:.1f}" for k, v in throughput.items()))
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    result = {"config": {k: (list(v) if isinstance(v, tuple) else v) for k, v in vars(args).items() if k != "out"},
+    config = {k: (list(v) if isinstance(v, tuple) else v) for k, v in vars(args).items() if k != "out"}
+    result = {"config": config,
               "rows": rows, "train_images_per_s": throughput,
               "threads": torch.get_num_threads()}  # fmt: skip
     args.out.write_text(json.dumps(result, indent=2))

@@ -33,7 +33,9 @@ def _brute_force(points: np.ndarray, tris: np.ndarray, shape, image_size, z_rang
                     depths.append(a[2] + u * (b[2] - a[2]) + v * (c[2] - a[2]))
             for d in range(d_n):
                 n_front = sum(z > zc[d] for z in depths)
-                out[d, h, w] = (n_front > 0 or any(z == zc[d] for z in depths)) if fill == "behind" else n_front % 2
+                out[d, h, w] = (
+                    (n_front > 0 or any(z == zc[d] for z in depths)) if fill == "behind" else n_front % 2
+                )
     return out
 
 
@@ -107,7 +109,9 @@ def test_surface_points_of_a_voxelised_plane_recover_its_depth_within_half_a_vox
 def test_image_space_points_follow_the_camera_and_bad_input_is_named():
     cam = WeakPerspective(torch.tensor([0.5]), torch.eye(3)[None], torch.tensor([[8.0, 8.0]]))
     v = torch.tensor([[[2.0, 4.0, -6.0]]])
-    torch.testing.assert_close(image_space_points(cam, v, torch.tensor([1.0])), torch.tensor([[[9.0, 6.0, -4.0]]]))
+    torch.testing.assert_close(
+        image_space_points(cam, v, torch.tensor([1.0])), torch.tensor([[[9.0, 6.0, -4.0]]])
+    )
     tri = torch.tensor([[0, 1, 2]])
     with pytest.raises(ValueError, match="points"):
         voxelize(torch.zeros(3, 3), tri, (2, 2, 2), 4, (0, 1))

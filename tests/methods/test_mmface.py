@@ -22,7 +22,8 @@ SIZE = 32
 ZOO = Path(__file__).resolve().parents[2] / "zoo"
 TINY = dict(
     morphable_model=MODEL, image_size=SIZE, volume_size=16, volume_depth=16,
-    hourglass={"features": 16, "depth": 1}, pmn={"channels": (8, 8, 16, 16, 16), "hidden": 32, "pool_size": 1},
+    hourglass={"features": 16, "depth": 1},
+    pmn={"channels": (8, 8, 16, 16, 16), "hidden": 32, "pool_size": 1},
 )  # fmt: skip
 
 
@@ -44,7 +45,10 @@ def test_vmn_is_two_hourglasses_to_a_volume_and_pmn_has_three_branches():
     p = pmn(torch.rand(3, 32, 32, 32))
     assert {k: tuple(v.shape) for k, v in p.items()} == {"id": (3, 7), "exp": (3, 5), "pose": (3, 6)}
     n_conv = sum(isinstance(m, torch.nn.Conv3d) for m in pmn.encoder.modules())
-    n_fc = [sum(isinstance(m, torch.nn.Linear) for m in b) for b in (pmn.id_branch, pmn.exp_branch, pmn.pose_branch)]
+    n_fc = [
+        sum(isinstance(m, torch.nn.Linear) for m in b)
+        for b in (pmn.id_branch, pmn.exp_branch, pmn.pose_branch)
+    ]
     assert n_conv == 5 and n_fc == [3, 2, 2]  # the extra FC layer of the identity branch (§3.2.2)
 
 
@@ -126,7 +130,9 @@ def test_joint_stage_loads_the_stage_checkpoints_and_warns_without(tmp_path, bat
     vmn, pmn = make(stage="vmn"), make(stage="pmn")
     torch.save({"state_dict": vmn.state_dict()}, tmp_path / "vmn.ckpt")
     torch.save({"state_dict": pmn.state_dict()}, tmp_path / "pmn.ckpt")
-    joint = make(stage="joint", vmn_checkpoint=str(tmp_path / "vmn.ckpt"), pmn_checkpoint=str(tmp_path / "pmn.ckpt"))
+    joint = make(
+        stage="joint", vmn_checkpoint=str(tmp_path / "vmn.ckpt"), pmn_checkpoint=str(tmp_path / "pmn.ckpt")
+    )
     for name, src in (("vmn", vmn), ("pmn", pmn)):
         for k, v in getattr(src, name).state_dict().items():
             assert torch.equal(getattr(joint, name).state_dict()[k], v)
@@ -173,8 +179,9 @@ def test_joint_config_fits_as_typed_and_validates_with_icp(tmp_path):
     with pytest.warns(UserWarning, match="no (vmn|pmn)_checkpoint given"):
         main([
             "fit", f"--config={ZOO / 'mmface.yaml'}", f"--config={ZOO / 'data' / 'synthetic.yaml'}",
-            f"--model.morphable_model={MODEL}", f"--data.morphable_model={MODEL}", f"--model.image_size={SIZE}",
-            f"--data.image_size={SIZE}", "--model.volume_size=16", "--model.volume_depth=16",
+            f"--model.morphable_model={MODEL}", f"--data.morphable_model={MODEL}",
+            f"--model.image_size={SIZE}", f"--data.image_size={SIZE}",
+            "--model.volume_size=16", "--model.volume_depth=16",
             "--model.hourglass={features: 16, depth: 1}",
             "--model.pmn={channels: [8, 8, 16, 16, 16], hidden: 32, pool_size: 1}",
             "--data.batch_size=2", "--data.num_train=4", "--data.num_val=2",

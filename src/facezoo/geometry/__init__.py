@@ -1,4 +1,4 @@
-"""Geometry: rotations, cameras, 300W-LP poses, mesh ops, ICP, voxelisation (frames, units: docs/architecture.md)."""
+"""Geometry: rotations, cameras, 300W-LP poses, mesh ops, ICP, voxels (frames, units: docs/architecture.md)"""
 
 from facezoo.geometry.cameras import Perspective, WeakPerspective
 from facezoo.geometry.icp import similarity_icp, umeyama, weak_perspective_icp

@@ -100,7 +100,9 @@ def _check(points: Tensor, triangles: Tensor, volume_shape, z_range) -> None:
     if points.ndim != 3 or points.shape[-1] != 3:
         raise ValueError(f"points: expected [B,V,3], got {tuple(points.shape)}")
     if not isinstance(triangles, Tensor) or triangles.ndim != 2 or triangles.shape[-1] != 3:
-        raise ValueError(f"triangles: expected an integer tensor [T,3], got {getattr(triangles, 'shape', None)}")
+        raise ValueError(
+            f"triangles: expected an integer tensor [T,3], got {getattr(triangles, 'shape', None)}"
+        )
     if triangles.is_floating_point():
         raise TypeError(f"triangles: expected an integer dtype, got {triangles.dtype}")
     if triangles.numel() and (int(triangles.min()) < 0 or int(triangles.max()) >= points.shape[1]):
@@ -262,7 +264,11 @@ def volume_surface(
     b, d_n, h_n, w_n = volume.shape
     zc, yc, xc = voxel_centres((d_n, h_n, w_n), _pair("image_size", image_size), z_range, volume.device,
                                volume.dtype)  # fmt: skip
-    dz = float(zc[1] - zc[0]) if d_n > 1 else float(_pair("z_range", z_range)[1] - _pair("z_range", z_range)[0])
+    dz = (
+        float(zc[1] - zc[0])
+        if d_n > 1
+        else float(_pair("z_range", z_range)[1] - _pair("z_range", z_range)[0])
+    )
     above = volume > threshold  # [B,D,H,W]
     has = above.any(dim=1)  # [B,H,W]
     idx = torch.arange(d_n, device=volume.device)[None, :, None, None]

@@ -39,7 +39,8 @@ def volumetric_bce(logits: Tensor, target: Tensor, valid: Tensor | None = None) 
         raise ValueError(f"logits: expected a tensor [B,...], got {getattr(logits, 'shape', type(logits))}")
     if not isinstance(target, Tensor) or target.shape != logits.shape:
         raise ValueError(
-            f"target: expected the shape of logits {tuple(logits.shape)}, got {getattr(target, 'shape', None)}"
+            f"target: expected the shape of logits {tuple(logits.shape)}, "
+            f"got {getattr(target, 'shape', None)}"
         )
     per_voxel = F.binary_cross_entropy_with_logits(logits, target.to(logits), reduction="none")
     return masked_mean(per_voxel.flatten(1).mean(1), valid)

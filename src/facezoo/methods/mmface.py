@@ -1,4 +1,4 @@
-"""MMFace (Yi et al., CVPR 2019; ``../shared/papers/mmface.txt``): volumetric + parametric multi-metric regression.
+"""MMFace (Yi et al., CVPR 2019; ``../shared/papers/mmface.txt``): volumetric + parametric regression.
 
 **Model** (§3.1): a linear 3DMM ``S(α, β) = S̄ + U_id α + U_exp β`` posed by a weak-perspective camera
 ``V = f P R S + t`` (Eq. 2; :class:`facezoo.geometry.WeakPerspective`, pose vector ``p = (f, r, t)``, Euler
@@ -22,9 +22,9 @@ over every vertex of the predicted vs the ground-truth posed shape.
 
 **Stages** (§4; ``stage``; a zoo config each): ``vmn`` (VMN alone on ``E_V``), ``pmn`` (PMN alone fed the
 ground-truth volume, ``{λ_exp, λ_P} = {5, 5}``), ``joint`` (both concatenated and fine-tuned with ``{λ_V,
-λ_exp, λ_P} = {1e6, 5, 5}``; VMN and PMN start from ``vmn_checkpoint`` / ``pmn_checkpoint``, each a fresh start
-with one warning when not given). The network a stage does not train is frozen (BatchNorm in eval). Adam,
-``lr`` 1e-4 reduced 10x after ``lr_decay_epochs`` (40) epochs, for another 20 (``max_epochs: 60`` in the
+λ_exp, λ_P} = {1e6, 5, 5}``; VMN and PMN start from ``vmn_checkpoint`` / ``pmn_checkpoint``, each a fresh
+start with one warning when not given). The network a stage does not train is frozen (BatchNorm in eval).
+Adam, ``lr`` 1e-4 reduced 10x after ``lr_decay_epochs`` (40) epochs, for another 20 (``max_epochs: 60`` in the
 configs); the joint stage runs 10 epochs.
 
 **Pose refinement** (§3.2.3; ``pose_refinement``): ``none`` (MMFace-PMN: the PMN's pose), ``icp`` (the
@@ -51,8 +51,8 @@ Where the paper is silent (its supplementary is not available), our choices:
   distances in pixels of a 256 crop (``256 / image_size`` scales other crop sizes).
 * Pose initialisation ("f ≈ 0.001, t ≈ (128, 128)"): the pose branch predicts offsets from ``f₀ =
   init_scale * image_size / 256`` px/mm (``init_scale`` 1: the paper's 0.001 for µm) and the crop centre:
-  ``f = f₀ exp(o₀)``, ``r = (o₁, o₂, o₃)``, ``t = (c, c) + (image_size / 2) (o₄, o₅)``; the branch's last layer
-  starts near 0, so training starts at the paper's initial pose.
+  ``f = f₀ exp(o₀)``, ``r = (o₁, o₂, o₃)``, ``t = (c, c) + (image_size / 2) (o₄, o₅)``; the branch's last
+  layer starts near 0, so training starts at the paper's initial pose.
 * The volume: ``x, y`` span the crop, ``z`` spans ``depth_extent * image_size`` pixel units centred on the
   posed depth of the mean shape's centroid (so the face sits in the middle of every volume whatever the
   model's origin); slice 0 is the farthest. ``volume_size = volume_depth = 128`` by default (MMFace-ICP-128,
@@ -73,7 +73,13 @@ import torch.nn.functional as F
 from torch import Tensor
 
 import facezoo.nn as fnn
-from facezoo.geometry import WeakPerspective, image_space_points, volume_surface, voxelize, weak_perspective_icp
+from facezoo.geometry import (
+    WeakPerspective,
+    image_space_points,
+    volume_surface,
+    voxelize,
+    weak_perspective_icp,
+)
 from facezoo.geometry.mesh import vertex_normals
 from facezoo.losses import landmark_loss
 from facezoo.losses.basis_l2 import basis_gram, basis_weighted_l2
@@ -99,8 +105,8 @@ class MMFace(FaceMethod):
         image_size: input crop side (256 in the paper).
         volume_size, volume_depth: in-plane resolution and depth slices of the VMN volume (128, 128).
         depth_extent: the volume's depth range in units of ``image_size`` (1.0).
-        hourglass: :class:`facezoo.nn.HourglassConfig` fields (``features``, ``depth``...; the paper's 2 stacks
-            are fixed: ``n_stacks`` cannot be overridden).
+        hourglass: :class:`facezoo.nn.HourglassConfig` fields (``features``, ``depth``...; the paper's 2
+            stacks are fixed: ``n_stacks`` cannot be overridden).
         pmn: :class:`facezoo.nn.VolumeRegressorConfig` fields (``channels``, ``pool_size``, ``hidden``).
         vmn_checkpoint, pmn_checkpoint: ``stage: joint``: checkpoints of the ``vmn`` / ``pmn`` stages (their
             ``vmn.*`` / ``pmn.*`` weights load strictly); ``None``: a fresh start with a warning.
@@ -115,7 +121,8 @@ class MMFace(FaceMethod):
 
     Example:
         >>> m = MMFace("procedural:600", stage="pmn", image_size=32, volume_size=16, volume_depth=16,
-        ...            hourglass={"features": 16, "depth": 1}, pmn={"channels": (4, 4, 8, 8, 8), "hidden": 16})
+        ...            hourglass={"features": 16, "depth": 1},
+        ...            pmn={"channels": (4, 4, 8, 8, 8), "hidden": 16})
         >>> params, camera = m.regress(torch.zeros(2, 16, 16, 16))     # PMN on a [N,D,S,S] volume
         >>> tuple(params["id"].shape), tuple(camera.project(m.morphable.mean.expand(2, -1, -1)).shape)
         ((2, 80), (2, 600, 2))
@@ -185,7 +192,9 @@ class MMFace(FaceMethod):
         std = None if model.bases_scaled else model.id_std
         self.register_buffer("gram_id", basis_gram(model.id_basis, std, shape_unit).float(), persistent=False)
         std = None if model.bases_scaled else model.exp_std
-        self.register_buffer("gram_exp", basis_gram(model.exp_basis, std, shape_unit).float(), persistent=False)
+        self.register_buffer(
+            "gram_exp", basis_gram(model.exp_basis, std, shape_unit).float(), persistent=False
+        )
         self.register_buffer("centroid", model.mean.mean(0), persistent=False)
         if stage == "vmn":
             self.freeze_modules("pmn")
@@ -395,5 +404,3 @@ def _add_nme3d(runner) -> None:
 
 def _meta(flat: Mapping[str, Any]) -> dict[str, Any]:
     return {k: flat[k] for k in ("index", "path", "identity") if k in flat}
-
-

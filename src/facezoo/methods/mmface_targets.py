@@ -1,7 +1,7 @@
 """MMFace's ground truth from a batch: the weak-perspective pose ``(f̂, R̂, t̂)`` and the posed mesh.
 
-MMFace's pose is a weak-perspective camera (Eq. 2). 300W-LP / AFLW2000-3D give one (``params["pose"]``, 3DDFA's
-``Pose_Para`` moved into the crop by the datamodule: :func:`facezoo.geometry.camera_from_300wlp`).
+MMFace's pose is a weak-perspective camera (Eq. 2). 300W-LP / AFLW2000-3D give one (``params["pose"]``,
+3DDFA's ``Pose_Para`` moved into the crop by the datamodule: :func:`facezoo.geometry.camera_from_300wlp`).
 :class:`~facezoo.datamodules.SyntheticFaces` renders with a perspective camera (``params["angles"]``,
 ``"translation"``); its weak-perspective ground truth keeps the rotation ``R̂`` of the angles and fits the
 scale and 2D translation in closed form to the ground-truth 2D landmarks (:func:`fit_weak_perspective`: the
@@ -60,8 +60,8 @@ def ground_truth_vertices(flat: Mapping[str, Any], model) -> Tensor:
     if "id" in params and "exp" in params:
         return model(params["id"], params["exp"])
     raise ValueError(
-        f"MMFace needs the ground-truth shape: params['vertices'] or params['id'] and params['exp']; the batch "
-        f"has params {sorted(params)}"
+        "MMFace needs the ground-truth shape: params['vertices'] or params['id'] and params['exp']; "
+        f"the batch has params {sorted(params)}"
     )
 
 
