@@ -7,6 +7,7 @@ multi-view batches (:mod:`facezoo.methods.views`); ``valid`` masks of mixed batc
 
 from facezoo.methods.base import FaceMethod, build_morphable, linear_neutral_shape, vertex_error
 from facezoo.methods.deep3d import Deep3DFace, aggregate_identity
+from facezoo.methods.mmface import MMFace
 from facezoo.methods.mvfnet import MVFNet
 from facezoo.methods.pooled import PooledSingleView
 from facezoo.methods.reconstruction import FaceReconstruction
@@ -18,6 +19,7 @@ __all__ = [
     "Deep3DFace",
     "FaceMethod",
     "FaceReconstruction",
+    "MMFace",
     "MVFNet",
     "PooledSingleView",
     "aggregate_identity",
