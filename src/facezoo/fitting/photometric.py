@@ -155,8 +155,8 @@ def refine_photometric(
         prior = lam_id * ident.square().sum(-1) + lam_exp * exp.square().sum(-1) + lam_tex * tex.square().sum(-1)
         loss = w_photo * l_photo + w_lan * l_lan + prior.mean()
         if step == 0:
-            first = float(l_photo)
-        last = float(l_photo)
+            first = float(l_photo.detach())
+        last = float(l_photo.detach())
         if step == steps:
             break
         opt.zero_grad()

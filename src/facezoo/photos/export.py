@@ -59,15 +59,16 @@ def _render(result, camera, size, colours=None, light=None):
     )  # fmt: skip
 
 
-def vertex_colours(result) -> Tensor:
-    """``[V,3]`` colours for the mesh: the albedo where known, else the photo sampled at visible vertices."""
+def vertex_colours(result, max_side: int = 640) -> Tensor:
+    """``[V,3]`` colours for the mesh: the albedo where known, else the photo (longer side at most
+    ``max_side`` px) sampled at the vertices the fitted pose shows (others grey)."""
     if result.colours is not None:
         return result.colours.clamp(0, 1)
     from facezoo.render.sampling import sample_image
 
-    img = result.photo.image
-    out = _render(result, result.camera.to(dtype=torch.float32), tuple(img.shape[-2:]))
-    pix = result.camera.project(result.vertices[None].double()).float()
+    img, cam, _ = _scaled(result, max_side)
+    out = _render(result, cam, tuple(img.shape[-2:]))
+    pix = cam.project(result.vertices[None].double()).float()
     colours = sample_image(img[None].float(), pix)[0]
     vis = out.visible[0][:, None]
     return torch.where(vis, colours, torch.full_like(colours, 0.5)).double()
