@@ -11,7 +11,8 @@ from facezoo.methods.base import build_morphable
 from facezoo.render import MeshRenderer
 
 
-def test_photometric_refinement_fits_albedo_and_light():
+@pytest.mark.parametrize("n_points", [68, 5])
+def test_photometric_refinement_fits_albedo_and_light(n_points):
     model = build_morphable("procedural:1000:6:3:6")
     g = torch.Generator().manual_seed(0)
     tex = torch.randn(1, 6, generator=g) * 1.5
@@ -23,6 +24,10 @@ def test_photometric_refinement_fits_albedo_and_light():
     verts = model(torch.zeros(1, 6), None)
     photo = MeshRenderer(96)(verts, model.triangles, cam, colors=model.texture(tex), lighting=light, background=0.2)
     lm = cam.project(model.landmarks(verts)).double()
+    if n_points == 5:
+        from facezoo.data.landmarks import landmarks68_to_5
+
+        lm = torch.as_tensor(landmarks68_to_5(lm.numpy()))
     fit = fit_landmarks(model.double(), lm, contour="fixed")
     ph = refine_photometric(model, [photo.image[0]], fit, lm, steps=40, crop_size=64, backend="builtin")
     first, last = ph.losses
@@ -30,8 +35,9 @@ def test_photometric_refinement_fits_albedo_and_light():
     true_albedo = model.texture(tex)[0].double()
     mean_err = (model.texture(None)[0].double() - true_albedo).abs().mean()
     fit_err = (ph.colours[0] - true_albedo).abs().mean()
-    assert float(fit_err) < float(mean_err)  # the albedo moved towards the truth
-    assert float((ph.landmarks2d - lm).norm(dim=-1).mean()) < 1.5  # and the landmarks stayed put (px)
+    if n_points == 68:  # (five points leave the shape loose enough that the albedo also absorbs shape error)
+        assert float(fit_err) < float(mean_err)  # the albedo moved towards the truth
+        assert float((ph.landmarks2d - lm).norm(dim=-1).mean()) < 1.5  # and the landmarks stayed put (px)
 
 
 def test_needs_an_albedo_model():

@@ -103,7 +103,12 @@ def load_photos(paths: Sequence[Path], detector=None) -> list[Photo]:
             points = read_landmark_file(lm_file, expected=(68, 5))
             source = str(lm_file)
         elif detector is not None:
-            points = detector(image)
+            from facezoo.data.io import BadSampleError
+
+            try:
+                points = detector(image)
+            except BadSampleError as err:
+                raise BadSampleError(path, err.problem) from None
             source = f"detector:{detector.name}"
         else:
             from facezoo.photos.detector import DETECTOR_EXTRA
