@@ -14,10 +14,12 @@ perspective, moving contour, N(0,1) prior), all photos in one batch.
 Reported per method: 2D NME (%) over the landmarks both fit (the 50 iBUG points with an SFM vertex: iBUG 9 and
 18-68 minus the inner mouth corners 61 and 65; the jaw is
 fitted by both but eos does not report which contour vertex it used, so it is left out of the shared
-number), normalised by sqrt(w h) of the ground-truth box as AFLW2000-3D's protocol; the 3D landmark error of the
+number), normalised by sqrt(w h) of the ground-truth box as AFLW2000-3D's protocol; the 3D landmark error of
+the
 same points against ``pt3d_68`` after a least-squares similarity alignment (Umeyama), normalised the same
 way; time per photo (eos: one call per photo, one thread; facezoo: the batch's wall time over its size, after
-one warm-up fit, ``--threads`` torch threads; also for the photos tiled ``--tile`` times into one larger batch,
+one warm-up fit, ``--threads`` torch threads; also for the photos tiled ``--tile`` times into one larger
+batch,
 which shows the per-photo cost of a batched run).
 """
 
@@ -157,7 +159,9 @@ def main(argv=None) -> dict:
     model = load_sfm(args.sfm).double()
 
     f2d, f3d, f_all, f_time = run_facezoo(model, lm2d, args.repeats)
-    big_time = run_facezoo(model, np.tile(lm2d, (args.tile, 1, 1)), args.repeats)[3] if args.tile > 1 else None
+    big_time = (
+        run_facezoo(model, np.tile(lm2d, (args.tile, 1, 1)), args.repeats)[3] if args.tile > 1 else None
+    )
     valid = model.landmark_valid.numpy()
     rows = {"facezoo": {
         "nme2d_%": float(100 * nme2d(f2d, lm2d, keep, norm).mean()),

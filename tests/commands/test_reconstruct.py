@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-
 from facezoo.callbacks.panels import save_png
+
 from facezoo.cli import main
 from facezoo.data.landmarks import landmarks68_to_5
 from facezoo.geometry import WeakPerspective, euler_to_matrix
@@ -42,8 +42,14 @@ def photos(tmp_path_factory):
         coef = torch.zeros(1, 6)
         coef[0, 0] = ident
         verts = model(coef, None)
-        img = MeshRenderer((h, w))(verts, model.triangles, cam, colors=model.texture(None),
-                                   lighting=torch.tensor([[0.9] + [0.0] * 8]), background=0.3).image[0]
+        img = MeshRenderer((h, w))(
+            verts,
+            model.triangles,
+            cam,
+            colors=model.texture(None),
+            lighting=torch.tensor([[0.9] + [0.0] * 8]),
+            background=0.3,
+        ).image[0]
         save_png(img, d / f"{name}.png")
         lm = cam.project(model.landmarks(verts))[0].double().numpy()
         if name == "a":
@@ -96,7 +102,9 @@ def test_regress_and_regress_plus_fit(photos, tmp_path):
         metas[method] = json.loads((out / "a.json").read_text())
         assert metas[method]["checkpoint"] == str(ckpt) and metas[method]["model"] == "Deep3DFace"
         assert (out / "a_overlay.png").is_file() and (out / "contact_sheet.png").is_file()
-    err = {m: np.linalg.norm(np.array(v["landmarks2d"]) - truth["a"], axis=-1).mean() for m, v in metas.items()}
+    err = {
+        m: np.linalg.norm(np.array(v["landmarks2d"]) - truth["a"], axis=-1).mean() for m, v in metas.items()
+    }
     # an untrained network regresses the mean face at its default pose; the fit then finds the face
     assert err["regress+fit"] < 0.2 * err["regress"] and err["regress+fit"] < 2.0
     assert metas["regress+fit"]["camera"]["type"] == "Perspective"  # the network's camera kind is kept
@@ -110,13 +118,23 @@ def test_user_errors(photos, tmp_path, capsys):
     assert main(["reconstruct", str(lonely), "--model", MODEL, "--out", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err
     assert "x.png" in err and "no landmark file" in err and "facezoo[landmarks]" in err
-    assert main(["reconstruct", str(d), "--model", MODEL, "--method", "regress", "--out", str(tmp_path / "o")]) == 2
+    assert (
+        main(["reconstruct", str(d), "--model", MODEL, "--method", "regress", "--out", str(tmp_path / "o")])
+        == 2
+    )
     assert "needs a network" in capsys.readouterr().err
-    assert main(["reconstruct", str(tmp_path / "nothing"), "--model", MODEL, "--out", str(tmp_path / "o")]) == 2
+    assert (
+        main(["reconstruct", str(tmp_path / "nothing"), "--model", MODEL, "--out", str(tmp_path / "o")]) == 2
+    )
     assert "no such photo" in capsys.readouterr().err
     bad = tmp_path / "bad.ckpt"
     torch.save({"state_dict": {}, "hyper_parameters": {"_class_path": "os.system"}}, bad)
-    assert main(["reconstruct", str(d), "--model", str(bad), "--method", "regress", "--out", str(tmp_path / "o")]) == 2
+    assert (
+        main(
+            ["reconstruct", str(d), "--model", str(bad), "--method", "regress", "--out", str(tmp_path / "o")]
+        )
+        == 2
+    )
     assert "does not name a facezoo method" in capsys.readouterr().err
 
 
@@ -157,7 +175,9 @@ def test_real_deep3d_example_photos(tmp_path):
     root = SHARED / "deep3d_examples"
     picks = [str(root / n) for n in ("000002.jpg", "015259.jpg", "vd006.png")]
     out = tmp_path / "real"
-    assert main(["reconstruct", *picks, "--model", "procedural:2000", "--method", "fit", "--out", str(out)]) == 0
+    assert (
+        main(["reconstruct", *picks, "--model", "procedural:2000", "--method", "fit", "--out", str(out)]) == 0
+    )
     for p in picks:
         stem = Path(p).stem
         meta = json.loads((out / f"{stem}.json").read_text())

@@ -55,7 +55,9 @@ def test_recovers_known_parameters_weak(model):
 
 def test_recovers_known_parameters_perspective(model):
     ident, exp, weak = _truth(model, b=2, seed=1)
-    cam = Perspective(1500.0, (128.0, 128.0), weak.rotation, torch.tensor([[5.0, -3.0, -1200.0], [0, 8, -900]]))
+    cam = Perspective(
+        1500.0, (128.0, 128.0), weak.rotation, torch.tensor([[5.0, -3.0, -1200.0], [0, 8, -900]])
+    )
     lm = cam.project(model.landmarks(model(ident, exp)))
     fit = fit_landmarks(model, lm, camera="perspective", focal=1500.0, center=torch.full((2, 2), 128.0),
                         contour="fixed", lam_id=1e-10, lam_exp=1e-10, iterations=40)  # fmt: skip
@@ -106,7 +108,10 @@ def test_analytic_jacobian_matches_autograd(kind):
     lm_mean = 50 * torch.randn(b, n, 3, generator=g, dtype=torch.float64)
     lm_basis = torch.randn(b, n, 3, k, generator=g, dtype=torch.float64)
     target = 100 * torch.rand(b, n, 2, generator=g, dtype=torch.float64)
-    sw, norm = torch.rand(b, n, generator=g, dtype=torch.float64), torch.tensor([50.0, 80.0], dtype=torch.float64)
+    sw, norm = (
+        torch.rand(b, n, generator=g, dtype=torch.float64),
+        torch.tensor([50.0, 80.0], dtype=torch.float64),
+    )
     prior = torch.full((k,), 0.1, dtype=torch.float64)
     _, jac = _residual_jacobian(rot, c, coef, lm_mean, lm_basis, target, sw, norm, prior, const, kind, True)
 
@@ -115,7 +120,9 @@ def test_analytic_jacobian_matches_autograd(kind):
 
         w, cc, a = theta[:, :3], theta[:, 3:6], theta[:, 6:]
         r_ = axis_angle_to_matrix(w) @ rot
-        return _residual_jacobian(r_, cc, a, lm_mean, lm_basis, target, sw, norm, prior, const, kind, False)[0]
+        return _residual_jacobian(r_, cc, a, lm_mean, lm_basis, target, sw, norm, prior, const, kind, False)[
+            0
+        ]
 
     theta = torch.cat((torch.zeros(b, 3, dtype=torch.float64) + 1e-12, c, coef), -1)
     full = torch.autograd.functional.jacobian(residual, theta)  # [B,R,B,P]
@@ -165,7 +172,9 @@ def test_moving_contour_beats_fixed_jaw_on_a_turned_face(model):
     """Targets on the true outline (brute force: the extreme projected vertex of the mesh's front half in
     each of 8 height bands per side) are fitted better when the jaw may slide."""
     ident, exp, cam = _truth(model, b=1, seed=5)
-    cam = WeakPerspective(cam.scale, euler_to_matrix(torch.tensor([[0.0, 0.6, 0.0]], dtype=torch.float64)), cam.t2d)
+    cam = WeakPerspective(
+        cam.scale, euler_to_matrix(torch.tensor([[0.0, 0.6, 0.0]], dtype=torch.float64)), cam.t2d
+    )
     verts = model(ident, exp)
     lm = cam.project(model.landmarks(verts)).clone()
     proj = cam.project(verts)[0]
@@ -174,7 +183,11 @@ def test_moving_contour_beats_fixed_jaw_on_a_turned_face(model):
     for side, points in ((-1, range(0, 8)), (1, range(16, 8, -1))):
         for j, k in enumerate(points):
             y = eye_y + (chin_y - eye_y) * j / 8
-            band = ((mean[:, 1] - y).abs() < 4) & (side * mean[:, 0] > 0) & (mean[:, 2] > mean[model.landmarks68[:17], 2].min() - 5)
+            band = (
+                ((mean[:, 1] - y).abs() < 4)
+                & (side * mean[:, 0] > 0)
+                & (mean[:, 2] > mean[model.landmarks68[:17], 2].min() - 5)
+            )
             cand = band.nonzero().flatten()
             pick = cand[(side * proj[cand, 0]).argmax()]
             lm[0, k] = proj[pick]
@@ -197,7 +210,9 @@ def test_normaliser_and_errors(model):
         transform_camera(cam, torch.tensor([[[1.0, 0.5, 0.0], [0.0, 1.0, 0.0]]]))
 
 
-@pytest.mark.skipif(not (SHARED / "sfm").is_dir() or not (SHARED / "aflw2000_3d").is_dir(), reason="no shared data")
+@pytest.mark.skipif(
+    not (SHARED / "sfm").is_dir() or not (SHARED / "aflw2000_3d").is_dir(), reason="no shared data"
+)
 def test_sfm_on_aflw2000_landmarks():
     from facezoo.data.landmarks import read_3ddfa_mat
     from facezoo.morphable.sfm import load_sfm

@@ -22,7 +22,9 @@ def test_photometric_refinement_fits_albedo_and_light(n_points):
     rot = euler_to_matrix(torch.tensor([[0.05, 0.2, 0.0]]))
     cam = WeakPerspective(torch.tensor([0.45]), rot, torch.tensor([[48.0, 52.0]]))
     verts = model(torch.zeros(1, 6), None)
-    photo = MeshRenderer(96)(verts, model.triangles, cam, colors=model.texture(tex), lighting=light, background=0.2)
+    photo = MeshRenderer(96)(
+        verts, model.triangles, cam, colors=model.texture(tex), lighting=light, background=0.2
+    )
     lm = cam.project(model.landmarks(verts)).double()
     if n_points == 5:
         from facezoo.data.landmarks import landmarks68_to_5

@@ -1,6 +1,7 @@
 """Reconstruct faces in real photos: landmarks, alignment, the method's network and/or fitting, exports.
 
-    facezoo reconstruct PHOTO|DIR... --model CKPT|MODEL.h5|procedural --method regress|fit|regress+fit --out DIR
+    facezoo reconstruct PHOTO|DIR... --model CKPT|MODEL.h5|procedural --method regress|fit|regress+fit \
+        --out DIR
 
 Landmarks come from a file beside each photo (NAME.pts, NAME.txt with 68 or 5 points, NAME.mat; also under
 detections/ or landmarks/), else from --detector dlib (pip install 'facezoo[landmarks]'; dlib's 68-point
@@ -21,16 +22,28 @@ HELP = "reconstruct faces in photos (regress / fit / regress+fit) and export mes
 
 def build_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("photos", nargs="+", help="photos or folders of photos")
-    parser.add_argument("--model", required=True, help="a checkpoint (.ckpt), a morphable model (.h5) or procedural")
+    parser.add_argument(
+        "--model", required=True, help="a checkpoint (.ckpt), a morphable model (.h5) or procedural"
+    )
     parser.add_argument("--method", default="fit", choices=("regress", "fit", "regress+fit"))
     parser.add_argument("--out", required=True, help="output folder")
-    parser.add_argument("--photometric", action="store_true", help="also fit albedo, SH light and shape to the pixels")
-    parser.add_argument("--camera", default="weak", choices=("weak", "perspective"), help="camera for --method fit")
-    parser.add_argument("--contour", default="auto", choices=("auto", "moving", "fixed"), help="jaw landmarks")
+    parser.add_argument(
+        "--photometric", action="store_true", help="also fit albedo, SH light and shape to the pixels"
+    )
+    parser.add_argument(
+        "--camera", default="weak", choices=("weak", "perspective"), help="camera for --method fit"
+    )
+    parser.add_argument(
+        "--contour", default="auto", choices=("auto", "moving", "fixed"), help="jaw landmarks"
+    )
     parser.add_argument("--iterations", type=int, default=15, help="landmark-fit iterations (default 15)")
-    parser.add_argument("--photometric-steps", type=int, default=60, help="photometric Adam steps (default 60)")
-    parser.add_argument("--detector", default="none", choices=("none", "dlib"),
-                        help="landmarks for photos without a landmark file (dlib: the 'landmarks' extra)")  # fmt: skip
+    parser.add_argument(
+        "--photometric-steps", type=int, default=60, help="photometric Adam steps (default 60)"
+    )
+    parser.add_argument(
+        "--detector", default="none", choices=("none", "dlib"),
+        help="landmarks for photos without a landmark file (dlib: extra 'landmarks')",
+    )  # fmt: skip
     parser.add_argument("--batch-size", type=int, default=None, help="photos fitted together (default all)")
     parser.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda")
 
@@ -66,7 +79,8 @@ def execute(args: argparse.Namespace) -> int:
           + (" + photometric" if args.photometric else ""))  # fmt: skip
     with torch.no_grad() if args.method == "regress" else torch.enable_grad():
         results = reconstruct_photos(
-            photos, model, args.method, photometric=args.photometric, camera=args.camera, contour=args.contour,
+            photos, model, args.method, photometric=args.photometric, camera=args.camera,
+            contour=args.contour,
             iterations=args.iterations, photometric_steps=args.photometric_steps, batch_size=args.batch_size,
             device=args.device,
         )  # fmt: skip

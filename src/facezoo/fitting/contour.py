@@ -62,7 +62,9 @@ def contour_lines(
     chin = mean[lm[CHIN]]
     span = float(eye_y - chin[1])
     if span <= 0:
-        raise ValueError(f"contour_lines: model {model.name!r} has its eye corners below the chin (+y must be up)")
+        raise ValueError(
+            f"contour_lines: model {model.name!r} has its eye corners below the chin (+y must be up)"
+        )
     jaw = mean[lm[list(JAW)]]
     width = float(jaw[:, 0].max() - jaw[:, 0].min())
     z_cut = float(jaw[:, 2].min()) - depth_margin * max(width, 1e-6)

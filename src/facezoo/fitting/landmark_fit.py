@@ -16,9 +16,9 @@ and iteration, ``P = 6 + K_id + K_exp``), with an analytic Jacobian of a residua
 landmark vertices. The rotation is updated multiplicatively, ``R <-
 exp([w]_x) R`` (linearised as ``(I + [w]_x) R`` in the Jacobian, applied exactly). The start is the linear
 affine camera of the mean shape (:func:`~facezoo.fitting.camera.affine_camera_init`; with fewer than 10
-points, e.g. five, a frontal similarity, :func:`~facezoo.fitting.camera.frontal_camera_init`) unless an initial fit
-is given (``regress+fit``). The contour correspondences are re-chosen at every iteration of the first two
-thirds, then kept, so that the last iterations converge on one objective. eos alternates
+points, e.g. five, a frontal similarity, :func:`~facezoo.fitting.camera.frontal_camera_init`) unless an
+initial fit is given (``regress+fit``). The contour correspondences are re-chosen at every iteration of
+the first two thirds, then kept, so that the last iterations converge on one objective. eos alternates
 closed-form pose and shape solves with a fixed number of iterations; a joint LM step reaches the joint
 optimum of the same objective (with an exact rotation instead of eos's projected affine camera).
 
@@ -97,7 +97,9 @@ def landmark_normaliser(points: Tensor, weight: Tensor | None = None) -> Tensor:
 
 def _check_targets(model: MorphableModel, landmarks: Tensor, weight: Tensor | None) -> tuple[Tensor, Tensor]:
     if not isinstance(landmarks, Tensor) or landmarks.ndim != 3 or landmarks.shape[-1] != 2:
-        raise ValueError(f"landmarks: expected a [B,68|5,2] tensor of pixels, got {getattr(landmarks, 'shape', landmarks)}")
+        raise ValueError(
+            f"landmarks: expected a [B,68|5,2] tensor of pixels, got {getattr(landmarks, 'shape', landmarks)}"
+        )
     if not landmarks.is_floating_point() or not bool(torch.isfinite(landmarks).all()):
         raise ValueError("landmarks: expected finite floating-point pixel coordinates")
     dev = model.mean.device
@@ -125,7 +127,9 @@ class _Problem:
             bases.append(b if m.bases_scaled else b * std.double())
         self.basis = torch.cat(bases, -1)  # [V,3,K]
         self.n_id, self.n_exp = m.n_id, m.n_exp
-        self.lset = LandmarkSet(*(t.to(dev) for t in (lset.index, lset.weight, lset.valid, lset.jaw, lset.ibug)))
+        self.lset = LandmarkSet(
+            *(t.to(dev) for t in (lset.index, lset.weight, lset.valid, lset.jaw, lset.ibug))
+        )
 
     def vertices(self, coef: Tensor) -> Tensor:
         return self.mean + torch.einsum("vck,bk->bvc", self.basis, coef)
@@ -183,7 +187,11 @@ def _residual_jacobian(rot, c, coef, lm_mean, lm_basis, target, sw, norm, prior,
     zero = torch.zeros_like(y[..., 0])
     yx, yy, yz = y.unbind(-1)
     neg_skew = torch.stack(
-        (torch.stack((zero, yz, -yy), -1), torch.stack((-yz, zero, yx), -1), torch.stack((yy, -yx, zero), -1)),
+        (
+            torch.stack((zero, yz, -yy), -1),
+            torch.stack((-yz, zero, yx), -1),
+            torch.stack((yy, -yx, zero), -1),
+        ),
         -2,
     )  # [B,L,3,3] = -[y]_x
     j_w = dpdy @ neg_skew
@@ -251,7 +259,9 @@ def fit_landmarks(
     norm = landmark_normaliser(x, w)
     sw = w.sqrt()
     k = prob.basis.shape[-1]
-    prior = torch.cat((torch.full((prob.n_id,), lam_id, dtype=dt), torch.full((prob.n_exp,), lam_exp, dtype=dt)))
+    prior = torch.cat(
+        (torch.full((prob.n_id,), lam_id, dtype=dt), torch.full((prob.n_exp,), lam_exp, dtype=dt))
+    )
     prior = prior.sqrt().to(dev)
     if moving and lines is None:
         lines = contour_lines(model)
@@ -308,7 +318,9 @@ def fit_landmarks(
         index[:, jaw_idx] = chosen[..., None].expand(-1, -1, 2)
 
     def cost_of(coef_, rot_, c_, lm_mean, lm_basis):
-        r, _ = _residual_jacobian(rot_, c_, coef_, lm_mean, lm_basis, x, sw, norm, prior, const, camera, False)
+        r, _ = _residual_jacobian(
+            rot_, c_, coef_, lm_mean, lm_basis, x, sw, norm, prior, const, camera, False
+        )
         return r.square().sum(-1)
 
     mu = torch.full((b,), 1e-3, dtype=dt, device=dev)

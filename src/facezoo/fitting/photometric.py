@@ -53,7 +53,9 @@ class PhotometricFit:
     losses: tuple[float, float]
 
 
-def crop_photos(photos: list[Tensor], landmarks: Tensor, size: int, scale: float = 1.6) -> tuple[Tensor, Tensor]:
+def crop_photos(
+    photos: list[Tensor], landmarks: Tensor, size: int, scale: float = 1.6
+) -> tuple[Tensor, Tensor]:
     """``([B,3,size,size] crops, [B,2,3] affines photo -> crop)`` around each photo's landmarks
     ``[B,L,2]``; ``photos`` are ``[3,H_i,W_i]`` of any sizes.
 
@@ -98,7 +100,11 @@ def refine_photometric(
     m = model.float()
     b = len(photos)
     lm = landmarks.to(dev, torch.float64)
-    w = torch.ones(lm.shape[:2], dtype=torch.float64, device=dev) if weight is None else weight.to(dev).double()
+    w = (
+        torch.ones(lm.shape[:2], dtype=torch.float64, device=dev)
+        if weight is None
+        else weight.to(dev).double()
+    )
     lset = landmark_set(model, lm.shape[1])
     w = w * (lset.valid.to(dev) | lset.jaw.to(dev)).double()
     crops, affine = crop_photos([p.to(dev) for p in photos], lm, crop_size)
@@ -153,7 +159,9 @@ def refine_photometric(
         l_lan = (r * wf).sum(-1).mean()
         out = renderer(verts, m.triangles, cam, colors=colours, lighting=light)
         l_photo = photometric_loss(crops, out.image, out.mask)
-        prior = lam_id * ident.square().sum(-1) + lam_exp * exp.square().sum(-1) + lam_tex * tex.square().sum(-1)
+        prior = (
+            lam_id * ident.square().sum(-1) + lam_exp * exp.square().sum(-1) + lam_tex * tex.square().sum(-1)
+        )
         loss = w_photo * l_photo + w_lan * l_lan + prior.mean()
         if step == 0:
             first = float(l_photo.detach())

@@ -55,7 +55,8 @@ def _render(result, camera, size, colours=None, light=None):
         light = v.new_tensor(SHADE_LIGHT).repeat(3)[None]
     return MeshRenderer(size, backend="builtin")(
         v, result.triangles, camera.to(dtype=torch.float32), colors=colours[None].float() if colours.ndim == 2
-        else colours.float(), lighting=None if light is None else light.reshape(1, -1).float(), background=0.0,
+        else colours.float(), lighting=None if light is None else light.reshape(1, -1).float(),
+        background=0.0,
     )  # fmt: skip
 
 
@@ -137,7 +138,8 @@ def contact_sheet(images: list[Tensor], path: str | Path, height: int = 160, col
 
     Example:
         >>> import tempfile
-        >>> p = contact_sheet([torch.zeros(3, 20, 10), torch.ones(3, 10, 10)], Path(tempfile.mkdtemp()) / "s.png", 8)
+        >>> out = Path(tempfile.mkdtemp()) / "s.png"
+        >>> p = contact_sheet([torch.zeros(3, 20, 10), torch.ones(3, 10, 10)], out, 8)
         >>> from PIL import Image; Image.open(p).size
         (12, 8)
     """

@@ -138,7 +138,9 @@ def regress_photos(method, images: list[Tensor], landmarks: list[Tensor]):
     affine = alignment(method, landmarks)
     size = method.image_size
     dev = next(iter(method.parameters())).device
-    crops = torch.stack([warp_image(im[None].float().to(dev), a[None], size)[0] for im, a in zip(images, affine)])
+    crops = torch.stack(
+        [warp_image(im[None].float().to(dev), a[None], size)[0] for im, a in zip(images, affine)]
+    )
     rec = method.reconstruct({"image": crops})
     cam = transform_camera(rec.camera.to(dtype=torch.float64), invert_affine(affine).to(dev))
     rec.camera = cam

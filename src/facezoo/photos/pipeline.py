@@ -91,7 +91,8 @@ def reconstruct_photos(
     for rows_all in groups.values():
         for start in range(0, len(rows_all), step):
             rows = rows_all[start : start + step]
-            for i, res in zip(rows, _batch([photos[i] for i in rows], model, morph, method, photometric, camera,
+            batch = [photos[i] for i in rows]
+            for i, res in zip(rows, _batch(batch, model, morph, method, photometric, camera,
                                            contour, iterations, photometric_steps, device)):  # fmt: skip
                 results[i] = res
     return [r for r in results if r is not None]

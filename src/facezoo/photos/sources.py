@@ -37,8 +37,8 @@ LANDMARK_FOLDERS = ("", "detections", "landmarks")
 
 @dataclass
 class Photo:
-    """One photo: ``path``, ``image [3,H,W]`` in [0, 1], ``landmarks [68|5,2]`` (photo pixels), ``source`` (the
-    landmark file, or ``"detector:<name>"``)."""
+    """One photo: ``path``, ``image [3,H,W]`` in [0, 1], ``landmarks [68|5,2]`` (photo pixels), ``source``
+    (the landmark file, or ``"detector:<name>"``)."""
 
     path: Path
     image: Tensor
@@ -74,7 +74,9 @@ def find_photos(inputs: Sequence[str | os.PathLike]) -> list[Path]:
     seen: dict[str, Path] = {}
     for p in photos:
         if p.stem in seen and seen[p.stem] != p:
-            raise ValueError(f"{p} and {seen[p.stem]} have the same name {p.stem!r}: their exports would collide")
+            raise ValueError(
+                f"{p} and {seen[p.stem]} have the same name {p.stem!r}: their exports would collide"
+            )
         seen[p.stem] = p
     return list(dict.fromkeys(photos))
 
@@ -113,7 +115,9 @@ def load_photos(paths: Sequence[Path], detector=None) -> list[Photo]:
         else:
             from facezoo.photos.detector import DETECTOR_EXTRA
 
-            places = ", ".join(f"{(Path(f) / path.stem).as_posix()}{{.pts,.txt,.mat}}" for f in LANDMARK_FOLDERS)
+            places = ", ".join(
+                f"{(Path(f) / path.stem).as_posix()}{{.pts,.txt,.mat}}" for f in LANDMARK_FOLDERS
+            )
             raise FileNotFoundError(
                 f"{path}: no landmark file beside it (looked for {places} in {path.parent}); give one, or "
                 f"detect landmarks with --detector dlib (pip install 'facezoo[{DETECTOR_EXTRA}]')"
