@@ -173,10 +173,10 @@ def test_dlib_detector_agrees_with_the_five_point_files():
 @pytest.mark.skipif(not (SHARED / "deep3d_examples").is_dir(), reason="no shared data")
 def test_real_deep3d_example_photos(tmp_path):
     root = SHARED / "deep3d_examples"
-    picks = [str(root / n) for n in ("000002.jpg", "015259.jpg", "vd006.png")]
+    picks = [str(root / n) for n in ("000002.jpg", "vd006.png")]
     out = tmp_path / "real"
     assert (
-        main(["reconstruct", *picks, "--model", "procedural:2000", "--method", "fit", "--out", str(out)]) == 0
+        main(["reconstruct", *picks, "--model", "procedural:1000", "--method", "fit", "--out", str(out)]) == 0
     )
     for p in picks:
         stem = Path(p).stem

@@ -13,7 +13,7 @@ only and pins an old torch.
 
 Example:
     >>> try:
-    ...     DlibLandmarkDetector()
+    ...     detector = DlibLandmarkDetector()
     ... except ImportError as err:
     ...     print("facezoo[landmarks]" in str(err))
     ... else:
