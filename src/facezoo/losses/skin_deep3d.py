@@ -104,13 +104,32 @@ def rgb_to_ycbcr_studio(rgb: Tensor, dim: int = -1) -> Tensor:
     return (x @ m.T + off).movedim(-1, dim)
 
 
-def _mixture_log_density(x: Tensor, gmm: dict[str, Tensor]) -> Tensor:
-    """``log sum_k w_k N(x; mu_k, Sigma_k)`` ``[N]`` of ``x [N,3]`` from inverse covariances and
-    determinants."""
-    diff = x[:, None, :] - gmm["means"][None]  # [N,K,3]
-    maha = torch.einsum("nki,kij,nkj->nk", diff, gmm["cov_inv"], diff)
-    log_norm = 1.5 * math.log(2.0 * math.pi) + 0.5 * torch.log(gmm["cov_det"])  # [K]
-    return torch.logsumexp(torch.log(gmm["weights"]) - log_norm - 0.5 * maha, dim=1)
+def _quadratic_features(x: Tensor) -> Tensor:
+    """``[N,3] -> [N,10]``: the monomials ``x_i x_j`` (i <= j), ``x_i`` and 1, so that every component's
+    ``(x - mu)^T S (x - mu)`` is one linear form of them (:func:`_quadratic_weights`): a single small matmul
+    for all components instead of ``N x K`` tiny products."""
+    i, j = torch.triu_indices(3, 3)
+    return torch.cat([x[:, i] * x[:, j], x, torch.ones_like(x[:, :1])], dim=1)
+
+
+def _quadratic_weights(means: Tensor, cov_inv: Tensor) -> Tensor:
+    """``[10,K]`` weights with ``features(x) @ W = (x - mu_k)^T S_k (x - mu_k)`` (``S`` symmetric)."""
+    i, j = torch.triu_indices(3, 3)
+    quad = cov_inv[:, i, j] * torch.where(i == j, 1.0, 2.0).to(cov_inv)  # off-diagonal terms appear twice
+    lin = -2.0 * torch.einsum("kij,kj->ki", cov_inv, means)
+    const = torch.einsum("ki,kij,kj->k", means, cov_inv, means)
+    return torch.cat([quad, lin, const[:, None]], dim=1).T
+
+
+def _log_joint_weights(gmm: dict[str, tuple]) -> tuple[Tensor, Tensor]:
+    """``(W [10,K], c [K])`` with ``log w_k N(x; mu_k, S_k^-1) = -0.5 features(x) @ W + c`` (float64)."""
+    w, mu, s_inv, det = (torch.tensor(gmm[k], dtype=torch.float64) for k in ("weights", "means", "cov_inv", "cov_det"))
+    c = torch.log(w) - 1.5 * math.log(2.0 * math.pi) - 0.5 * torch.log(det)
+    return _quadratic_weights(mu - _CENTRE, s_inv), c
+
+
+#: colours are centred on the middle of the 8-bit range before the quadratic features (smaller terms)
+_CENTRE = 128.0
 
 
 class Deep3DSkinGMM(nn.Module):
@@ -134,13 +153,9 @@ class Deep3DSkinGMM(nn.Module):
         if not 0.0 < prior < 1.0:
             raise ValueError(f"Deep3DSkinGMM: prior must be in (0, 1), got {prior}")
         self.prior = float(prior)
-        for name, gmm in (("skin", DEEP3D_SKIN_GMM), ("nonskin", DEEP3D_NONSKIN_GMM)):
-            for key, value in gmm.items():
-                self.register_buffer(f"{name}_{key}", torch.tensor(value, dtype=torch.float64), persistent=False)
-
-    def _gmm(self, name: str, like: Tensor) -> dict[str, Tensor]:
-        keys = ("weights", "means", "cov_inv", "cov_det")
-        return {k: getattr(self, f"{name}_{k}").to(like) for k in keys}
+        (ws, cs), (wn, cn) = _log_joint_weights(DEEP3D_SKIN_GMM), _log_joint_weights(DEEP3D_NONSKIN_GMM)
+        self.register_buffer("weights", torch.cat([ws, wn], dim=1), persistent=False)  # [10, 4 + 4]
+        self.register_buffer("offsets", torch.cat([cs, cn]), persistent=False)
 
     def forward(self, image: Tensor) -> Tensor:
         if not isinstance(image, Tensor) or image.ndim != 4 or image.shape[1] != 3:
@@ -151,11 +166,10 @@ class Deep3DSkinGMM(nn.Module):
             raise TypeError(f"Deep3DSkinGMM expects a floating-point image in [0,1], got {image.dtype}")
         b, _, h, w = image.shape
         dtype = torch.float64 if image.dtype == torch.float64 else torch.float32
-        x = rgb_to_ycbcr_studio(image.to(dtype), dim=1).permute(0, 2, 3, 1).reshape(-1, 3)
-        logit = (
-            _mixture_log_density(x, self._gmm("skin", x)) - _mixture_log_density(x, self._gmm("nonskin", x))
-            + math.log(self.prior / (1.0 - self.prior))
-        )  # fmt: skip
+        x = rgb_to_ycbcr_studio(image.to(dtype), dim=1).permute(0, 2, 3, 1).reshape(-1, 3) - _CENTRE
+        log_joint = -0.5 * (_quadratic_features(x) @ self.weights.to(x)) + self.offsets.to(x)  # [N, 8]
+        skin, other = log_joint.split(4, dim=1)
+        logit = torch.logsumexp(skin, 1) - torch.logsumexp(other, 1) + math.log(self.prior / (1.0 - self.prior))
         return torch.sigmoid(logit).view(b, 1, h, w).to(image.dtype)
 
     def extra_repr(self) -> str:
