@@ -9,7 +9,7 @@ Alignment: ``"deep3d"`` (Deep3DFace's 5-point POS crop, 68 points reduced with `
 template unit at 224, scaled with ``image_size`` like Deep3DFace's focal length) or ``"box"`` (landmark box x
 ``box_scale``). Samples carry ``landmarks5`` and, from 68-point files, ``landmarks68``.
 
-Training jitter (``shift_pixels``, ``scale_delta``, ``rotation_degrees``, all 0 by default): a random similarity
+Training jitter (``shift_pixels``, ``scale_delta``, ``rotation_degrees``, 0 by default): a random similarity
 about the crop centre composed into the crop's affine (:func:`facezoo.data.align.random_crop_jitter`), so
 image, landmarks and ``affine`` stay consistent; the official Deep3DFace training uses 10 px, 0.1 and 10
 degrees (at 224; scale the shift with the crop) plus ``p_flip: 0.5``.
@@ -175,4 +175,6 @@ class ImageFolder(FaceDataModule):
 
     def raw_dataset(self, split: str, train: bool) -> ImageFolderDataset:
         jitter = self.jitter if train else None
-        return ImageFolderDataset(self.roots[split], **self.dataset_args(train), **self.options, jitter=jitter)
+        return ImageFolderDataset(
+            self.roots[split], **self.dataset_args(train), **self.options, jitter=jitter
+        )

@@ -18,7 +18,7 @@ TEMPLATE = torch.tensor(
 
 def frontal_face_landmarks(size: int = 224) -> torch.Tensor:
     """68 projected landmarks ``[1,68,2]`` of the procedural mean face, frontal, at t = 0 (Deep3DFace crop;
-    the demo's 1000-vertex model: its eye distance is the template's to 2 %, the 600-vertex one's 15 % off)."""
+    the demo's 1000-vertex model: its eye distance is the template's to 2 %, the 600-vertex one's 15% off)"""
     method = Deep3DFace("procedural:1000", backbone="resnet18", backbone_kwargs={"width": 8}, image_size=size)
     params = method.decode(method.rnet.fc.bias[None].detach())  # the zero-output start: mean face, frontal
     return method._reconstruction(params, render=False).landmarks2d.double()

@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from facezoo.datamodules import ImageFolder, ImageFolderDataset
 from PIL import Image
 
 from facezoo.data.align import DEEP3D_LM5_TEMPLATE, invert_affine, transform_points
-from facezoo.datamodules import ImageFolder, ImageFolderDataset
 
 
 def perspective_projection(points_dm: np.ndarray, size: int) -> np.ndarray:
@@ -50,13 +50,17 @@ def test_training_jitter_keeps_image_landmarks_and_affine_consistent(face_folder
     plain = ImageFolderDataset(face_folder, image_size=64)[0]
     torch.manual_seed(0)
     ds = ImageFolderDataset(face_folder, image_size=64, jitter=(3.0, 0.1, 10.0))
-    lm_orig = transform_points(plain["landmarks5"][None].double(), invert_affine(plain["affine"][None].double()))
+    lm_orig = transform_points(
+        plain["landmarks5"][None].double(), invert_affine(plain["affine"][None].double())
+    )
     moved = []
     for _ in range(8):
         s = ds[0]
         a = s["affine"][None].double()
         # the landmarks are the original points under the sample's affine
-        torch.testing.assert_close(transform_points(lm_orig, a)[0], s["landmarks5"].double(), atol=1e-4, rtol=0)
+        torch.testing.assert_close(
+            transform_points(lm_orig, a)[0], s["landmarks5"].double(), atol=1e-4, rtol=0
+        )
         # a similarity within the official ranges relative to the plain crop
         rel = a[0, :, :2] @ torch.linalg.inv(plain["affine"].double()[:, :2])
         k = float(torch.linalg.det(rel).sqrt())
@@ -65,6 +69,8 @@ def test_training_jitter_keeps_image_landmarks_and_affine_consistent(face_folder
         moved.append(float((s["landmarks5"] - plain["landmarks5"]).abs().max()))
     assert max(moved) > 0.5  # it does move
     dm = ImageFolder(root=str(face_folder), image_size=64, batch_size=1, num_workers=0, shift_pixels=3)
-    assert dm.raw_dataset("train", True).jitter == (3, 0.0, 0.0) and dm.raw_dataset("val", False).jitter is None
+    assert (
+        dm.raw_dataset("train", True).jitter == (3, 0.0, 0.0) and dm.raw_dataset("val", False).jitter is None
+    )
     with pytest.raises(ValueError, match="scale_delta"):
         ImageFolder(root=str(face_folder), scale_delta=1.5)

@@ -168,9 +168,7 @@ def test_vertex_normals_unit_weighting_is_the_official_sum_of_unit_normals():
     from facezoo.geometry.mesh import vertex_normals
 
     # vertex 0 shared by a large triangle in the z = 0 plane and a small one in the x = 0 plane
-    v = torch.tensor(
-        [[[0.0, 0, 0], [4, 0, 0], [0, 4, 0], [0, 0, 1], [0, 1, 0]]], dtype=torch.float64
-    )
+    v = torch.tensor([[[0.0, 0, 0], [4, 0, 0], [0, 4, 0], [0, 0, 1], [0, 1, 0]]], dtype=torch.float64)
     tri = torch.tensor([[0, 1, 2], [0, 4, 3]])  # normals +z (area 8) and +x (area 0.5)
     unit = vertex_normals(v, tri, weighting="unit")[0, 0]
     area = vertex_normals(v, tri)[0, 0]

@@ -3,12 +3,12 @@
 Deep3DFaceRecon_pytorch (``models/bfm.py`` ``ParametricFaceModel``) with focal 1015, centre 112, camera
 distance 10 (decimetres) and a 224 crop:
 
-* shape ``S = mean + idBase @ id + exBase @ exp`` (dm), texture ``T = meantex + texBase @ tex`` (here in [0, 1]);
+* shape ``S = mean + idBase @ id + exBase @ exp`` (dm), texture ``T = meantex + texBase @ tex`` (in [0, 1]);
 * ``rot = (Rz Ry Rx)^T`` of ``angle = (x, y, z)`` applied to row vectors, ``S @ rot + trans``, then
   ``z -> 10 - z`` and ``(u, v) = (1015 x / z + 112, 1015 y / z + 112)`` with v pointing *up*;
 * vertex normals: the normalised sum of the unit normals ``(v1 - v2) x (v2 - v3)`` of a vertex's triangles,
   rotated with the shape (``n @ rot``);
-* colour ``T * (Y(n) @ (gamma + init_lit))`` per channel with Y the 9 SH functions (constants ``a = (pi, 2 pi /
+* colour ``T * (Y(n) @ (gamma + init_lit))`` per channel, Y the 9 SH functions (constants ``a = (pi, 2 pi /
   sqrt 3, 2 pi / sqrt 8)``, ``c = (1 / sqrt(4 pi), sqrt 3 / sqrt(4 pi), 3 sqrt 5 / sqrt(12 pi))``) and
   ``init_lit = 0.8`` on the first coefficient of each channel; the rasteriser interpolates vertex colours
   perspective-correctly.
@@ -55,7 +55,11 @@ def official_normals(shape: np.ndarray, tri: np.ndarray) -> np.ndarray:
 
 def official_colour(texture: np.ndarray, normals: np.ndarray, gamma: np.ndarray) -> np.ndarray:
     a = (math.pi, 2 * math.pi / math.sqrt(3.0), 2 * math.pi / math.sqrt(8.0))
-    c = (1 / math.sqrt(4 * math.pi), math.sqrt(3.0) / math.sqrt(4 * math.pi), 3 * math.sqrt(5.0) / math.sqrt(12 * math.pi))
+    c = (
+        1 / math.sqrt(4 * math.pi),
+        math.sqrt(3.0) / math.sqrt(4 * math.pi),
+        3 * math.sqrt(5.0) / math.sqrt(12 * math.pi),
+    )
     x, y, z = normals[:, 0], normals[:, 1], normals[:, 2]
     Y = np.stack(
         [
@@ -126,7 +130,8 @@ def random_coefficients(model, seed: int = 0) -> dict[str, np.ndarray]:
 
 def ray_barycentrics(pixel: np.ndarray, corners: np.ndarray) -> np.ndarray:
     """Where the ray through facezoo pixel ``(px, py)`` meets the triangle ``corners [3,3]`` (official camera
-    space): ``(u, v_up) = (px, 224 - py)``, direction ``((u - c) / f, (v - c) / f, 1)``; barycentrics ``[3]``."""
+    space): ``(u, v_up) = (px, 224 - py)``, direction ``((u - c) / f, (v - c) / f, 1)``; barycentrics
+    ``[3]``."""
     d = np.array([(pixel[0] - CENTER) / FOCAL, (SIZE - pixel[1] - CENTER) / FOCAL, 1.0])
     a, b, c = corners
     # t d = a + s (b - a) + r (c - a)

@@ -318,5 +318,7 @@ def test_convert_bfm_deep3d_recentres_by_default_and_keeps_the_old_frame_on_requ
         ["convert", str(deep3d_folder), "--format", "bfm-deep3d", "--no-recenter", "-o", str(old)], "m"
     ) == 0  # fmt: skip
     mean_dm = transfer_bfm09_reference(deep3d_folder)["meanshape"].reshape(-1, 3)
-    np.testing.assert_allclose(load_model(out).mean.double().numpy(), (mean_dm - mean_dm.mean(0)) * 100, atol=1e-3)
+    np.testing.assert_allclose(
+        load_model(out).mean.double().numpy(), (mean_dm - mean_dm.mean(0)) * 100, atol=1e-3
+    )
     np.testing.assert_allclose(load_model(old).mean.double().numpy(), mean_dm * 100, atol=1e-3)

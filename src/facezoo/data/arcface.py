@@ -3,14 +3,14 @@
 ArcFace (insightface) crops faces with the least-squares similarity (rotation, isotropic scale, translation;
 Umeyama) that maps the five landmarks (eye centres, nose tip, mouth corners; image-left first) onto a fixed
 template. A recogniser sees out-of-distribution input on any other crop, so the official Deep3DFace code
-warps both the input (from its ground-truth landmarks) and the rendering (from the predicted landmarks) to this
+warps both the input (by its ground-truth landmarks) and the rendering (by the predicted landmarks) to this
 template before its perception loss (``estimate_norm`` + kornia's ``warp_affine``).
 
 Template: :data:`ARCFACE_TEMPLATE_112`, insightface's ``arcface_src`` in pixels with *integer* pixel centres
 (OpenCV / skimage / insightface convention). facezoo's pixel coordinates put pixel centres at +0.5
 (:mod:`facezoo.data.align`), so :func:`arcface_template` adds 0.5; the warp (:func:`facezoo.data.warp_image`)
 handles kornia's integer-centre convention. (The official code's landmarks are flipped with ``H - 1 - y`` and
-mixed with its rasteriser's half-pixel centres, up to half a pixel apart; here one convention holds throughout.)
+mixed with its rasteriser's half-pixel centres, up to half a pixel apart; here one convention holds.)
 
 Example:
     >>> from facezoo.data.align import transform_points
@@ -53,7 +53,7 @@ def arcface_template(size: int = 112, dtype: torch.dtype = torch.float64, device
 
 
 def five_points(landmarks: Tensor) -> Tensor:
-    """``[B,68,2]`` (iBUG) or ``[B,5,2]`` landmarks -> the five points ``[B,5,2]`` (Deep3DFace's ``extract_5p``:
+    """``[B,68,2]`` (iBUG) or ``[B,5,2]`` landmarks -> five points ``[B,5,2]`` (Deep3DFace's ``extract_5p``:
     eye centres = mean of the two eye corners, nose tip, mouth corners; image-left first).
 
     Example:
@@ -61,7 +61,9 @@ def five_points(landmarks: Tensor) -> Tensor:
         tensor([60., 61.])
     """
     if not isinstance(landmarks, Tensor) or landmarks.ndim != 3 or landmarks.shape[-1] != 2:
-        raise ValueError(f"landmarks: expected [B,68,2] or [B,5,2], got {getattr(landmarks, 'shape', landmarks)}")
+        raise ValueError(
+            f"landmarks: expected [B,68,2] or [B,5,2], got {getattr(landmarks, 'shape', landmarks)}"
+        )
     if landmarks.shape[1] == 5:
         return landmarks
     if landmarks.shape[1] != 68:
@@ -75,7 +77,7 @@ def five_points(landmarks: Tensor) -> Tensor:
 def arcface_affine(landmarks: Tensor, size: int = 112) -> Tensor:
     """Similarity ``[B,2,3]`` (float64, facezoo pixel coordinates) mapping a face's landmarks (``[B,68,2]`` or
     ``[B,5,2]`` pixels of its image) onto the ``size`` ArcFace template, fitted by least squares (Umeyama,
-    as insightface / skimage's ``SimilarityTransform.estimate``). Not differentiable (the official code fits it
+    as insightface / skimage's ``SimilarityTransform.estimate``). Not differentiable (the official code fits
     in numpy): the landmarks are detached."""
     src = five_points(landmarks).detach().double()
     dst = arcface_template(size, device=src.device).expand(src.shape[0], 5, 2)

@@ -70,7 +70,7 @@ def light_colour_variance(gamma: Tensor, valid: Tensor | None = None) -> Tensor:
         Scalar.
 
     Example:
-        >>> g = torch.zeros(1, 3, 9); g[0, 0, 0] = 3.0  # red ambient only: channel mean 1, deviations 2, -1, -1
+        >>> g = torch.zeros(1, 3, 9); g[0, 0, 0] = 3.0  # red ambient only: mean 1, deviations 2, -1, -1
         >>> float(light_colour_variance(g))  # (4 + 1 + 1) / 27
         0.2222222238779068
     """

@@ -123,7 +123,9 @@ def _quadratic_weights(means: Tensor, cov_inv: Tensor) -> Tensor:
 
 def _log_joint_weights(gmm: dict[str, tuple]) -> tuple[Tensor, Tensor]:
     """``(W [10,K], c [K])`` with ``log w_k N(x; mu_k, S_k^-1) = -0.5 features(x) @ W + c`` (float64)."""
-    w, mu, s_inv, det = (torch.tensor(gmm[k], dtype=torch.float64) for k in ("weights", "means", "cov_inv", "cov_det"))
+    w, mu, s_inv, det = (
+        torch.tensor(gmm[k], dtype=torch.float64) for k in ("weights", "means", "cov_inv", "cov_det")
+    )
     c = torch.log(w) - 1.5 * math.log(2.0 * math.pi) - 0.5 * torch.log(det)
     return _quadratic_weights(mu - _CENTRE, s_inv), c
 
@@ -169,7 +171,9 @@ class Deep3DSkinGMM(nn.Module):
         x = rgb_to_ycbcr_studio(image.to(dtype), dim=1).permute(0, 2, 3, 1).reshape(-1, 3) - _CENTRE
         log_joint = -0.5 * (_quadratic_features(x) @ self.weights.to(x)) + self.offsets.to(x)  # [N, 8]
         skin, other = log_joint.split(4, dim=1)
-        logit = torch.logsumexp(skin, 1) - torch.logsumexp(other, 1) + math.log(self.prior / (1.0 - self.prior))
+        logit = (
+            torch.logsumexp(skin, 1) - torch.logsumexp(other, 1) + math.log(self.prior / (1.0 - self.prior))
+        )
         return torch.sigmoid(logit).view(b, 1, h, w).to(image.dtype)
 
     def extra_repr(self) -> str:

@@ -250,7 +250,8 @@ class Deep3DFace(FaceMethod):
                 raise ValueError(f"{name}: expected one of {list(allowed)}, got {value!r}")
         if lr_step_epochs < 1 or not 0.0 < lr_step_gamma <= 1.0:
             raise ValueError(
-                f"lr_step_epochs must be >= 1 and lr_step_gamma in (0, 1], got {lr_step_epochs}, {lr_step_gamma}"
+                f"lr_step_epochs must be >= 1 and lr_step_gamma in (0, 1], "
+                f"got {lr_step_epochs}, {lr_step_gamma}"
             )
         if set_aggregation not in ("confidence", "mean"):
             raise ValueError(f"set_aggregation: expected 'confidence' or 'mean', got {set_aggregation!r}")
@@ -310,7 +311,9 @@ class Deep3DFace(FaceMethod):
                     "`facezoo model convert --format bfm-deep3d`)."
                 )
                 return None
-            raise ValueError(f"photo_region: {region!r} is not a mask of {model.name!r} (has {model.mask_names})")
+            raise ValueError(
+                f"photo_region: {region!r} is not a mask of {model.name!r} (has {model.mask_names})"
+            )
         mask = model.mask(region).to(model.triangles.device)
         tri = mask[model.triangles.long()].all(dim=1)
         if not bool(tri.any()):

@@ -29,7 +29,7 @@ std is exactly Deep3DFace's coefficient (its ``idBase = shapePC * shapeEV / 1e5`
 decimetres), and a raw 300W-LP coefficient is ``coefficient * std``.
 
 Deep3DFace's ``models/bfm.py`` (``ParametricFaceModel(recenter=True)``) re-centres the mean shape on its
-vertex centroid, and its camera, 5-point crop and checkpoints all refer to that origin. :func:`load_bfm_deep3d`
+vertex centroid, and its camera, 5-point crop and checkpoints refer to that origin. :func:`load_bfm_deep3d`
 does the same by default (``recenter=True``; ``facezoo model convert --format bfm-deep3d``), so a Deep3DFace
 translation means what it means in the official code and a face at ``t = 0`` sits where the official crop
 puts it; ``recenter=False`` (``--no-recenter``) keeps BFM's own frame (origin near the head centre), as

@@ -134,7 +134,7 @@ def shade_vertices(
 ) -> torch.Tensor:
     """Per-vertex SH shading ``[B,V,3]`` (the official Deep3DFace ``compute_color``): shade each vertex with
     its view-space normal, then let the renderer interpolate the colours (``lighting=None``). The renderer's
-    own path shades per pixel with the interpolated, renormalised normal; the two agree on a finely tessellated
+    own path shades per pixel with the interpolated, renormalised normal; the two agree on a fine
     mesh and differ at the scale of a triangle.
 
     Args:
@@ -148,7 +148,8 @@ def shade_vertices(
 
     Example:
         >>> v = torch.tensor([[[0.0, 0, 0], [1, 0, 0], [0, 1, 0]]])
-        >>> shade_vertices(v, torch.tensor([[0, 1, 2]]), torch.ones(1, 3, 3), torch.zeros(1, 27), ambient=0.8)[0, 0]
+        >>> rho, light = torch.ones(1, 3, 3), torch.zeros(1, 27)
+        >>> shade_vertices(v, torch.tensor([[0, 1, 2]]), rho, light, ambient=0.8)[0, 0]
         tensor([0.7090, 0.7090, 0.7090])
     """
     from facezoo.geometry.mesh import vertex_normals
