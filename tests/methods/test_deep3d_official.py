@@ -119,3 +119,20 @@ def test_official_preset_and_step_schedule(tiny_method):
     assert lrs[9] == pytest.approx(1e-4) and lrs[10] == pytest.approx(2e-5) and lrs[20] == pytest.approx(4e-6)
     paper = yaml.safe_load((ZOO / "deep3d.yaml").read_text())["model"]["init_args"]
     assert (paper["w_photo"], paper["w_tex_coef"], paper["w_gamma"]) == (1.9, 0.0017, 0.0)
+
+
+def test_pinned_previous_photometric_term_is_the_former_formula(batch, tiny_method):
+    """``skin_model: rule, photo_region: null`` (the CPU demo's pin) is exactly the former Eq. 2: the whole
+    mesh's binary coverage x the paper's threshold attention on the Chai & Ngan rule."""
+    from facezoo.losses import photometric_loss
+    from facezoo.losses.skin import skin_attention
+
+    method = tiny_method(skin_model="rule", photo_region=None)
+    params, _ = method.regress(batch["image"])
+    rec = method._reconstruction(params, render=False)
+    got = method.losses(batch, rec, {"photo": 1.0})["photo"]
+    out = method.renderer(
+        rec.vertices, rec.triangles, rec.camera, colors=rec.colours, lighting=params["light"], antialias=False
+    )
+    attention = skin_attention(SkinClassifier()(batch["image"]))
+    torch.testing.assert_close(got, photometric_loss(batch["image"], out.image, out.mask, attention))
