@@ -155,10 +155,9 @@ def random_crop_jitter(
     Compose it after a crop's affine (:func:`compose_affine`); the flip is :func:`facezoo.data.hflip_sample`.
 
     Example:
-        >>> a = random_crop_jitter(224, 0.0, 0.0, 0.0)
-        >>> a
-        tensor([[[1., 0., 0.],
-                 [0., 1., 0.]]], dtype=torch.float64)
+        >>> a = random_crop_jitter(224, 0.0, 0.0, 0.0)  # no jitter: the identity
+        >>> torch.equal(a[0], torch.eye(2, 3, dtype=torch.float64))
+        True
     """
     if shift < 0 or not 0 <= scale_delta < 1 or rotation_degrees < 0:
         raise ValueError(
