@@ -5,8 +5,14 @@ For ``<dir>/<name>.jpg|png`` the landmarks are looked up, in this order, at ``<d
 ``<dir>/landmarks/<name>.pts|txt``. A ``.txt`` may hold 5 or 68 points. Images without landmarks are an error
 listing them (or, with ``missing_landmarks="ignore"``, left out with a warning).
 
-Alignment: ``"deep3d"`` (Deep3DFace's 5-point POS crop, 68 points reduced with ``extract_5p``) or ``"box"``
-(landmark box x ``box_scale``). Samples carry ``landmarks5`` and, from 68-point files, ``landmarks68``.
+Alignment: ``"deep3d"`` (Deep3DFace's 5-point POS crop, 68 points reduced with ``extract_5p``; 102 px per
+template unit at 224, scaled with ``image_size`` like Deep3DFace's focal length) or ``"box"`` (landmark box x
+``box_scale``). Samples carry ``landmarks5`` and, from 68-point files, ``landmarks68``.
+
+Training jitter (``shift_pixels``, ``scale_delta``, ``rotation_degrees``, 0 by default): a random similarity
+about the crop centre composed into the crop's affine (:func:`facezoo.data.align.random_crop_jitter`), so
+image, landmarks and ``affine`` stay consistent; the official Deep3DFace training uses 10 px, 0.1 and 10
+degrees (at 224; scale the shift with the crop) plus ``p_flip: 0.5``.
 """
 
 from __future__ import annotations
@@ -16,7 +22,13 @@ from pathlib import Path
 
 import torch
 
-from facezoo.data.align import center_scale_affine, deep3d_affine, landmark_box_affine
+from facezoo.data.align import (
+    center_scale_affine,
+    compose_affine,
+    deep3d_affine,
+    landmark_box_affine,
+    random_crop_jitter,
+)
 from facezoo.data.io import IMAGE_SUFFIXES, FaceDataset, OnBadSample, check_root, load_image_uint8
 from facezoo.data.landmarks import landmarks68_to_5, read_landmark_file
 
@@ -69,8 +81,10 @@ class ImageFolderDataset(FaceDataset):
         missing_landmarks: str = "error",
         transform=None,
         on_bad_sample: OnBadSample = "error",
+        jitter: tuple[float, float, float] | None = None,
     ):
         super().__init__(on_bad_sample)
+        self.jitter = jitter if jitter is not None and any(jitter) else None
         if alignment not in ("deep3d", "box"):
             raise ValueError(f"alignment must be 'deep3d' or 'box', got {alignment!r}")
         root = check_root(root, "image folder")
@@ -110,6 +124,8 @@ class ImageFolderDataset(FaceDataset):
             affine = deep3d_affine(torch.as_tensor(lm5)[None], target_size=self.image_size)
         else:
             affine = landmark_box_affine(torch.as_tensor(pts)[None], self.image_size, self.box_scale)
+        if self.jitter is not None:
+            affine = compose_affine(random_crop_jitter(self.image_size, *self.jitter), affine.double())
         out = crop_face(image, affine, self.image_size, landmarks68=lm68, landmarks5=lm5)
         out["path"] = str(path)
         return self.transform(out) if self.transform is not None else out
@@ -129,6 +145,8 @@ class ImageFolder(FaceDataModule):
         recursive: also scan sub-folders.
         missing_landmarks: ``"error"`` (list the images without a landmark file) or ``"ignore"`` (leave them
             out with a warning).
+        shift_pixels, scale_delta, rotation_degrees: training jitter (module docstring; official Deep3DFace:
+            10, 0.1, 10 at 224).
     """
 
     provides = batch_keys("image", "affine", "landmarks5", "landmarks68", "path", "index")
@@ -141,9 +159,14 @@ class ImageFolder(FaceDataModule):
         box_scale: float = 1.25,
         recursive: bool = False,
         missing_landmarks: str = "error",
+        shift_pixels: float = 0.0,
+        scale_delta: float = 0.0,
+        rotation_degrees: float = 0.0,
         **kwargs,
     ):  # fmt: skip
         super().__init__(**kwargs)
+        random_crop_jitter(8, shift_pixels, scale_delta, rotation_degrees)  # checks the values
+        self.jitter = (shift_pixels, scale_delta, rotation_degrees)
         root = self.root
         self.roots = {"train": root, "val": val_root or root, "test": test_root or root}
         self.options = dict(
@@ -151,4 +174,7 @@ class ImageFolder(FaceDataModule):
         )
 
     def raw_dataset(self, split: str, train: bool) -> ImageFolderDataset:
-        return ImageFolderDataset(self.roots[split], **self.dataset_args(train), **self.options)
+        jitter = self.jitter if train else None
+        return ImageFolderDataset(
+            self.roots[split], **self.dataset_args(train), **self.options, jitter=jitter
+        )

@@ -162,3 +162,19 @@ def test_errors_and_gradcheck():
     assert torch.autograd.gradcheck(lambda x: mesh.vertex_normals(x, tt), (small,))
     assert torch.autograd.gradcheck(lambda x: mesh.edge_lengths(x, tt), (small,))
     assert torch.autograd.gradcheck(lambda x: mesh.cotangent_laplacian(x[0], tt)[0].to_dense(), (small,))
+
+
+def test_vertex_normals_unit_weighting_is_the_official_sum_of_unit_normals():
+    from facezoo.geometry.mesh import vertex_normals
+
+    # vertex 0 shared by a large triangle in the z = 0 plane and a small one in the x = 0 plane
+    v = torch.tensor([[[0.0, 0, 0], [4, 0, 0], [0, 4, 0], [0, 0, 1], [0, 1, 0]]], dtype=torch.float64)
+    tri = torch.tensor([[0, 1, 2], [0, 4, 3]])  # normals +z (area 8) and +x (area 0.5)
+    unit = vertex_normals(v, tri, weighting="unit")[0, 0]
+    area = vertex_normals(v, tri)[0, 0]
+    s = 2**-0.5
+    torch.testing.assert_close(unit, torch.tensor([s, 0.0, s], dtype=torch.float64))  # the bisector
+    expect = torch.tensor([0.5, 0.0, 8.0], dtype=torch.float64)
+    torch.testing.assert_close(area, expect / expect.norm())  # area-weighted
+    with pytest.raises(ValueError, match="weighting"):
+        vertex_normals(v, tri, weighting="angle")

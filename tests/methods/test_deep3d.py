@@ -243,7 +243,7 @@ def test_cosine_lr_schedule_anneals_per_step(tiny_method, tiny_data):
     assert trainer.optimizers[0].param_groups[0]["lr"] == pytest.approx(0.0, abs=1e-12)
     assert tiny_method().configure_optimizers().param_groups[0]["lr"] == 1e-4  # constant: a bare Adam
     with pytest.raises(ValueError, match="lr_schedule"):
-        tiny_method(lr_schedule="step")
+        tiny_method(lr_schedule="linear")
     endless = Trainer(max_steps=-1, max_epochs=-1, logger=False, enable_checkpointing=False)
     with pytest.raises(ValueError, match="finite"):
         endless.fit(tiny_method(lr_schedule="cosine"), tiny_data(num_train=8, batch_size=4))

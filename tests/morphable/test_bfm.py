@@ -129,7 +129,7 @@ def transfer_bfm09_reference(bfm_folder: Path) -> dict:
 
 def test_deep3d_matches_transfer_bfm09(deep3d_folder):
     ref = transfer_bfm09_reference(deep3d_folder)
-    model = load_bfm_deep3d(deep3d_folder)
+    model = load_bfm_deep3d(deep3d_folder, recenter=False)  # transferBFM09's file is not re-centred
     assert (model.n_vertices, model.n_id, model.n_exp, model.n_tex) == (36, 80, 64, 80)
     a, b, t = torch.randn(3, 80), torch.randn(3, 64), torch.randn(3, 80)
     # Deep3DFace: vertices (dm) = meanshape + idBase @ id + exBase @ exp; albedo = (meantex + texBase @ t)/255
@@ -146,9 +146,16 @@ def test_deep3d_matches_transfer_bfm09(deep3d_folder):
 
 
 def test_deep3d_recenter_and_counts(deep3d_folder):
-    model = load_bfm_deep3d(deep3d_folder, recenter=True, n_id=10, n_exp=5, n_tex=3)
+    model = load_bfm_deep3d(deep3d_folder, n_id=10, n_exp=5, n_tex=3)  # re-centred by default
     assert (model.n_id, model.n_exp, model.n_tex) == (10, 5, 3)
     torch.testing.assert_close(model.mean.mean(0), torch.zeros(3), atol=1e-3, rtol=0)
+    # ParametricFaceModel(recenter=True): meanshape (dm) minus its vertex centroid, the bases untouched
+    ref = transfer_bfm09_reference(deep3d_folder)
+    mean_dm = ref["meanshape"].reshape(-1, 3)
+    np.testing.assert_allclose(model.mean.double().numpy(), (mean_dm - mean_dm.mean(0)) * 100.0, atol=1e-3)
+    kept = load_bfm_deep3d(deep3d_folder, recenter=False, n_id=10, n_exp=5, n_tex=3)
+    np.testing.assert_allclose(kept.mean.double().numpy(), mean_dm * 100.0, atol=1e-3)
+    torch.testing.assert_close(kept.id_basis, model.id_basis)
     with pytest.raises(ValueError, match="n_exp: asked for 80 components, the source has 79"):
         load_bfm_deep3d(deep3d_folder, n_exp=80)
 
@@ -283,13 +290,35 @@ def test_real_deep3d_index_files_with_real_size_bfm(shared_data, tmp_path):
     write_bfm(tmp_path, mu, K=2, Kt=2, rng=rng)
     write_exp_pca(tmp_path / "Exp_Pca.bin", 53215, 2, rng)
     np.savetxt(tmp_path / "std_exp.txt", [1.0, 2.0])
-    model = load_bfm_deep3d([tmp_path, d / "deep3d", d / "3ddfa_v2"], n_id=2, n_exp=2, n_tex=2)
+    model = load_bfm_deep3d(
+        [tmp_path, d / "deep3d", d / "3ddfa_v2"], n_id=2, n_exp=2, n_tex=2, recenter=False
+    )  # fmt: skip
     fidx = sio.loadmat(d / "deep3d" / "BFM_front_idx.mat")["idx"].reshape(-1).astype(np.int64) - 1
     assert (model.n_vertices, model.n_triangles) == (35709, 70789)
     np.testing.assert_allclose(model.mean.numpy(), u[fidx] * 1e-3, rtol=1e-6, atol=1e-6)
+    centred = load_bfm_deep3d([tmp_path, d / "deep3d", d / "3ddfa_v2"], n_id=2, n_exp=2, n_tex=2)
+    expect = u[fidx].astype(np.float64) * 1e-3
+    np.testing.assert_allclose(centred.mean.numpy(), expect - expect.mean(0), atol=1e-4)
     kv = np.load(d / "3ddfa_v1" / "keypoints_sim.npy")[0::3] // 3
     np.testing.assert_array_equal(fidx[model.landmarks68.numpy()], kv)  # same 68 BFM vertices as 3DDFA
     info = sio.loadmat(d / "deep3d" / "facemodel_info.mat")
     np.testing.assert_array_equal(model.triangles.numpy(), info["tri"].astype(np.int64) - 1)  # not flipped
     assert model.mask("skin").sum() == 9642 and model.mask("front").sum() == 27660
     assert model.uv is not None and model.uv.shape == (35709, 2)
+
+
+def test_convert_bfm_deep3d_recentres_by_default_and_keeps_the_old_frame_on_request(deep3d_folder, tmp_path):
+    from facezoo.commands import discover
+    from facezoo.morphable.hdf5 import load_model
+
+    cmd = discover()["model"]
+    out, old = tmp_path / "bfm.h5", tmp_path / "bfm_old.h5"
+    assert cmd.run(["convert", str(deep3d_folder), "--format", "bfm-deep3d", "-o", str(out)], "m") == 0
+    assert cmd.run(
+        ["convert", str(deep3d_folder), "--format", "bfm-deep3d", "--no-recenter", "-o", str(old)], "m"
+    ) == 0  # fmt: skip
+    mean_dm = transfer_bfm09_reference(deep3d_folder)["meanshape"].reshape(-1, 3)
+    np.testing.assert_allclose(
+        load_model(out).mean.double().numpy(), (mean_dm - mean_dm.mean(0)) * 100, atol=1e-3
+    )
+    np.testing.assert_allclose(load_model(old).mean.double().numpy(), mean_dm * 100, atol=1e-3)

@@ -124,3 +124,17 @@ def test_mono_and_errors_and_gradcheck():
         torch.randn(1, 27, dtype=DT, requires_grad=True),
     )
     assert torch.autograd.gradcheck(lambda a, b, c: sh_shade(a, b, c, ambient=0.8), args)
+
+
+def test_shade_vertices_is_sh_shade_of_the_unit_normal_sums():
+    from facezoo.geometry.mesh import vertex_normals
+    from facezoo.render.shading import sh_shade, shade_vertices
+
+    g = torch.Generator().manual_seed(0)
+    v = torch.randn(2, 6, 3, generator=g, dtype=torch.float64)
+    tri = torch.tensor([[0, 1, 2], [1, 3, 2], [2, 3, 4], [3, 5, 4]])
+    albedo = torch.rand(2, 6, 3, generator=g, dtype=torch.float64)
+    light = torch.randn(2, 27, generator=g, dtype=torch.float64)
+    for kind in ("unit", "area"):
+        expect = sh_shade(albedo, vertex_normals(v, tri, weighting=kind), light)
+        torch.testing.assert_close(shade_vertices(v, tri, albedo, light, normals=kind), expect)

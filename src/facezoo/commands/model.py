@@ -44,7 +44,13 @@ def build_parser(parser: argparse.ArgumentParser) -> None:
     conv.add_argument("-o", "--output", required=True, type=Path, help="the .h5 file to write")
     conv.add_argument("--n-vertices", type=int, default=5000, help="procedural: resolution (default 5000)")
     conv.add_argument("--seed", type=int, default=0, help="procedural: seed (default 0)")
-    conv.add_argument("--recenter", action="store_true", help="bfm-deep3d: re-centre the mean as Deep3DFace")
+    conv.add_argument(
+        "--recenter",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="bfm-deep3d: re-centre the mean shape on its centroid as the official Deep3DFace model does "
+        "(default); --no-recenter keeps BFM's frame (facezoo's behaviour before)",
+    )
 
     info = sub.add_parser("info", help="print a model's summary (a facezoo .h5, or a source with --format)")
     info.add_argument("file", type=Path, nargs="+", help="a facezoo .h5 file, or source file(s)/folder(s)")
@@ -65,7 +71,7 @@ def _procedural(src, n_vertices=5000, seed=0, **_):
     return procedural_model(n_vertices=n_vertices, seed=seed)
 
 
-def _bfm_deep3d(src, recenter=False, **_):
+def _bfm_deep3d(src, recenter=True, **_):
     from facezoo.morphable.bfm import load_bfm_deep3d
 
     return load_bfm_deep3d(src, recenter=recenter)
@@ -106,7 +112,7 @@ LOADERS = {
 }
 
 
-def convert(src: list[Path], fmt: str, n_vertices: int = 5000, seed: int = 0, recenter: bool = False):
+def convert(src: list[Path], fmt: str, n_vertices: int = 5000, seed: int = 0, recenter: bool = True):
     """Load a source model as a :class:`~facezoo.morphable.MorphableModel`."""
     if fmt not in LOADERS:
         raise ValueError(f"--format: unknown {fmt!r}; choose one of {sorted(LOADERS)}")

@@ -10,7 +10,8 @@ Two croppers:
 * :func:`deep3d_affine` — Deep3DFace's ``align_img``: ``POS`` fits a weak-perspective projection of five 3D
   template landmarks to the five detected points (least squares, 8 unknowns); the scale ``s`` is the mean norm
   of the two projection rows, the crop is centred on the fitted translation and scaled by ``rescale_factor /
-  s`` (102) into a ``target_size`` (224) square. What we reproduce: POS, the template, 102 and 224. What we
+  s`` (102, for other crop sizes ``102 * size / 224`` like the focal length) into a ``target_size`` (224)
+  square. What we reproduce: POS, the template, 102 and 224. What we
   drop: Deep3DFace resizes with PIL bicubic and then crops at integer-truncated offsets (sub-pixel and 1-pixel
   differences); we warp once with bilinear sampling at the exact affine, so landmarks and image stay
   consistent.
@@ -48,6 +49,10 @@ DEEP3D_LM5_TEMPLATE = (
     (-0.25, -0.38, 0.22),
     (0.25, -0.38, 0.22),
 )
+
+
+#: Deep3DFace's ``align_img`` rescale factor: crop pixels per template unit (decimetre) in a 224 crop.
+DEEP3D_RESCALE = 102.0
 
 
 def _check_points(name: str, points: Tensor, n: int | None = None, dims: tuple[int, ...] = (2,)) -> Tensor:
@@ -107,7 +112,10 @@ def center_scale_affine(center: Tensor, scale: Tensor, out_size: int | tuple[int
 
 
 def deep3d_affine(
-    landmarks5: Tensor, reference: Tensor | None = None, target_size: int = 224, rescale_factor: float = 102.0
+    landmarks5: Tensor,
+    reference: Tensor | None = None,
+    target_size: int = 224,
+    rescale_factor: float | None = None,
 ) -> Tensor:
     """Deep3DFace's 5-point alignment (``align_img``) as an affine ``[B,2,3]`` to a ``target_size`` square
     crop.
@@ -116,10 +124,56 @@ def deep3d_affine(
         landmarks5: ``[B,5,2]`` pixels: left eye, right eye, nose tip, left and right mouth corners.
         reference: ``[5,3]`` 3D template (default :data:`DEEP3D_LM5_TEMPLATE`, decimetres).
         target_size: crop side in pixels (224).
-        rescale_factor: pixels per template unit in the crop (102).
+        rescale_factor: pixels per template unit in the crop; None: Deep3DFace's 102 for a 224 crop scaled by
+            ``target_size / 224``, as Deep3DFace's focal length (1015 px at 224) is, so that the face fills
+            every crop size alike and the camera's projection matches it.
+
+    Example:
+        >>> lm = torch.tensor([[[80.0, 90], [140, 90], [110, 125], [88, 155], [132, 155]]])
+        >>> a224, a112 = deep3d_affine(lm, target_size=224), deep3d_affine(lm, target_size=112)
+        >>> torch.allclose(transform_points(lm.double(), a112), transform_points(lm.double(), a224) / 2)
+        True
     """
+    if rescale_factor is None:
+        rescale_factor = DEEP3D_RESCALE * target_size / 224.0
     t, s = pos_fit(landmarks5, reference)
     return center_scale_affine(t, rescale_factor / s, target_size)
+
+
+def random_crop_jitter(
+    size: int,
+    shift: float = 10.0,
+    scale_delta: float = 0.1,
+    rotation_degrees: float = 10.0,
+    batch: int = 1,
+    generator: torch.Generator | None = None,
+) -> Tensor:
+    """A random similarity ``[batch,2,3]`` (float64) of a ``size`` square crop about its centre: the official
+    Deep3DFace training augmentation (``get_affine_mat``; 10 px, 0.1, 10 degrees at 224): a shift by whole
+    pixels uniform in ``[-shift, shift]`` per axis, then a rotation uniform in ``[-rotation_degrees,
+    rotation_degrees]`` and a scale uniform in ``[1 - scale_delta, 1 + scale_delta]`` about the centre.
+    Compose it after a crop's affine (:func:`compose_affine`); the flip is :func:`facezoo.data.hflip_sample`.
+
+    Example:
+        >>> a = random_crop_jitter(224, 0.0, 0.0, 0.0)  # no jitter: the identity
+        >>> torch.equal(a[0], torch.eye(2, 3, dtype=torch.float64))
+        True
+    """
+    if shift < 0 or not 0 <= scale_delta < 1 or rotation_degrees < 0:
+        raise ValueError(
+            f"random_crop_jitter: need shift >= 0, 0 <= scale_delta < 1, rotation_degrees >= 0; got {shift}, "
+            f"{scale_delta}, {rotation_degrees}"
+        )
+    u = torch.rand(batch, 4, generator=generator, dtype=torch.float64) * 2 - 1
+    n = int(shift)
+    d = torch.randint(-n, n + 1, (batch, 2), generator=generator).double() if n > 0 else torch.zeros(batch, 2)
+    k = 1.0 + scale_delta * u[:, 0]
+    ang = torch.deg2rad(rotation_degrees * u[:, 1])
+    c, s_ = torch.cos(ang) * k, torch.sin(ang) * k
+    lin = torch.stack([torch.stack([c, -s_], -1), torch.stack([s_, c], -1)], 1)  # [B,2,2]
+    centre = torch.full((batch, 2), size / 2.0, dtype=torch.float64)
+    t = centre + (lin @ (d.double() - centre)[..., None])[..., 0]
+    return torch.cat([lin, t[..., None]], dim=-1)
 
 
 def landmark_box(landmarks: Tensor) -> tuple[Tensor, Tensor]:

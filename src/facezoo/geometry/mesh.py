@@ -66,9 +66,13 @@ def face_normals(vertices: torch.Tensor, triangles: torch.Tensor, normalize: boo
     return torch.nn.functional.normalize(n, dim=-1, eps=1e-12) if normalize else n
 
 
-def vertex_normals(vertices: torch.Tensor, triangles: torch.Tensor) -> torch.Tensor:
+def vertex_normals(vertices: torch.Tensor, triangles: torch.Tensor, weighting: str = "area") -> torch.Tensor:
     """Area-weighted unit vertex normals ``[B,V,3]``: each vertex sums the unnormalised (2 x area) normals of
     its triangles, then normalises (``x / max(|x|, 1e-12)``). Vertices in no triangle get a zero normal.
+
+    ``weighting="unit"`` sums the *unit* triangle normals instead (every triangle counts the same, the
+    official Deep3DFace code's ``compute_norm``); always the PyTorch formula. The default ``"area"`` is
+    facezoo's (and the renderer's).
 
     The one vertex-normal function of facezoo (the renderer, the scan metrics and the model preview call it).
     With the Warp render kernels (see :mod:`facezoo.render`) float32/float64 inputs take their faster path,
@@ -82,6 +86,14 @@ def vertex_normals(vertices: torch.Tensor, triangles: torch.Tensor) -> torch.Ten
     """
     v = _check_verts(vertices)
     tri = _check_tri(triangles, v.shape[1])
+    if weighting not in ("area", "unit"):
+        raise ValueError(f"weighting: expected 'area' or 'unit', got {weighting!r}")
+    if weighting == "unit":
+        fn = face_normals(v, tri, normalize=True)
+        out = torch.zeros_like(v)
+        for k in range(3):
+            out = out.index_add(1, tri[:, k], fn)
+        return torch.nn.functional.normalize(out, dim=-1, eps=1e-12)
     # imported here: facezoo.render imports this module (the renderer's normals), not the other way round
     from facezoo.render.normals import warp_vertex_normals
 

@@ -54,3 +54,27 @@ def texture_variance(colours: Tensor, region: Tensor | None = None, valid: Tenso
         colours = colours[:, region.to(colours.device)]
     mean = colours.mean(dim=1, keepdim=True)
     return masked_mean(((colours - mean) ** 2).mean(dim=1).sum(-1), valid)
+
+
+def light_colour_variance(gamma: Tensor, valid: Tensor | None = None) -> Tensor:
+    """The official Deep3DFace code's light regulariser (not in the paper): ``mean_{c,b} (gamma_{c,b} -
+    mean_c gamma_{c,b})^2`` over the 27 SH coefficients (3 colours x 9 bands, channel-major as
+    :func:`facezoo.render.sh_coefficients`), averaged over the batch. It pulls the light towards grey
+    (monochromatic) light, leaving colour to the albedo; the official weight is 10 (``w_gamma``).
+
+    Args:
+        gamma: ``[B,27]`` or ``[B,3,9]`` SH coefficients.
+        valid: optional bool ``[B]`` (:mod:`facezoo.losses.masks`).
+
+    Returns:
+        Scalar.
+
+    Example:
+        >>> g = torch.zeros(1, 3, 9); g[0, 0, 0] = 3.0  # red ambient only: mean 1, deviations 2, -1, -1
+        >>> float(light_colour_variance(g))  # (4 + 1 + 1) / 27
+        0.2222222238779068
+    """
+    if not isinstance(gamma, Tensor) or gamma.ndim not in (2, 3) or gamma.shape[1:].numel() != 27:
+        raise ValueError(f"gamma: expected [B,27] or [B,3,9], got {getattr(gamma, 'shape', type(gamma))}")
+    g = gamma.reshape(gamma.shape[0], 3, 9)
+    return masked_mean((g - g.mean(dim=1, keepdim=True)).square().mean(dim=(1, 2)), valid)

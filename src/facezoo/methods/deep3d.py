@@ -10,19 +10,48 @@ principal point at the crop centre; ``t`` in decimetres as in the official code 
 ``camera_distance`` mm from the camera).
 
 Loss (§4, weights as the paper): ``w_photo L_photo + w_lan L_lan + w_per L_per + w_coef L_coef + w_tex L_tex``
-with 1.9, 1.6e-3, 0.2, 3e-4, 5 and, in ``L_coef``, 1.0 / 0.8 / 1.7e-3 for id / exp / tex.
+with 1.9, 1.6e-3, 0.2, 3e-4, 5 and, in ``L_coef``, 1.0 / 0.8 / 1.7e-3 for id / exp / tex; optionally the
+official code's light term ``w_gamma L_gamma`` (below). The official code (Deep3DFaceRecon_pytorch) trains
+with 1.92 / 1.6e-3 / 0.2 / 3e-4 / 5, tex 1.7e-2 and ``w_gamma`` 10: ``zoo/deep3d-official.yaml``.
 
-* ``L_photo`` (Eq. 2): :func:`facezoo.losses.photometric_loss` over the renderer's z-buffered coverage,
-  weighted by the skin attention ``A`` (``skin_classifier``: a ``.npz`` from ``facezoo skin fit``; without
-  one the documented Chai & Ngan YCbCr rule of :mod:`facezoo.losses.skin`).
+* ``L_photo`` (Eq. 2): :func:`facezoo.losses.photometric_loss` over the face region ``M`` weighted by the skin
+  attention ``A``.
+
+  ``M``: the renderer's z-buffered coverage restricted to the triangles whose three vertices lie in the
+  model's vertex mask ``photo_region`` (default ``"front"``). For the ``bfm-deep3d`` model that mask is
+  Deep3DFace's ``frontmask2`` and the triangles are exactly its ``tri_mask2`` (checked on the real
+  ``facemodel_info.mat``: ``tri_mask2``, numbered within ``frontmask2_idx``, maps onto the 54,681 triangles of
+  ``tri`` inside ``frontmask2``), the official photometric region (it leaves out ears, neck and the crop's
+  edge). The official PyTorch code rasterises that subset on its own; we take it from the one rasterisation
+  of the whole mesh (``triangle_id``), so a region triangle hidden behind a non-region one does not count.
+  Fallback: a model without the mask (e.g. a user's ``.h5``) uses the whole mesh, said once at fit start;
+  ``photo_region: null`` asks for the whole mesh (facezoo before this option). The procedural model's
+  ``"front"`` is its face from chin to forehead.
+
+  ``A`` (``skin_model``): ``"gmm"`` (default, what the official code trains with): the raw posterior of the
+  published 4 + 4 component YCbCr Gaussian mixtures with skin prior 0.8 (:mod:`facezoo.losses.skin_deep3d`),
+  ``A = P``. ``"rule"``: the paper's attention ``A = 1 if P > 0.5 else P`` (§3.2) with ``P`` from the Chai &
+  Ngan YCbCr rule (:mod:`facezoo.losses.skin`). ``skin_classifier`` (a ``.npz`` from ``facezoo skin fit``,
+  the paper's naive-Bayes GMM fitted on your skin data) replaces either, with the paper's rule.
+  ``skin_attention`` overrides the rule (``"raw"``: ``A = P``; ``"threshold"``: the paper's).
 * ``L_lan`` (Eq. 3): weights 20 on the official code's indices (nose 28-30, inner mouth 60-67; see
   :mod:`facezoo.losses.landmark`), computed in units of a 224-pixel crop so that ``w_lan`` keeps its meaning
   at other resolutions.
 * ``L_per`` (Eq. 4): ArcFace IResNet embeddings (``recognition_net``, weights from ``recognition_weights``);
-  the input and the bare rendered face (black background, as the official code feeds ``pred_face``). Without
-  weights the term is off (logged as 0) and the run says so once.
+  the input and the bare rendered face (black background, as the official code feeds ``pred_face``), each
+  warped to the ArcFace 112x112 five-point template (``perceptual_alignment: arcface``, the official code:
+  the input by its ground-truth landmarks, the rendering by the predicted ones; :mod:`facezoo.data.arcface`)
+  or resized whole (``resize``). Without weights the term is off (logged as 0) and the run says so once.
 * ``L_coef`` (Eq. 5) and ``L_tex`` (Eq. 6, albedo variance over ``model.mask("skin")``; all vertices when the
   model has no skin mask).
+* ``L_gamma`` (official code only, ``w_gamma``, default 0 = off as in the paper):
+  :func:`facezoo.losses.regularisers.light_colour_variance`, the mean over the 27 SH coefficients of their
+  squared deviation from the mean over RGB.
+
+Shading (``shading``): ``"pixel"`` (default, facezoo's renderer: area-weighted vertex normals interpolated
+and renormalised per pixel, SH per pixel) or ``"vertex"`` (the official code: vertex normals as the sum of the
+unit normals of the vertex's triangles, SH per vertex, colours interpolated;
+:func:`facezoo.render.shading.shade_vertices`). The paper says neither.
 
 **C-Net** (§5, ``stage: cnet``): :class:`facezoo.nn.ConfidenceNet` on R-Net's first-stage map and pooled
 features; sigmoid confidences ``c [K_id]``; Eq. 7 aggregation ``alpha = sum_j c_j alpha_j / sum_j c_j`` over
@@ -42,8 +71,8 @@ the backbone receives). The CPU demo uses it; the paper's configs do not. A C-Ne
 
 Where the paper is silent (our choices): R-Net reads images in [0, 1] without ImageNet normalisation (as the
 official PyTorch code); angles are (pitch, yaw, roll) with ``R = Rz Ry Rx``; Eq. 2's sums run over the whole
-batch (official ``photo_loss``); the official code's extra light regulariser (``w_gamma``) is not in the paper
-and is not used; at predict time an R-Net-only model aggregates image sets by plain averaging.
+batch (official ``photo_loss``); the official code's extra light regulariser is not in the paper
+and is the option ``w_gamma``; at predict time an R-Net-only model aggregates image sets by plain averaging.
 """
 
 from __future__ import annotations
@@ -58,6 +87,7 @@ from torch import Tensor
 
 import facezoo.nn as fnn
 from facezoo.geometry import Perspective
+from facezoo.geometry.mesh import vertex_normals
 from facezoo.losses import (
     FaceEmbedder,
     coefficient_l2,
@@ -67,10 +97,13 @@ from facezoo.losses import (
     photometric_loss,
     texture_variance,
 )
+from facezoo.losses.regularisers import light_colour_variance
 from facezoo.losses.skin import SkinClassifier, skin_attention
+from facezoo.losses.skin_deep3d import Deep3DSkinGMM
 from facezoo.methods.base import FaceMethod, linear_neutral_shape
 from facezoo.methods.reconstruction import FaceReconstruction
 from facezoo.methods.views import flatten_views, num_views
+from facezoo.render.shading import sh_shade
 
 #: Deep3DFace's initial ambient light (official ``init_lit``), added to gamma_0 of each channel at init.
 AMBIENT = 0.8
@@ -129,19 +162,29 @@ class Deep3DFace(FaceMethod):
         image_size: input crop side (224 in the paper).
         focal: focal length in pixels *for a 224 crop* (scaled by ``image_size / 224``).
         camera_distance: mm from the camera to the model origin at ``t = 0``.
-        skin_classifier: ``.npz`` of :class:`facezoo.losses.skin.SkinClassifier` (None: YCbCr fallback rule).
+        skin_model: ``"gmm"`` (official published YCbCr mixtures, default) or ``"rule"`` (Chai & Ngan).
+        skin_classifier: ``.npz`` of :class:`facezoo.losses.skin.SkinClassifier` (replaces ``skin_model``).
+        skin_attention: ``"raw"`` (A = P, official), ``"threshold"`` (the paper's A = 1 if P > 0.5 else P) or
+            None: raw for ``skin_model: gmm``, threshold for the rule and for a ``skin_classifier``.
+        photo_region: vertex mask of the model whose triangles make Eq. 2's face region (``"front"``;
+            missing from the model: the whole mesh, said once); None: the whole mesh.
+        perceptual_alignment: ``"arcface"`` (five-point template warp, official) or ``"resize"``.
+        shading: ``"pixel"`` (facezoo) or ``"vertex"`` (official; unit-normal sums, SH per vertex).
         recognition_net, recognition_weights: face recogniser for ``L_per`` (None: the term is off).
         w_photo, w_lan, w_per, w_coef, w_tex: R-Net loss weights (paper: 1.9, 1.6e-3, 0.2, 3e-4, 5).
-        w_id, w_exp, w_tex_coef: Eq. 5's omega (1.0, 0.8, 1.7e-3).
+        w_id, w_exp, w_tex_coef: Eq. 5's omega (1.0, 0.8, 1.7e-3; official code 1.0, 0.8, 1.7e-2).
+        w_gamma: the official light-colour regulariser's weight (paper: none, 0; official code 10).
         cnet_w_lan, cnet_w_photo, cnet_w_per: Eq. 8's weights (1.6e-3, 1.9, 0.1).
         landmark_weighting: ``"deep3d"`` (official code), ``"paper"`` or ``"uniform"``.
         output_scale: per-group output scales ``{group: s}`` (groups ``id, exp, tex, angles, light,
             translation``; missing groups 1); see the module docstring.
         set_aggregation: ``"confidence"`` (C-Net, Eq. 7) or ``"mean"`` (plain averaging) for image sets.
         lr: Adam learning rate (R-Net 1e-4, C-Net 2e-5 in the paper).
-        lr_schedule: ``"constant"`` or ``"cosine"`` (annealed to 0 over the trainer's steps, stepped every
-            iteration). The paper gives only the "initial learning rate"; a YAML ``lr_scheduler:`` block of
-            LightningCLI would be stepped once per *epoch*, which a step-budgeted run never anneals.
+        lr_schedule: ``"constant"``, ``"cosine"`` (annealed to 0 over the trainer's steps, stepped every
+            iteration) or ``"step"`` (x ``lr_step_gamma`` every ``lr_step_epochs`` epochs: the official code's
+            x0.2 every 10 epochs). The paper gives only the "initial learning rate"; a YAML ``lr_scheduler:``
+            block of LightningCLI would be stepped once per *epoch*, which a step-budgeted run never anneals.
+        lr_step_epochs, lr_step_gamma: the ``"step"`` schedule (10, 0.2).
         renderer_backend, eval_mask, max_nonfinite_steps: see :class:`~facezoo.methods.base.FaceMethod`.
     """
 
@@ -159,7 +202,12 @@ class Deep3DFace(FaceMethod):
         image_size: int = 224,
         focal: float = 1015.0,
         camera_distance: float = 1000.0,
+        skin_model: Literal["gmm", "rule"] = "gmm",
         skin_classifier: str | None = None,
+        skin_attention: Literal["raw", "threshold"] | None = None,
+        photo_region: str | None = "front",
+        perceptual_alignment: Literal["arcface", "resize"] = "arcface",
+        shading: Literal["pixel", "vertex"] = "pixel",
         recognition_net: str = "iresnet100",
         recognition_weights: str | None = None,
         w_photo: float = 1.9,
@@ -170,6 +218,7 @@ class Deep3DFace(FaceMethod):
         w_id: float = 1.0,
         w_exp: float = 0.8,
         w_tex_coef: float = 1.7e-3,
+        w_gamma: float = 0.0,
         cnet_w_lan: float = 1.6e-3,
         cnet_w_photo: float = 1.9,
         cnet_w_per: float = 0.1,
@@ -177,7 +226,9 @@ class Deep3DFace(FaceMethod):
         set_aggregation: Literal["confidence", "mean"] = "confidence",
         output_scale: dict[str, float] | None = None,
         lr: float = 1e-4,
-        lr_schedule: Literal["constant", "cosine"] = "constant",
+        lr_schedule: Literal["constant", "cosine", "step"] = "constant",
+        lr_step_epochs: int = 10,
+        lr_step_gamma: float = 0.2,
         renderer_backend: str = "auto",
         eval_mask: str | None = "front",
         max_nonfinite_steps: int = 10,
@@ -187,8 +238,21 @@ class Deep3DFace(FaceMethod):
             max_nonfinite_steps=max_nonfinite_steps,
         )  # fmt: skip
         self.save_hyperparameters()
-        if lr_schedule not in ("constant", "cosine"):
-            raise ValueError(f"lr_schedule: expected 'constant' or 'cosine', got {lr_schedule!r}")
+        if lr_schedule not in ("constant", "cosine", "step"):
+            raise ValueError(f"lr_schedule: expected 'constant', 'cosine' or 'step', got {lr_schedule!r}")
+        for name, value, allowed in (
+            ("skin_model", skin_model, ("gmm", "rule")),
+            ("skin_attention", skin_attention, ("raw", "threshold", None)),
+            ("perceptual_alignment", perceptual_alignment, ("arcface", "resize")),
+            ("shading", shading, ("pixel", "vertex")),
+        ):
+            if value not in allowed:
+                raise ValueError(f"{name}: expected one of {list(allowed)}, got {value!r}")
+        if lr_step_epochs < 1 or not 0.0 < lr_step_gamma <= 1.0:
+            raise ValueError(
+                f"lr_step_epochs must be >= 1 and lr_step_gamma in (0, 1], "
+                f"got {lr_step_epochs}, {lr_step_gamma}"
+            )
         if set_aggregation not in ("confidence", "mean"):
             raise ValueError(f"set_aggregation: expected 'confidence' or 'mean', got {set_aggregation!r}")
         model = self.morphable
@@ -216,7 +280,14 @@ class Deep3DFace(FaceMethod):
             self.cnet = fnn.ConfidenceNet(cfg)
             self.load_rnet(rnet_checkpoint)
             self.freeze_modules("rnet")  # frozen R-Net: BatchNorm statistics must not move either
-        self.register_external("skin", SkinClassifier.load(skin_classifier))
+        if skin_classifier is not None or skin_model == "rule":
+            self.register_external("skin", SkinClassifier.load(skin_classifier))
+        else:
+            self.register_external("skin", Deep3DSkinGMM())
+        if skin_attention is None:
+            skin_attention = "raw" if isinstance(self.skin, Deep3DSkinGMM) else "threshold"
+        self.skin_attention = skin_attention
+        self.register_buffer("photo_triangles", self._photo_triangles(photo_region), persistent=False)
         if recognition_weights:
             net = fnn.load_backbone_weights(fnn.build(recognition_net), recognition_weights)
             self.register_external("embedder", FaceEmbedder(net))
@@ -225,6 +296,30 @@ class Deep3DFace(FaceMethod):
         self.register_buffer("tex_region", skin, persistent=False)
 
     # -- setup
+    def _photo_triangles(self, region: str | None) -> Tensor | None:
+        """bool ``[T]``: the triangles whose three vertices are in the vertex mask ``region`` (None: the whole
+        mesh; the default ``"front"`` missing from the model: the whole mesh, with a message at fit start)."""
+        model = self.morphable
+        self._region_note = None
+        if region is None:
+            return None
+        if region not in model.mask_names:
+            if region == "front":
+                self._region_note = (
+                    f"Deep3DFace: the morphable model {model.name!r} has no 'front' mask, so the photometric "
+                    "region is the whole mesh (Deep3DFace's is its front crop: convert the BFM with "
+                    "`facezoo model convert --format bfm-deep3d`)."
+                )
+                return None
+            raise ValueError(
+                f"photo_region: {region!r} is not a mask of {model.name!r} (has {model.mask_names})"
+            )
+        mask = model.mask(region).to(model.triangles.device)
+        tri = mask[model.triangles.long()].all(dim=1)
+        if not bool(tri.any()):
+            raise ValueError(f"photo_region: no triangle of {model.name!r} lies inside the mask {region!r}")
+        return tri
+
     def load_rnet(self, path: str | None) -> None:
         """Load the ``rnet.*`` weights of a Deep3DFace checkpoint strictly into :attr:`rnet` (``None``: keep
         the fresh R-Net, with a warning; :meth:`FaceMethod.load_stage_checkpoint`)."""
@@ -248,14 +343,22 @@ class Deep3DFace(FaceMethod):
             )
         if self.skin.is_fallback:
             rank_zero_info(
-                "Deep3DFace: no skin_classifier given; skin attention uses the Chai & Ngan YCbCr rule."
+                "Deep3DFace: skin_model 'rule' and no skin_classifier; skin attention uses the Chai & Ngan "
+                "YCbCr rule."
             )
+        if self._region_note:
+            rank_zero_info(self._region_note)
 
     def configure_optimizers(self):
         params = [p for p in self.parameters() if p.requires_grad]
         optimizer = torch.optim.Adam(params, lr=self.hparams.lr)
         if self.hparams.lr_schedule == "constant":
             return optimizer
+        if self.hparams.lr_schedule == "step":
+            schedule = torch.optim.lr_scheduler.StepLR(
+                optimizer, step_size=self.hparams.lr_step_epochs, gamma=self.hparams.lr_step_gamma
+            )
+            return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "epoch"}}
         steps = self.trainer.estimated_stepping_batches
         if not math.isfinite(steps):
             raise ValueError("lr_schedule 'cosine' needs a finite trainer.max_steps or trainer.max_epochs")
@@ -334,9 +437,20 @@ class Deep3DFace(FaceMethod):
             views=views,
         )
         if render:
-            out = self.renderer(vertices, model.triangles, cam, colors=colours, lighting=params["light"])
+            out = self.render(rec)
             rec.image, rec.mask = out.image, out.mask
         return rec
+
+    def render(self, rec: FaceReconstruction, antialias: bool = True):
+        """Render ``rec`` lit by its SH light (``shading``: per pixel, or per vertex as the official code)."""
+        light = rec.params["light"]
+        if self.hparams.shading == "vertex":
+            normals = vertex_normals(rec.camera.view(rec.vertices), rec.triangles, weighting="unit")
+            colours = sh_shade(rec.colours, normals, light)
+            return self.renderer(rec.vertices, rec.triangles, rec.camera, colors=colours, antialias=antialias)
+        return self.renderer(
+            rec.vertices, rec.triangles, rec.camera, colors=rec.colours, lighting=light, antialias=antialias
+        )
 
     # -- losses
     def losses(self, batch: Mapping[str, Any], rec: FaceReconstruction, weights: Mapping[str, float]):
@@ -353,18 +467,31 @@ class Deep3DFace(FaceMethod):
             # antialiasing): an antialiased silhouette blends into a background that is not the input's and
             # biases the loss toward shrinking the face (measured: d/dt_z at the ground truth 2.3e-3 with
             # antialiasing over black, 3.6e-6 without).
-            out = self.renderer(
-                rec.vertices, rec.triangles, rec.camera, colors=rec.colours, lighting=rec.params["light"],
-                antialias=False,
-            )  # fmt: skip
-            attention = skin_attention(self.skin(image)).detach()
-            terms["photo"] = photometric_loss(image, out.image, out.mask, attention, valid=rows)
+            out = self.render(rec, antialias=False)
+            region = out.mask
+            if self.photo_triangles is not None:  # the face region's triangles only (official tri_mask2)
+                tid = out.triangle_id
+                inside = self.photo_triangles[tid.clamp_min(0)] & (tid >= 0)
+                region = region * inside[:, None].to(region)
+            prob = self.skin(image)
+            attention = (prob if self.skin_attention == "raw" else skin_attention(prob)).detach()
+            terms["photo"] = photometric_loss(image, out.image, region, attention, valid=rows)
             embedder = self._externals.get("embedder")
-            terms["per"] = (
-                embedder.distance(image, out.image, valid=rows)
-                if embedder is not None
-                else image.new_zeros(())
-            )
+            if embedder is None:
+                terms["per"] = image.new_zeros(())
+            elif self.hparams.perceptual_alignment == "arcface":
+                # the input by its ground-truth landmarks, the rendering by the predicted ones (official);
+                # rows without ground truth take the predicted ones (finite warp) and are left out
+                lm_rows = self.valid_rows(batch, "image", "landmarks68")
+                pred_lm = rec.landmarks2d.detach()
+                gt_lm = target_lm if lm_rows is None else torch.where(
+                    lm_rows.to(target_lm.device)[:, None, None], target_lm, pred_lm
+                )  # fmt: skip
+                terms["per"] = embedder.distance(
+                    image, out.image, valid=lm_rows, image_landmarks=gt_lm, rendered_landmarks=pred_lm
+                )
+            else:
+                terms["per"] = embedder.distance(image, out.image, valid=rows)
         terms["lan"] = landmark_loss(
             rec.landmarks2d, target_lm, self.lm_weights, scale=224.0 / self.image_size,
             valid=self.valid_rows(batch, "image", "landmarks68"),
@@ -378,6 +505,8 @@ class Deep3DFace(FaceMethod):
             )  # fmt: skip
         if "tex" in weights:
             terms["tex"] = texture_variance(rec.colours, self.tex_region, valid=rows)
+        if "gamma" in weights:
+            terms["gamma"] = light_colour_variance(rec.params["light"], valid=rows)
         terms["total"] = sum(
             weights.get(k, 0.0) * v for k, v in terms.items()
         )  # unweighted terms: logged only
@@ -387,7 +516,10 @@ class Deep3DFace(FaceMethod):
         h = self.hparams
         if self.stage == "cnet":
             return {"photo": h.cnet_w_photo, "lan": h.cnet_w_lan, "per": h.cnet_w_per}
-        return {"photo": h.w_photo, "lan": h.w_lan, "per": h.w_per, "coef": h.w_coef, "tex": h.w_tex}
+        weights = {"photo": h.w_photo, "lan": h.w_lan, "per": h.w_per, "coef": h.w_coef, "tex": h.w_tex}
+        if h.w_gamma:
+            weights["gamma"] = h.w_gamma
+        return weights
 
     def training_losses(self, batch: Mapping[str, Any]) -> dict[str, Tensor]:
         images = batch["image"]

@@ -28,8 +28,12 @@ in the source's raw coefficient units: ``id_basis = shapePC * 1e-3`` (mm per µm
 std is exactly Deep3DFace's coefficient (its ``idBase = shapePC * shapeEV / 1e5`` is the same product in
 decimetres), and a raw 300W-LP coefficient is ``coefficient * std``.
 
-Deep3DFace's ``models/bfm.py`` also re-centres the mean shape on its centroid (``recenter=True``); facezoo
-keeps BFM's frame (origin near the head centre, per the frozen convention) unless ``recenter=True`` is passed.
+Deep3DFace's ``models/bfm.py`` (``ParametricFaceModel(recenter=True)``) re-centres the mean shape on its
+vertex centroid, and its camera, 5-point crop and checkpoints refer to that origin. :func:`load_bfm_deep3d`
+does the same by default (``recenter=True``; ``facezoo model convert --format bfm-deep3d``), so a Deep3DFace
+translation means what it means in the official code and a face at ``t = 0`` sits where the official crop
+puts it; ``recenter=False`` (``--no-recenter``) keeps BFM's own frame (origin near the head centre), as
+facezoo did before. The 3DDFA crop keeps BFM's frame (its datasets' poses refer to it).
 
 Triangles are wound counter-clockwise seen from outside: Deep3DFace's ``tri`` already is; 3DDFA's
 ``tri.mat`` / ``tri.pkl`` are clockwise, and the loaders flip them (checked by the sign of the summed
@@ -172,7 +176,7 @@ def load_bfm_deep3d(
     n_id: int = 80,
     n_exp: int = 64,
     n_tex: int = 80,
-    recenter: bool = False,
+    recenter: bool = True,
 ) -> MorphableModel:
     """BFM 2009 + FaceWarehouse expressions in Deep3DFace's 35,709-vertex front-face crop (see module docs).
 
@@ -181,10 +185,12 @@ def load_bfm_deep3d(
             ``std_exp.txt``, ``BFM_front_idx.mat``, ``BFM_exp_idx.mat``, ``facemodel_info.mat``, optionally
             3DDFA_V2's ``BFM_UV.mat`` (UVs over the 53,215-vertex crop) — i.e. Deep3DFace's ``BFM/`` folder.
         n_id, n_exp, n_tex: components kept (Deep3DFace: 80, 64, 80).
-        recenter: subtract the mean shape's centroid, as Deep3DFace's ``models/bfm.py`` does.
+        recenter: subtract the mean shape's centroid, as Deep3DFace's ``models/bfm.py`` does (default; False:
+            BFM's frame, the behaviour before).
 
     Returns:
-        MorphableModel (mm, bases_scaled=False), masks ``skin`` (``skinmask``), ``front`` (``frontmask2``).
+        MorphableModel (mm, bases_scaled=False), masks ``skin`` (``skinmask``, the albedo-regulariser region)
+        and ``front`` (``frontmask2``: the official photometric region; its triangles are ``tri_mask2``).
     """
     bfm = read_bfm09(folders)
     n_bfm = bfm["shapeMU"].shape[0]

@@ -26,7 +26,7 @@ import math
 
 import torch
 
-__all__ = ["SH_A", "SH_C", "DEEP3D_AMBIENT", "sh_basis", "sh_coefficients", "sh_shade"]
+__all__ = ["SH_A", "SH_C", "DEEP3D_AMBIENT", "sh_basis", "sh_coefficients", "sh_shade", "shade_vertices"]
 
 #: Deep3DFace's per-band factors a_l.
 SH_A = (math.pi, 2.0 * math.pi / math.sqrt(3.0), 2.0 * math.pi / math.sqrt(8.0))
@@ -122,3 +122,36 @@ def sh_shade(
     b = normals.shape[0]
     light = (y.reshape(b, -1, 9) @ g.transpose(1, 2)).reshape(*normals.shape[:-1], 3)
     return albedo * light
+
+
+def shade_vertices(
+    view_vertices: torch.Tensor,
+    triangles: torch.Tensor,
+    albedo: torch.Tensor,
+    coeffs: torch.Tensor,
+    normals: str = "unit",
+    ambient: float = 0.0,
+) -> torch.Tensor:
+    """Per-vertex SH shading ``[B,V,3]`` (the official Deep3DFace ``compute_color``): shade each vertex with
+    its view-space normal, then let the renderer interpolate the colours (``lighting=None``). The renderer's
+    own path shades per pixel with the interpolated, renormalised normal; the two agree on a fine
+    mesh and differ at the scale of a triangle.
+
+    Args:
+        view_vertices: ``[B,V,3]`` vertices in view space (or any frame rotated like it: normals only).
+        triangles: ``[T,3]``.
+        albedo: ``[B,V,3]``.
+        coeffs: SH coefficients as :func:`sh_shade`.
+        normals: ``"unit"`` (sum of unit triangle normals, official) or ``"area"``
+            (:func:`facezoo.geometry.mesh.vertex_normals`).
+        ambient: as :func:`sh_shade`.
+
+    Example:
+        >>> v = torch.tensor([[[0.0, 0, 0], [1, 0, 0], [0, 1, 0]]])
+        >>> rho, light = torch.ones(1, 3, 3), torch.zeros(1, 27)
+        >>> shade_vertices(v, torch.tensor([[0, 1, 2]]), rho, light, ambient=0.8)[0, 0]
+        tensor([0.7090, 0.7090, 0.7090])
+    """
+    from facezoo.geometry.mesh import vertex_normals
+
+    return sh_shade(albedo, vertex_normals(view_vertices, triangles, weighting=normals), coeffs, ambient)
