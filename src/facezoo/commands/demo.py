@@ -19,14 +19,6 @@ HELP = "fit Deep3DFace on synthetic faces (CPU, minutes) and show reconstruction
 CONFIGS = ("zoo/deep3d.yaml", "zoo/data/synthetic.yaml", "zoo/demo/deep3d-cpu.yaml")
 
 
-def _repo_root() -> Path:
-    here = Path(__file__).resolve()
-    for parent in (Path.cwd(), *here.parents):
-        if (parent / CONFIGS[0]).is_file():
-            return parent
-    raise FileNotFoundError(f"facezoo demo: cannot find {CONFIGS[0]}; run it from the facezoo checkout")
-
-
 def build_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--output", default="runs/demo", help="output folder (default runs/demo)")
     parser.add_argument(
@@ -73,9 +65,11 @@ def execute(args: argparse.Namespace) -> int:
     from facezoo.commands._progress import LogProgress, interactive
 
     start = time.time()
-    root = _repo_root()
+    from facezoo.hub.configs import resolve_config
+
     out = Path(args.output)
-    configs = args.config or [str(root / c) for c in CONFIGS]
+    # ./zoo/X.yaml when the current folder has one (the checkout), else the packaged zoo's copy
+    configs = [resolve_config(c) for c in (args.config or CONFIGS)]
     cli_args = [a for c in configs for a in ("--config", c)]
     for item in args.set:
         key, sep, value = item.partition("=")
@@ -111,6 +105,7 @@ def execute(args: argparse.Namespace) -> int:
 
     batch = next(iter(held_out))
     n = min(args.num_images, batch["image"].shape[0])
+    method.eval()  # the fitted network as evaluated (BatchNorm's running statistics, any number of faces)
     with torch.no_grad():
         rec = method.reconstruct({"image": batch["image"][:n]}, render=True)
         picture = grid(panels(method, rec, batch["image"][:n], batch["landmarks68"][:n]))
