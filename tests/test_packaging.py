@@ -33,6 +33,7 @@ def test_import_is_cheap(tmp_path):
 
 
 # -- the zoo ships inside the package and --config finds it from any folder (issue 19) ----------------------
+import hashlib  # noqa: E402
 import json  # noqa: E402
 import os  # noqa: E402
 import shutil  # noqa: E402
@@ -94,7 +95,7 @@ def test_zoo_configs_and_show(capsys):
     assert main(["zoo", "configs"]) == 0
     out = capsys.readouterr().out
     for rel in ZOO_FILES:
-        assert f"zoo/{rel}" in out
+        assert (f"zoo/{rel}" in out) == (rel != "index.yaml")  # the checkpoint index is no config
     line = next(ln for ln in out.splitlines() if "zoo/data/synthetic.yaml" in ln)
     assert line.split("zoo/data/synthetic.yaml", 1)[1].strip().startswith("Synthetic faces of the built-in")
     assert main(["zoo", "show", "data/synthetic"]) == 0
@@ -173,6 +174,7 @@ def test_wheel_installs_and_runs_from_an_empty_folder(tmp_path):
     assert "facezoo commands:" in run(facezoo, "--help")
     configs = run(facezoo, "zoo", "configs")
     assert "zoo/deep3d.yaml" in configs and "zoo/demo/deep3d-cpu.yaml" in configs
+    assert "deep3d.synthetic-demo" in run(facezoo, "zoo", "list")  # the packaged checkpoint index
     run(
         facezoo, "fit", "--config", "zoo/deep3d.yaml", "--config", "zoo/data/synthetic.yaml",
         "--trainer.max_steps", "2", "--trainer.num_sanity_val_steps", "0", "--data.init_args.batch_size", "2",
@@ -190,4 +192,7 @@ def test_wheel_installs_and_runs_from_an_empty_folder(tmp_path):
     run(facezoo, "demo", "--num-images", "1", *[a for k, v in tiny.items() for a in ("--set", f"{k}={v}")])
     metrics = json.loads((empty / "runs" / "demo" / "metrics.json").read_text())
     assert metrics["steps"] == 2
-    assert (empty / "runs" / "demo" / "deep3d_demo.ckpt").is_file()
+    ckpt = empty / "runs" / "demo" / "deep3d_demo.ckpt"
+    card = json.loads(ckpt.with_name("deep3d_demo.card.json").read_text())
+    assert card["sha256"] == hashlib.sha256(ckpt.read_bytes()).hexdigest()
+    assert card["metrics"] == metrics["after"]

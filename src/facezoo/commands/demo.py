@@ -5,7 +5,9 @@ zoo/demo/deep3d-cpu.yaml (override any value with --set key=value, LightningCLI 
 --set trainer.max_steps=100). Prints the held-out vertex error (mm, after similarity alignment) and landmark
 NME before and after the fit, and writes <output>/demo_grid.png (input | reconstruction overlay | shaded
 mesh), <output>/metrics.json, the predicted meshes under <output>/predictions/ and the fitted weights as
-<output>/deep3d_demo.ckpt (usable with `facezoo predict --ckpt_path`).
+<output>/deep3d_demo.ckpt (usable with `facezoo predict --ckpt_path`) with its model card
+<output>/deep3d_demo.card.json. `facezoo zoo build deep3d.synthetic-demo` runs the same and checks the metrics
+against the checkpoint index.
 """
 
 from __future__ import annotations
@@ -129,4 +131,11 @@ def execute(args: argparse.Namespace) -> int:
     metrics = {"before": before, "after": after, "ratio": ratio, "fit_seconds": fit_s,
                "total_seconds": time.time() - start, "steps": trainer.global_step}  # fmt: skip
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    from facezoo.hub.card import make_card, write_card
+
+    data = {"class": f"{type(dm).__module__}.{type(dm).__name__}", "hyper_parameters": dict(dm.hparams)}
+    card = make_card(ckpt, method=f"{type(method).__module__}.{type(method).__name__}",
+                     hyper_parameters=dict(method.hparams), data=data, config=configs, metrics=after,
+                     global_step=trainer.global_step, extra={"overrides": list(args.set)})  # fmt: skip
+    write_card(ckpt, card)
     return 0
