@@ -110,7 +110,8 @@ def load_checkpoint_module(
     ckpt = load_torch_file(path, what)
     if not isinstance(ckpt, dict) or not isinstance(ckpt.get("state_dict"), dict):
         raise ValueError(
-            f"{what}: not a facezoo checkpoint (no 'state_dict'); official weights need an importer"
+            f"{what}: not a facezoo checkpoint (no 'state_dict'); officially released weights are converted "
+            "first (`facezoo zoo import deep3d-official FILE -o OUT.ckpt`)"
         )
     module = build_module(ckpt, what, morphable_model, method)
     problems = state_dict_mismatch(ckpt["state_dict"], module.state_dict())
