@@ -49,6 +49,9 @@ def test_strict_keys_and_code_free_loading(tiny_checkpoint, tmp_path):
         ValueError, match=r"missing keys \(1\): rnet.fc.bias.*unexpected keys \(1\): rnet.extra"
     ):
         facezoo.load_pretrained(tmp_path / "bad.ckpt")
+    torch.save({"net_recon": {"fc.weight": torch.zeros(1)}}, tmp_path / "epoch_20.pth")
+    with pytest.raises(ValueError, match="zoo import deep3d-official"):
+        facezoo.load_pretrained(tmp_path / "epoch_20.pth")  # a release that was not converted
     torch.save({"state_dict": {}, "hyper_parameters": {"fn": print}}, tmp_path / "code.ckpt")
     with pytest.raises(ValueError, match="never runs code"):
         facezoo.load_pretrained(tmp_path / "code.ckpt")
