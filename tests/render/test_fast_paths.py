@@ -335,6 +335,7 @@ def test_public_antialias_reuses_the_rasterizers_by_products_only_for_the_same_p
     assert builtin.recall_aux(rast, pos.clone(), tri32) is None  # other storage
     pos[:, :, 0] += 0.1
     assert builtin.recall_aux(rast, pos, tri32) is None  # modified in place
+    gc.collect()  # earlier tests' unreachable owners (reference cycles) must not be counted in `before`
     before = len(_cache._MEMO)
     del rast
     gc.collect()
