@@ -22,6 +22,7 @@ $(STAMP): pyproject.toml setup.py
 	  fi; \
 	fi
 	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q "setuptools>=77"   # pyproject's metadata; tests build the wheel without isolation
 	@$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install -q $(TORCH)
 	$(PY) -m pip install -q -e ".[dev]"
 	@$(PY) -c "import open3d" 2>/dev/null || $(MAKE) --no-print-directory libusb

@@ -265,6 +265,12 @@ def _dispatch(args: list[str], from_command_line: bool) -> int:
         print(_usage())
         return 0 if args else 2
     if args[0] in LIGHTNING_SUBCOMMANDS:
+        from facezoo.hub.configs import resolve_config_args
+
+        # `--config zoo/X.yaml` works from any folder: ./zoo/X.yaml first, else the packaged zoo's copy
+        args = resolve_config_args(args)
+        if from_command_line:
+            sys.argv = [sys.argv[0], *args]
         _lightning_cli(args, from_command_line)
         return 0
     from facezoo.commands import discover

@@ -5,7 +5,9 @@ zoo/demo/deep3d-cpu.yaml (override any value with --set key=value, LightningCLI 
 --set trainer.max_steps=100). Prints the held-out vertex error (mm, after similarity alignment) and landmark
 NME before and after the fit, and writes <output>/demo_grid.png (input | reconstruction overlay | shaded
 mesh), <output>/metrics.json, the predicted meshes under <output>/predictions/ and the fitted weights as
-<output>/deep3d_demo.ckpt (usable with `facezoo predict --ckpt_path`).
+<output>/deep3d_demo.ckpt (usable with `facezoo predict --ckpt_path`) with its model card
+<output>/deep3d_demo.card.json. `facezoo zoo build deep3d.synthetic-demo` runs the same and checks the metrics
+against the checkpoint index.
 """
 
 from __future__ import annotations
@@ -17,14 +19,6 @@ from pathlib import Path
 
 HELP = "fit Deep3DFace on synthetic faces (CPU, minutes) and show reconstructions of held-out faces"
 CONFIGS = ("zoo/deep3d.yaml", "zoo/data/synthetic.yaml", "zoo/demo/deep3d-cpu.yaml")
-
-
-def _repo_root() -> Path:
-    here = Path(__file__).resolve()
-    for parent in (Path.cwd(), *here.parents):
-        if (parent / CONFIGS[0]).is_file():
-            return parent
-    raise FileNotFoundError(f"facezoo demo: cannot find {CONFIGS[0]}; run it from the facezoo checkout")
 
 
 def build_parser(parser: argparse.ArgumentParser) -> None:
@@ -73,9 +67,11 @@ def execute(args: argparse.Namespace) -> int:
     from facezoo.commands._progress import LogProgress, interactive
 
     start = time.time()
-    root = _repo_root()
+    from facezoo.hub.configs import resolve_config
+
     out = Path(args.output)
-    configs = args.config or [str(root / c) for c in CONFIGS]
+    # ./zoo/X.yaml when the current folder has one (the checkout), else the packaged zoo's copy
+    configs = [resolve_config(c) for c in (args.config or CONFIGS)]
     cli_args = [a for c in configs for a in ("--config", c)]
     for item in args.set:
         key, sep, value = item.partition("=")
@@ -111,6 +107,7 @@ def execute(args: argparse.Namespace) -> int:
 
     batch = next(iter(held_out))
     n = min(args.num_images, batch["image"].shape[0])
+    method.eval()  # the fitted network as evaluated (BatchNorm's running statistics, any number of faces)
     with torch.no_grad():
         rec = method.reconstruct({"image": batch["image"][:n]}, render=True)
         picture = grid(panels(method, rec, batch["image"][:n], batch["landmarks68"][:n]))
@@ -134,4 +131,11 @@ def execute(args: argparse.Namespace) -> int:
     metrics = {"before": before, "after": after, "ratio": ratio, "fit_seconds": fit_s,
                "total_seconds": time.time() - start, "steps": trainer.global_step}  # fmt: skip
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    from facezoo.hub.card import make_card, write_card
+
+    data = {"class": f"{type(dm).__module__}.{type(dm).__name__}", "hyper_parameters": dict(dm.hparams)}
+    card = make_card(ckpt, method=f"{type(method).__module__}.{type(method).__name__}",
+                     hyper_parameters=dict(method.hparams), data=data, config=configs, metrics=after,
+                     global_step=trainer.global_step, extra={"overrides": list(args.set)})  # fmt: skip
+    write_card(ckpt, card)
     return 0
