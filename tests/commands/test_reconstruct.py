@@ -135,7 +135,7 @@ def test_user_errors(photos, tmp_path, capsys):
         )
         == 2
     )
-    assert "does not name a facezoo method" in capsys.readouterr().err
+    assert "is not a facezoo method" in capsys.readouterr().err
 
 
 def _dlib_ready() -> bool:

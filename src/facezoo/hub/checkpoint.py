@@ -12,13 +12,24 @@ import os
 from pathlib import Path
 from typing import Any
 
-__all__ = ["SLIM_KEYS", "build_module", "load_checkpoint_module", "save_atomic", "slim"]
+__all__ = ["SLIM_KEYS", "build_module", "is_training_file", "load_checkpoint_module", "save_atomic", "slim"]
 
 #: what an inference checkpoint keeps (the optimiser and loop states are training-only)
 SLIM_KEYS = ("state_dict", "hyper_parameters", "pytorch-lightning_version", "epoch", "global_step", "facezoo")
-#: init arguments that name training-time input files; their content is in the state dict (or only needed by a
-#: training loss), so a loaded checkpoint does not look for them on this machine
-_TRAINING_FILES = ("backbone_weights", "rnet_checkpoint", "recognition_weights", "skin_classifier")
+#: init arguments that name training-time input files (besides every ``*_weights`` and ``*_checkpoint``: a
+#: backbone's initialisation, an earlier stage, a loss network); their content is in the state dict or only
+#: needed by a training loss, so a loaded checkpoint does not look for them on this machine
+_TRAINING_FILES = ("skin_classifier",)
+
+
+def is_training_file(argument: str) -> bool:
+    """Whether the init argument ``argument`` names a training-time file (see ``_TRAINING_FILES``).
+
+    Example:
+        >>> [is_training_file(k) for k in ("vmn_checkpoint", "flow_weights", "morphable_model")]
+        [True, True, False]
+    """
+    return argument.endswith(("_weights", "_checkpoint")) or argument in _TRAINING_FILES
 
 
 def slim(ckpt: dict[str, Any]) -> dict[str, Any]:
@@ -55,6 +66,9 @@ def _method_class(ckpt: dict[str, Any], what: str, method: str | None):
             f"{what}: the checkpoint does not say which method it is (no hyper_parameters._class_path); "
             "give method=..."
         )
+    if not isinstance(class_path, str) or not class_path.startswith("facezoo."):
+        # a file names the class; only facezoo's own modules are imported for it
+        raise ValueError(f"{what}: {class_path!r} is not a facezoo method (FaceMethod)")
     module_name, _, name = class_path.rpartition(".")
     try:
         cls = getattr(importlib.import_module(module_name), name)
@@ -71,14 +85,14 @@ def build_module(
     """Instantiate the method a checkpoint describes (its hyper-parameters), without its weights.
 
     ``morphable_model`` replaces the saved one (e.g. the path of your converted ``.h5``); the init arguments
-    naming training-time files (``backbone_weights``, ``rnet_checkpoint``, ``recognition_weights``,
-    ``skin_classifier``) are set to None: the state dict holds what they initialised.
+    naming training-time files (:func:`is_training_file`: ``backbone_weights``, ``rnet_checkpoint``,
+    ``vmn_checkpoint``, ``skin_classifier``...) are set to None: the state dict holds what they initialised.
     """
     cls = _method_class(ckpt, what, method)
     hp = dict(ckpt.get("hyper_parameters") or {})
     kwargs = {k: v for k, v in hp.items() if not k.startswith("_")}
-    for key in _TRAINING_FILES:
-        if key in kwargs:
+    for key in kwargs:
+        if is_training_file(key):
             kwargs[key] = None
     if morphable_model is not None:
         kwargs["morphable_model"] = morphable_model

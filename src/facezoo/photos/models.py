@@ -4,13 +4,10 @@
 the method that regresses its parameters:
 
 * ``procedural[:...]`` or a facezoo ``.h5`` file: the morphable model only (``--method fit``);
-* a checkpoint (``.ckpt``/``.pt``/``.pth`` written by ``facezoo fit``): read with ``weights_only=True``
-  (:func:`facezoo.methods.stages.read_checkpoint`: nothing in the file runs), the method class named by its
-  ``hyper_parameters["_class_path"]`` (only ``facezoo.`` classes are imported), rebuilt from its init
-  arguments (paths to extra pretrained weights dropped: the state dict holds the network) and loaded
-  strictly, in eval mode. Its morphable model is the one it was trained with.
-
-Zoo names (``method.tag``) are the next branch here once the checkpoint zoo exists.
+* anything else is a checkpoint: a zoo name (``facezoo zoo list``), a local file written by ``facezoo fit``
+  or a URL, loaded by :func:`facezoo.load_pretrained` (downloaded once and sha256-checked, read with
+  ``weights_only=True``, strict keys, eval mode; the method rebuilt from its init arguments with the
+  training-time files dropped). Its morphable model is the one it was trained with.
 
 Alignment before the network (:func:`regress_photos`): Deep3DFace's five-point POS crop
 (:func:`facezoo.data.deep3d_affine`, 102 px per template unit at 224, scaled with the method's image size);
@@ -21,10 +18,7 @@ to the photo (:func:`facezoo.fitting.transform_camera`), so every export is in p
 
 from __future__ import annotations
 
-import importlib
-import os
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -32,9 +26,7 @@ from torch import Tensor
 
 from facezoo.morphable import MorphableModel
 
-__all__ = ["ResolvedModel", "resolve_model", "load_method", "regress_photos"]
-
-CHECKPOINT_SUFFIXES = (".ckpt", ".pt", ".pth")
+__all__ = ["ResolvedModel", "resolve_model", "regress_photos"]
 
 
 @dataclass
@@ -46,40 +38,6 @@ class ResolvedModel:
     method: object | None
     checkpoint: str | None
     name: str
-
-
-def load_method(path: str | os.PathLike):
-    """The :class:`~facezoo.methods.base.FaceMethod` saved in a checkpoint (module docstring)."""
-    from facezoo.methods.base import FaceMethod
-    from facezoo.methods.stages import read_checkpoint
-
-    ckpt = read_checkpoint(path, "--model")
-    hp = ckpt.get("hyper_parameters")
-    state = ckpt.get("state_dict")
-    if not isinstance(hp, dict) or not isinstance(state, dict):
-        raise ValueError(
-            f"--model: {path} has no hyper_parameters/state_dict: not a checkpoint written by `facezoo fit`"
-        )
-    class_path = hp.get("_class_path")
-    if not isinstance(class_path, str) or not class_path.startswith("facezoo."):
-        raise ValueError(
-            f"--model: {path} does not name a facezoo method (hyper_parameters._class_path = {class_path!r})"
-        )
-    module, _, name = class_path.rpartition(".")
-    cls = getattr(importlib.import_module(module), name, None)
-    if not (isinstance(cls, type) and issubclass(cls, FaceMethod)):
-        raise ValueError(f"--model: {path} names {class_path}, which is not a facezoo FaceMethod")
-    kwargs = {k: v for k, v in hp.items() if not k.startswith("_")}
-    for key in list(kwargs):  # external pretrained files: the state dict holds what inference needs
-        if key.endswith(("_weights", "_checkpoint")):
-            kwargs[key] = None
-    method = cls(**kwargs)
-    missing, unexpected = method.load_state_dict(state, strict=False)
-    if missing or unexpected:
-        raise ValueError(
-            f"--model: {path} does not match {name}: missing keys {missing[:5]}, unexpected {unexpected[:5]}"
-        )
-    return method.eval()
 
 
 def resolve_model(spec: str) -> ResolvedModel:
@@ -97,14 +55,16 @@ def resolve_model(spec: str) -> ResolvedModel:
     if spec == "procedural" or spec.startswith("procedural:") or spec.endswith(".h5"):
         model = build_morphable(spec)
         return ResolvedModel(model, None, None, model.name or spec)
-    path = Path(spec).expanduser()
-    if path.suffix in CHECKPOINT_SUFFIXES:
-        method = load_method(path)
-        return ResolvedModel(method.morphable, method, str(path), type(method).__name__)
-    raise ValueError(
-        f"--model: {spec!r} is neither a checkpoint ({', '.join(CHECKPOINT_SUFFIXES)}), a facezoo morphable "
-        "model (.h5, see `facezoo model convert`) nor 'procedural[:<vertices>]'"
-    )
+    from facezoo.hub import load_pretrained
+
+    try:
+        method = load_pretrained(spec)
+    except FileNotFoundError as err:
+        raise FileNotFoundError(
+            f"--model: {spec!r} is neither a checkpoint file, a zoo name (`facezoo zoo list`), a facezoo "
+            f"morphable model (.h5, see `facezoo model convert`) nor 'procedural[:<vertices>]' ({err})"
+        ) from err
+    return ResolvedModel(method.morphable, method, str(spec), type(method).__name__)
 
 
 def _five(landmarks: Tensor) -> Tensor:
