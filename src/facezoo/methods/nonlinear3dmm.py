@@ -55,7 +55,7 @@ a residual of 1 mm or 0.05 colour costs ~0.005); ``w_res_sym 0.5``. Pretraining:
 
 Where the paper is silent (our choices): M is regressed as an offset from a frontal projection
 (``M = M_0 + units * p``, ``s_0 = face_scale * image_size / 224`` px/mm) with a zero-initialised head, so
-training starts at the centred frontal mean face; light starts at 0.8 ambient (zero head, as the synthetic
+training starts at the centred frontal mean face (the shape decoders' output layers start at zero); light starts at 0.8 ambient (zero head, as the synthetic
 data's light); the encoder reads [0, 1] RGB; Eq. 4's sums run over the batch; ``neutral_shape`` is the decoded
 shape (the model has no separate expression code).
 
@@ -225,6 +225,11 @@ class NonlinearFace3DMM(FaceMethod):
         self.albedo_decoder = self._decoder(
             albedo_dim, "tanh", decoder_channels, local_channels, fusion_channels
         )
+        with torch.no_grad():  # the shape starts at the mean face: zero offsets (the weights still learn)
+            for m in self.shape_decoder.modules():
+                if isinstance(m, fnn.GlobalLocalDecoder):
+                    m.fusion[-1].weight.zero_()
+                    m.fusion[-1].bias.zero_()
         self._landmark_shape = DetachedCall(self.shape_decoder)
         self.register_buffer("pose_scale", torch.tensor(face_scale * image_size / 224.0), persistent=False)
         self.register_buffer("lm_valid", model.landmark_valid.float(), persistent=False)
@@ -246,7 +251,7 @@ class NonlinearFace3DMM(FaceMethod):
         if self.proxies:
             return fnn.ProxyResidualDecoder(fnn.ProxyDecoderConfig(activation=activation, **fields))
         dec = fnn.GlobalLocalDecoder(fnn.GlobalLocalConfig(activation="none", **fields))
-        torch.nn.init.normal_(dec.fusion[-1].weight, std=0.02)
+        torch.nn.init.normal_(dec.fusion[-1].weight, std=0.02)  # as ProxyResidualDecoder's proxy
         return dec
 
     # -- setup
