@@ -191,3 +191,19 @@ def test_bad_arguments():
         make(image_size=40)
     with pytest.raises(ValueError, match="uv_size"):
         make(uv_size=(4, 40))
+
+
+def test_prediction_writer_exports_the_uv_maps(tmp_path, batch):
+    import numpy as np
+    from facezoo.callbacks.export import ReconstructionWriter
+    from PIL import Image
+
+    m = make().eval()
+    with torch.no_grad():
+        rec = m.predict_step(batch, 0)
+    writer = ReconstructionWriter(str(tmp_path), pictures=False)
+    writer.write_on_batch_end(None, m, rec, None, batch, 0, 0)
+    name = f"{int(batch['index'][0]):06d}"
+    assert Image.open(tmp_path / f"{name}_uv_albedo.png").size == (UV[1], UV[0])
+    shape = np.load(tmp_path / f"{name}_uv_shape.npy")
+    assert np.allclose(shape, rec.params["uv_shape"][0].numpy())

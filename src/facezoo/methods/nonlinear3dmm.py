@@ -284,6 +284,16 @@ class NonlinearFace3DMM(FaceMethod):
             s["residual"], a_full - a_proxy,
         )  # fmt: skip
 
+    def decode_shape(self, f_s: Tensor) -> Tensor:
+        """The true shape's UV offsets ``[B,3,H,W]`` of ``f_S`` (D_S only; representation-power fits)."""
+        s = self.shape_decoder(f_s)
+        return s["full"] if isinstance(s, dict) else s
+
+    def decode_albedo(self, f_a: Tensor) -> Tensor:
+        """The true UV albedo ``[B,3,H,W]`` in [0, 1] of ``f_A`` (D_A only; representation-power fits)."""
+        a = self.albedo_decoder(f_a)
+        return (1 + a["full"]) / 2 if isinstance(a, dict) else (1 + torch.tanh(a)) / 2
+
     def vertices_from_uv(self, offsets: Tensor) -> Tensor:
         """UV shape offsets ``[B,3,H,W]`` -> vertices ``[B,V,3]`` (mm): the mean plus the offsets read at the
         model's texture coordinates (exact mean at zero offsets, no bleeding of texels outside the charts)."""
