@@ -1,26 +1,28 @@
 """Representation power of the nonlinear 3DMM on synthetic faces (Tran et al. 2019, §4.2: Table 1, Fig. 8).
 
-    python benchmarks/nonlinear3dmm.py            # ~5 CPU minutes: table, JSON benchmarks/results/nonlinear3dmm.json,
-                                                  # picture runs/bench/nonlinear3dmm.png
-    python benchmarks/nonlinear3dmm.py --quick    # a smoke run (seconds; numbers meaningless)
+    python benchmarks/nonlinear3dmm.py           # table, JSON benchmarks/results/nonlinear3dmm.json,
+                                                 # picture runs/bench/nonlinear3dmm.png
+    python benchmarks/nonlinear3dmm.py --quick   # a smoke run (numbers meaningless)
 
-Four decoder variants of :class:`facezoo.methods.NonlinearFace3DMM` are trained the same way on synthetic faces of
-the procedural model (supervised pretraining, then the unsupervised stage): global-local with proxies (the paper's
-model), global-local without proxies, global pathway only with and without proxies. Then, as the paper measures
-representation power, on held-out faces:
+Four decoder variants of :class:`facezoo.methods.NonlinearFace3DMM` are trained the same way on synthetic
+faces of the procedural model (supervised pretraining, then the unsupervised stage): global-local with
+proxies (the paper's model), global-local without proxies, global pathway only with and without proxies.
+Then, as the paper measures representation power, on held-out faces:
 
-- **texture** (Table 1): f_A and L are fitted by gradient descent (Adam), starting from the encoder's estimate, so
-  that the decoded albedo rendered on the *known* geometry (ground-truth mesh and camera) reproduces the image; the
-  score is the l2,1 error (:func:`facezoo.metrics.photometric_error`) over the visible face pixels;
-- **shape** (Fig. 8): f_S is fitted to the ground-truth mesh (mean vertex distance / 10 mm + mean normal cosine
-  distance), starting from the encoder's estimate; the score is the NME, the mean per-vertex distance divided by
-  the outer-eye-corner (inter-ocular) distance.
+- **texture** (Table 1): f_A and L are fitted by gradient descent (Adam), starting from the encoder's
+  estimate, so that the decoded albedo rendered on the *known* geometry (ground-truth mesh and camera)
+  reproduces the image; the score is the l2,1 error (:func:`facezoo.metrics.photometric_error`) over the
+  visible face pixels;
+- **shape** (Fig. 8): f_S is fitted to the ground-truth mesh (mean vertex distance / 10 mm + mean normal
+  cosine distance), starting from the encoder's estimate; the score is the NME, the mean per-vertex distance
+  divided by the outer-eye-corner (inter-ocular) distance.
 
-The linear model "of the same size" is the morphable model's own bases truncated to the latent size (texture: the
-first l_A texture components; shape: the first l_S/2 identity and l_S/2 expression components), fitted the same way
-from zero. Note that the synthetic faces are *generated* by the full linear model (80/64/80 components), so the
-linear baseline is the true generator truncated: it is a much stronger baseline here than the BFM is on in-the-wild
-faces in the paper, and short CPU training leaves the decoders far from converged.
+The linear model "of the same size" is the morphable model's own bases truncated to the latent size
+(texture: the first l_A texture components; shape: the first l_S/2 identity and l_S/2 expression
+components), fitted the same way from zero. The synthetic faces are *generated* by the full linear model
+(80/64/80 components), so the linear baseline is the true generator truncated: a much stronger baseline here
+than the BFM is on in-the-wild faces in the paper, and short CPU training leaves the decoders far from
+converged.
 """
 
 from __future__ import annotations
@@ -96,7 +98,8 @@ def _unsupervised_from(pre: NonlinearFace3DMM, kw: dict) -> NonlinearFace3DMM:
 
 
 def fit_texture(render, init: list[torch.Tensor], images, mask, steps: int, lr: float) -> torch.Tensor:
-    """Adam on the leaves ``init`` of ``render(*leaves) -> image``; returns the per-image l2,1 after the fit."""
+    """Adam on the leaves ``init`` of ``render(*leaves) -> image``; returns the per-image l2,1 after the
+    fit."""
     leaves = [x.detach().clone().requires_grad_(True) for x in init]
     opt = torch.optim.Adam(leaves, lr=lr)
     for _ in range(steps):
@@ -129,15 +132,16 @@ def fit_shape(decode, init: torch.Tensor, target: torch.Tensor, tri, steps: int,
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--model", default="procedural:1000")
-    ap.add_argument("--image", type=int, default=64)
-    ap.add_argument("--uv", type=int, nargs=2, default=(48, 56))
+    ap.add_argument("--model", default="procedural:600")
+    ap.add_argument("--image", type=int, default=32)
+    ap.add_argument("--uv", type=int, nargs=2, default=(32, 40))
     ap.add_argument("--latent", type=int, default=16)
-    ap.add_argument("--batch", type=int, default=8)
-    ap.add_argument("--pretrain-steps", type=int, default=120)
-    ap.add_argument("--unsup-steps", type=int, default=40)
-    ap.add_argument("--fit-steps", type=int, default=60)
-    ap.add_argument("--n-eval", type=int, default=8)
+    ap.add_argument("--batch", type=int, default=6)
+    ap.add_argument("--pretrain-steps", type=int, default=60)
+    ap.add_argument("--unsup-steps", type=int, default=20)
+    ap.add_argument("--fit-steps", type=int, default=40)
+    ap.add_argument("--n-eval", type=int, default=6)
+    ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--variants", nargs="*", default=list(VARIANTS))
     ap.add_argument("--quick", action="store_true")
@@ -146,7 +150,7 @@ def main() -> None:
     args = ap.parse_args()
     if args.quick:
         args.pretrain_steps, args.unsup_steps, args.fit_steps, args.n_eval = 2, 2, 2, 2
-    torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
+    torch.set_num_threads(args.threads)
     dm = SyntheticFaces(
         args.model, image_size=args.image, batch_size=args.batch, num_train=512, num_test=args.n_eval,
         occluder_prob=0.0, yaw_range=30.0,
@@ -198,16 +202,20 @@ def main() -> None:
         def render_nl(f_a, light, _m=method):
             return _m.render(gt, _m.decode_albedo(f_a), cam, light, aa=False).image
 
-        l21, tex_img = fit_texture(render_nl, [codes["tex"], codes["light"]], images, mask, args.fit_steps, 0.02)
+        l21, tex_img = fit_texture(
+            render_nl, [codes["tex"], codes["light"]], images, mask, args.fit_steps, 0.02
+        )
         v_nl, dist = fit_shape(
-            lambda f, _m=method: _m.vertices_from_uv(_m.decode_shape(f)), codes["id"], gt, tri, args.fit_steps,
-            0.02,
+            lambda f, _m=method: _m.vertices_from_uv(_m.decode_shape(f)), codes["id"], gt, tri,
+            args.fit_steps, 0.02,
         )  # fmt: skip
         rows[name] = {"l21": float(l21.mean()), "nme": float((dist / iod).mean()),
                       "fit_s": time.perf_counter() - t0, **info}  # fmt: skip
         pictures[name] = (tex_img, v_nl)
-    print(f"\nRepresentation power on {args.n_eval} held-out synthetic faces ({args.model}, {args.image}px, "
-          f"UV {args.uv[0]}x{args.uv[1]}, latent {k}; {args.pretrain_steps}+{args.unsup_steps} training steps)")
+    print(
+        f"\nRepresentation power on {args.n_eval} held-out synthetic faces ({args.model}, {args.image}px, "
+        f"UV {args.uv[0]}x{args.uv[1]}, latent {k}; {args.pretrain_steps}+{args.unsup_steps} training steps)"
+    )
     print(f"{'model':<40} {'texture l2,1':>12} {'shape NME':>10} {'train s':>8}")
     for name, r in rows.items():
         print(f"{name:<40} {r['l21']:>12.4f} {r['nme']:>10.4f} {r.get('train_s', 0.0):>8.0f}")
@@ -232,7 +240,9 @@ def _picture(args, images, gt, cam, tri, probe, pictures) -> None:
         for tex_img, verts in pictures.values():
             cols.append(tex_img[:n].clamp(0, 1))
             grey = torch.full_like(verts[:n], 0.7)
-            cols.append(probe.renderer(verts[:n], tri, cam[:n], colors=grey, lighting=light).image.clamp(0, 1))
+            cols.append(
+                probe.renderer(verts[:n], tri, cam[:n], colors=grey, lighting=light).image.clamp(0, 1)
+            )
     grid = torch.cat([torch.cat(list(c), dim=1) for c in cols], dim=2)
     path = save_png(grid, args.png)
     print(f"wrote {path} (columns: input, then texture fit | shape fit for: {', '.join(pictures)})")

@@ -5,8 +5,8 @@ samples; or a running counter): ``<name>.obj`` (the mesh in model space, mm, wit
 ``v x y z r g b``, triangles 1-based and counter-clockwise; written by open3d), ``<name>_lm68.txt`` (68 lines
 ``x y`` in crop pixels), ``<name>_lm68_3d.txt`` (68 lines ``x y z`` in model-space mm) and ``<name>.png``
 (input | overlay | shaded mesh) when the batch carries the input image; methods with UV maps in ``params``
-(the nonlinear 3DMM) also get ``<name>_uv_albedo.png`` and ``<name>_uv_shape.npy`` (``[3,H,W]``, mm). The rows of a view-stacked batch
-are the reconstruction's rows (:mod:`facezoo.methods.views`).
+(the nonlinear 3DMM) also get ``<name>_uv_albedo.png`` and ``<name>_uv_shape.npy`` (``[3,H,W]``, mm). The rows
+of a view-stacked batch are the reconstruction's rows (:mod:`facezoo.methods.views`).
 """
 
 from __future__ import annotations

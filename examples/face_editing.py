@@ -1,24 +1,24 @@
 """Face editing with the nonlinear 3DMM (Tran et al. 2019, §4.5, Fig. 14): add a sticker to a face.
 
-    python examples/face_editing.py                              # a synthetic face with known geometry and light
-    python examples/face_editing.py --ckpt run.ckpt --image face.jpg   # a trained NonlinearFace3DMM on a face crop
+    python examples/face_editing.py                        # synthetic face, known geometry and light
+    python examples/face_editing.py --ckpt run.ckpt --image face.jpg   # a trained NonlinearFace3DMM
 
-"Using the estimated shape as well as the projection matrix, we can unwrap the facial texture into the UV space.
-Thanks to the lighting decomposition, we can also remove the shading from the texture to get the detailed albedo.
-From here we can directly edit the albedo by adding sticker ... Finally, the edited images can be rendered using the
-modified albedo together with other original elements." The steps below are exactly these:
+"Using the estimated shape as well as the projection matrix, we can unwrap the facial texture into the UV
+space. Thanks to the lighting decomposition, we can also remove the shading from the texture to get the
+detailed albedo. From here we can directly edit the albedo by adding sticker ... Finally, the edited images
+can be rendered using the modified albedo together with other original elements." The steps below are these:
 
-1. geometry, camera and SH light: from the checkpoint's ``reconstruct`` (true shape S, the camera of M, L), or for
-   the default synthetic face its ground truth (so the example runs without a trained model);
-2. unwrap the photo into UV through the mesh (:func:`facezoo.render.uv.unwrap_texture`, visible texels only);
+1. geometry, camera and SH light: from the checkpoint's ``reconstruct`` (true shape S, the camera of M, L),
+   or for the default synthetic face its ground truth (so the example runs without a trained model);
+2. unwrap the photo into UV through the mesh (:func:`facezoo.render.uv.unwrap_texture`, visible texels);
 3. remove the shading: divide by the SH irradiance of the mesh's normals rasterised into UV;
 4. paste a sticker (a five-pointed star) on the albedo, on the better-seen cheek, placed from the model's
    landmarks in UV;
-5. re-render with the edited albedo under the same light, and add the difference the sticker makes to the photo
-   (so the rest of the photo keeps its own detail: only the sticker's pixels change).
+5. re-render with the edited albedo under the same light, and add the difference the sticker makes to the
+   photo (so the rest of the photo keeps its own detail: only the sticker's pixels change).
 
-Writes ``runs/examples/face_editing.png``: input | unwrapped texture | albedo (shading removed) | edited albedo |
-result (the UV maps are resized to the image height).
+Writes ``runs/examples/face_editing.png``: input | unwrapped texture | albedo (shading removed) | edited
+albedo | result (the UV maps are resized to the image height).
 """
 
 from __future__ import annotations

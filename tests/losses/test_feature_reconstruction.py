@@ -19,7 +19,9 @@ def test_brute_force_over_layers_and_rows():
         rows.append(sum(per) / 2)
     value = loss(pred, target)
     assert float(value.detach()) == pytest.approx(float(sum(rows) / 2), rel=1e-5)
-    assert float(loss(pred, target, valid=torch.tensor([False, True])).detach()) == pytest.approx(float(rows[1]), rel=1e-5)
+    assert float(loss(pred, target, valid=torch.tensor([False, True])).detach()) == pytest.approx(
+        float(rows[1]), rel=1e-5
+    )
     value.backward()
     assert pred.grad.abs().sum() > 0
     assert all(p.grad is None for p in net.parameters())  # frozen network

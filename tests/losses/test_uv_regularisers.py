@@ -56,7 +56,8 @@ def test_albedo_constancy_brute_force_with_chromaticity_weights():
     got = albedo_constancy(a, chromaticity(img), m, alpha=alpha, p=p)
     assert float(got) == pytest.approx(total / count, rel=1e-4)
     # where the input's chromaticity changes, the albedo may change too: a large alpha turns those pairs off
-    edge = torch.zeros(1, 3, 1, 2); edge[0, 0, 0, 1] = 1.0
+    edge = torch.zeros(1, 3, 1, 2)
+    edge[0, 0, 0, 1] = 1.0
     chroma = torch.tensor([[[[1.0, 0.0]], [[0.0, 1.0]], [[0.0, 0.0]]]])
     assert float(albedo_constancy(edge, chroma, alpha=15.0)) < 1e-6
     assert float(albedo_constancy(edge, torch.ones(1, 3, 1, 2))) == pytest.approx(1.0, rel=1e-4)

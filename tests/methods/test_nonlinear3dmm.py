@@ -1,4 +1,4 @@
-"""NonlinearFace3DMM: UV -> vertices, M's camera, pairings, the landmark loss's reach, both stages training."""
+"""NonlinearFace3DMM: UV -> vertices, M's camera, pairings, the landmark loss's reach, both stages."""
 
 import lightning.pytorch as pl
 import pytest
@@ -19,8 +19,9 @@ from facezoo.morphable.uv import PART_LANDMARKS, uv_part_boxes
 
 MODEL, SIZE, UV = "procedural:600", 32, (32, 40)
 TINY = dict(
-    morphable_model=MODEL, image_size=SIZE, uv_size=UV, shape_dim=16, albedo_dim=16, encoder_channels=(8,) * 13,
-    decoder_channels=(16, 16, 8, 8, 8, 8), local_channels=(8, 8, 8, 8), fusion_channels=8,
+    morphable_model=MODEL, image_size=SIZE, uv_size=UV, shape_dim=16, albedo_dim=16,
+    encoder_channels=(8,) * 13, decoder_channels=(16, 16, 8, 8, 8, 8), local_channels=(8, 8, 8, 8),
+    fusion_channels=8,
 )  # fmt: skip
 
 
@@ -101,12 +102,16 @@ def test_the_loss_renders_the_three_pairings_and_never_s_with_a(batch, monkeypat
     regs = {}
     for name in ("albedo_symmetry", "albedo_constancy", "shape_smoothness"):
         fn = getattr(n3, name)
-        monkeypatch.setattr(n3, name, lambda x, *a, _f=fn, _n=name, **k: regs.setdefault(_n, x) is not None and _f(x, *a, **k))
+        monkeypatch.setattr(
+            n3, name, lambda x, *a, _f=fn, _n=name, **k: regs.setdefault(_n, x) is not None and _f(x, *a, **k)
+        )
     terms = m.training_losses(batch)
     # first match wins in spy_render: "true" is listed before "proxy", so tell them apart explicitly
     assert len(seen) == 3
     d = dec["d"]
-    assert not torch.equal(d.shape["true"], d.shape["proxy"]) and not torch.equal(d.albedo["true"], d.albedo["proxy"])
+    assert not torch.equal(d.shape["true"], d.shape["proxy"]) and not torch.equal(
+        d.albedo["true"], d.albedo["proxy"]
+    )
     assert sorted(seen) == sorted(PROXY_PAIRINGS) == sorted(loss_pairings(True))
     assert ("true", "true") not in seen
     assert regs["albedo_symmetry"] is d.albedo["proxy"] and regs["albedo_constancy"] is d.albedo["proxy"]
@@ -143,7 +148,9 @@ def test_start_is_the_centred_frontal_mean_face_under_ambient_light(batch):
     assert isinstance(rec, FaceReconstruction) and len(rec) == 3
     assert torch.allclose(rec.vertices, m.morphable.mean.expand(3, -1, -1), atol=1e-5)
     s0 = 1.015 * SIZE / 224
-    assert torch.allclose(rec.camera.scale, torch.full((3,), s0)) and torch.allclose(rec.camera.rotation, torch.eye(3))
+    assert torch.allclose(rec.camera.scale, torch.full((3,), s0)) and torch.allclose(
+        rec.camera.rotation, torch.eye(3)
+    )
     assert rec.params["uv_shape"].shape == (3, 3, *UV) and rec.params["uv_albedo"].shape == (3, 3, *UV)
     assert rec.image.shape == (3, 3, SIZE, SIZE) and torch.equal(m.neutral_shape(rec), rec.vertices)
     assert torch.allclose(rec.params["light"][:, 0::9], torch.full((3, 3), 0.8))

@@ -1,4 +1,4 @@
-"""The global-local UV decoder's local pathway: parts placed by padding at their boxes, max-fused, 0 elsewhere."""
+"""The global-local UV decoder's local pathway: parts placed at their boxes, max-fused, 0 elsewhere."""
 
 import torch
 
@@ -32,7 +32,9 @@ def test_local_parts_are_placed_and_max_fused_where_they_overlap():
 
 
 def test_global_only_decoder_has_no_local_pathway():
-    cfg = GlobalLocalConfig(latent_dim=6, uv_size=(32, 40), channels=(8,) * 6, local_boxes=(), fusion_channels=4)
+    cfg = GlobalLocalConfig(
+        latent_dim=6, uv_size=(32, 40), channels=(8,) * 6, local_boxes=(), fusion_channels=4
+    )
     dec = GlobalLocalDecoder(cfg)
     assert len(dec.local_fc) == 0 and dec.fusion[0][0].in_channels == 8
     assert dec(torch.randn(2, 6)).shape == (2, 3, 32, 40)

@@ -2,10 +2,10 @@
 Johnson et al. [17]).
 
 ``L_f = 1/|C| sum_{j in C} 1/(W_j H_j C_j) ||phi_j(I^) - phi_j(I)||_2^2`` over a subset ``C`` of the layers of
-a network ``phi``. The paper does not name ``phi`` or ``C``; facezoo uses VGG-16 (:mod:`facezoo.nn.vgg`, weights
-from a user-given file: ImageNet ``vgg16-*.pth`` or VGG-Face) and ``C = relu1_2, relu2_2, relu3_3, relu4_3``
-(Johnson et al.'s style layers; their content layer relu2_2 is among them). The target image's features carry
-no gradient; the network is frozen and stays in eval mode.
+a network ``phi``. The paper does not name ``phi`` or ``C``; facezoo uses VGG-16 (:mod:`facezoo.nn.vgg`, with
+weights from a user-given file: ImageNet ``vgg16-*.pth`` or VGG-Face) and ``C = relu1_2, relu2_2, relu3_3,
+relu4_3`` (Johnson et al.'s style layers; their content layer relu2_2 is among them). The target image's
+features carry no gradient; the network is frozen and stays in eval mode.
 """
 
 from __future__ import annotations
@@ -33,11 +33,15 @@ def feature_reconstruction_loss(
         5.0
     """
     if len(pred) != len(target) or not len(pred):
-        raise ValueError(f"pred and target need the same non-zero number of layers, got {len(pred)}, {len(target)}")
+        raise ValueError(
+            f"pred and target need the same non-zero number of layers, got {len(pred)}, {len(target)}"
+        )
     per_row = 0.0
     for p, t in zip(pred, target):
         if p.shape != t.shape or p.ndim != 4:
-            raise ValueError(f"layer activations must be equal [B,C,H,W], got {tuple(p.shape)}, {tuple(t.shape)}")
+            raise ValueError(
+                f"layer activations must be equal [B,C,H,W], got {tuple(p.shape)}, {tuple(t.shape)}"
+            )
         per_row = per_row + ((p - t) ** 2).flatten(1).mean(1)
     return masked_mean(per_row / len(pred), valid)
 

@@ -8,11 +8,12 @@ similar magnitudes", §4, and so are ours, see :class:`facezoo.methods.Nonlinear
 
 - :func:`albedo_symmetry`, Eq. 8: ``||A_uv - flip(A_uv)||_1`` (horizontal flip).
 - :func:`albedo_constancy`, Eq. 9: ``sum_{j in N_i} w(i, j) ||A(i) - A(j)||_2^p`` over 4-neighbourhoods with
-  ``w = exp(-alpha ||c(i) - c(j)||)`` and ``c = I / |I|`` the chromaticity of the input image unwrapped into UV
-  through the current fit. The paper does not give ``alpha`` and ``p``; we use ``alpha = 15`` and ``p = 0.8``
-  (a robust, sparsity-promoting ``p < 1``, as in the albedo-constancy priors this term comes from).
-- :func:`shape_smoothness`, Eq. 10: ``sum_i ||S(i) - mean_{j in N_i} S(j)||_2``, the uniform Laplacian of the UV
-  position map (neighbours inside the mask only, so the chart border is not pulled toward the background).
+  ``w = exp(-alpha ||c(i) - c(j)||)`` and ``c = I / |I|`` the chromaticity of the input image unwrapped
+  into UV through the current fit. The paper does not give ``alpha`` and ``p``; we use ``alpha = 15`` and
+  ``p = 0.8`` (a robust, sparsity-promoting ``p < 1``, as in the albedo-constancy priors this term comes
+  from).
+- :func:`shape_smoothness`, Eq. 10: ``sum_i ||S(i) - mean_{j in N_i} S(j)||_2``, the uniform Laplacian of the
+  UV position map (neighbours inside the mask only, so the chart border is not pulled toward the background).
 - :func:`residual_magnitude`, Eq. 14: ``||Delta||_1`` of a residual ``S - S~`` or ``A - A~``.
 - :func:`residual_soft_symmetry`, Eq. 16: ``||T . (Delta S_z - flip(Delta S_z))||_1`` with ``T`` the
   occluded texels; the flipped (visible) side is a target (no gradient), so the unseen side copies the
@@ -177,8 +178,8 @@ def residual_magnitude(residual: Tensor, mask: Tensor | None = None, valid: Tens
 def residual_soft_symmetry(
     depth_residual: Tensor, occluded: Tensor, mask: Tensor | None = None, valid: Tensor | None = None
 ) -> Tensor:
-    """Eq. 16: mean over the face texels of ``T |dz - flip(dz)|``, ``T = occluded`` (the texels the camera does
-    not see); ``flip(dz)`` is a target without gradient (module docstring).
+    """Eq. 16: mean over the face texels of ``T |dz - flip(dz)|``, ``T = occluded`` (the texels the camera
+    does not see); ``flip(dz)`` is a target without gradient (module docstring).
 
     Args:
         depth_residual: ``[B,1,H,W]`` the z channel of ``S - S~``.

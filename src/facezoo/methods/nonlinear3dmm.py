@@ -22,7 +22,8 @@ lighting, and the scaled-orthographic camera nearest to M (:func:`camera_from_pr
 - ``L_rec^i`` Eq. 4, l2,1 over the pixels the estimated mesh covers (:func:`facezoo.losses.photometric_loss`:
   mean per-pixel RGB L2 distance over the binary rendered coverage); ``L_rec^f`` Eq. 5 with a VGG-16 of
   user-given weights (``perceptual_weights``; without them the term is off, logged as 0, and the run says so
-  once). I^(S, A) is rendered only for the output (§3.3: "we intentionally left out the loss ... on I^(S, A)").
+  once). I^(S, A) is rendered only for the output (§3.3: "we intentionally left out the loss ...
+  on I^(S, A)").
 - ``L_lan`` Eq. 7, squared 2D landmark distance of the true shape's 68 landmark vertices through M; as in
   [44, 45] it "is only applied on E": the decoder's weights get no gradient from it (a second D_S forward with
   detached weights, :class:`~facezoo.methods.nonlinear3dmm_ops.DetachedCall`).
@@ -34,11 +35,11 @@ lighting, and the scaled-orthographic camera nearest to M (:func:`camera_from_pr
 - ``proxies=False`` is the model without proxies (Tran & Liu 2018 + GL, Eq. 11-12): the loss renders I^(S, A)
   and regularises S and A themselves.
 
-**Pretraining** (``stage: pretrain``; §4: "a pretrain stage with supervised losses" as [45]): Tran & Liu 2018's
-supervised losses on a labelled face: the projection ``||M - M_bar||^2`` (in M's units, ``s_0`` for the linear
-part and half the crop for the translation; ``M_bar`` the least-squares affine projection of the ground-truth
-landmark vertices onto the 2D landmarks, :func:`fit_projection`), the shape ``||S - S_bar||^2`` per vertex in
-``shape_unit`` (ground truth ``params.vertices``, or the model's ``id``/``exp`` when the data give
+**Pretraining** (``stage: pretrain``; §4: "a pretrain stage with supervised losses" as [45]): Tran & Liu
+2018's supervised losses on a labelled face: the projection ``||M - M_bar||^2`` (in M's units, ``s_0`` for the
+linear part and half the crop for the translation; ``M_bar`` the least-squares affine projection of the
+ground-truth landmark vertices onto the 2D landmarks, :func:`fit_projection`), the shape ``||S - S_bar||^2``
+per vertex in ``shape_unit`` (ground truth ``params.vertices``, or the model's ``id``/``exp`` when the data give
 coefficients of the same model, as 300W-LP's), the albedo ``||A - A_bar||_1`` over the face texels (``A_bar``
 the model's texture of ``params.tex`` rasterised into UV; off for data without it) and the landmark loss.
 Shape and albedo terms apply to both the proxy and the true element (their mean). The unsupervised stage
@@ -55,9 +56,9 @@ a residual of 1 mm or 0.05 colour costs ~0.005); ``w_res_sym 0.5``. Pretraining:
 
 Where the paper is silent (our choices): M is regressed as an offset from a frontal projection
 (``M = M_0 + units * p``, ``s_0 = face_scale * image_size / 224`` px/mm) with a zero-initialised head, so
-training starts at the centred frontal mean face (the shape decoders' output layers start at zero); light starts at 0.8 ambient (zero head, as the synthetic
-data's light); the encoder reads [0, 1] RGB; Eq. 4's sums run over the batch; ``neutral_shape`` is the decoded
-shape (the model has no separate expression code).
+training starts at the centred frontal mean face (the shape decoders' output layers start at zero); light
+starts at 0.8 ambient (zero head, as the synthetic data's light); the encoder reads [0, 1] RGB; Eq. 4's sums
+run over the batch; ``neutral_shape`` is the decoded shape (the model has no separate expression code).
 
 **Paper targets** (Tran et al. 2019, §4.2): texture representation power on AFLW2000-3D, l2,1 0.0363 (ours
 with GL + proxy; 0.0386 GL only; 0.0427 Tran & Liu 2018; 0.1287 linear); shape representation power on ten
@@ -221,7 +222,9 @@ class NonlinearFace3DMM(FaceMethod):
                 head.weight.zero_()
                 head.bias.zero_()
             self.encoder.light.bias[0::9] = AMBIENT
-        self.shape_decoder = self._decoder(shape_dim, "none", decoder_channels, local_channels, fusion_channels)
+        self.shape_decoder = self._decoder(
+            shape_dim, "none", decoder_channels, local_channels, fusion_channels
+        )
         self.albedo_decoder = self._decoder(
             albedo_dim, "tanh", decoder_channels, local_channels, fusion_channels
         )
@@ -343,7 +346,8 @@ class NonlinearFace3DMM(FaceMethod):
         return rec
 
     def neutral_shape(self, rec: FaceReconstruction) -> Tensor:
-        """The decoded shape ``[N,V,3]`` (mm): the model has no separate expression code (module docstring)."""
+        """The decoded shape ``[N,V,3]`` (mm): the model has no separate expression code (module
+        docstring)."""
         return rec.vertices.detach()
 
     # -- losses

@@ -1,6 +1,6 @@
-"""Pieces of the nonlinear 3DMM method (:mod:`facezoo.methods.nonlinear3dmm`) that are small, pure and tested on
-their own: the projection ``M`` and its camera, the pose label ``M_bar`` of a labelled face, the UV geometry of
-a morphable model and the pairing table of Eq. 15.
+"""Pieces of the nonlinear 3DMM method (:mod:`facezoo.methods.nonlinear3dmm`) that are small, pure and tested
+on their own: the projection ``M`` and its camera, the pose label ``M_bar`` of a labelled face, the UV
+geometry of a morphable model and the pairing table of Eq. 15.
 """
 
 from __future__ import annotations
@@ -131,8 +131,8 @@ class UVLayout:
 
 
 def uv_layout(model: MorphableModel, uv_size: tuple[int, int], margin: float = 0.25) -> UVLayout:
-    """:class:`UVLayout` of ``model`` (its ``uv``; a model without UVs gets the cylindrical unwrap of its mean,
-    :func:`facezoo.morphable.uv.cylindrical_uv`).
+    """:class:`UVLayout` of ``model`` (its ``uv``; a model without UVs gets the cylindrical unwrap of its
+    mean, :func:`facezoo.morphable.uv.cylindrical_uv`).
 
     Example:
         >>> from facezoo.methods import build_morphable

@@ -74,13 +74,15 @@ def uv_part_boxes(
     margin: float = 0.25,
     multiple: int = 8,
 ) -> tuple[tuple[int, int, int, int], ...]:
-    """The local pathway's part boxes ``(top, left, height, width)`` in texels of an ``H x W`` UV map, from the
-    model's landmarks in UV (not constants for one layout).
+    """The local pathway's part boxes ``(top, left, height, width)`` in texels of an ``H x W`` UV map, from
+    the model's landmarks in UV (not constants for one layout).
 
     For each part of :data:`PART_LANDMARKS` (right eye, left eye, nose, mouth) the texel bounding box of its
-    landmarks' UVs (row ``(1 - v) H``, column ``u W``: v up, top-row-first as :func:`facezoo.render.render_uv`)
+    landmarks' UVs (row ``(1 - v) H``, column ``u W``: v up, top-row-first as
+    :func:`facezoo.render.render_uv`)
     is grown by ``margin`` times its size on every side, its height and width are rounded up to a multiple of
-    ``multiple`` (the local networks up-sample three times from ``h/8 x w/8``), and it is shifted inside the map.
+    ``multiple`` (the local networks up-sample three times from ``h/8 x w/8``), and it is shifted inside the
+    map.
 
     Args:
         uv: ``[V,2]`` texture coordinates in [0, 1].

@@ -99,8 +99,8 @@ def unwrap_texture(
 
     Args:
         image: ``[B,C,H_i,W_i]`` the photo.
-        points: ``[B,V,2]`` the vertices' pixel positions in ``image`` (x right, y down, pixel centres at +0.5:
-            ``camera.project(vertices)``).
+        points: ``[B,V,2]`` the vertices' pixel positions in ``image`` (x right, y down, pixel centres
+            at +0.5: ``camera.project(vertices)``).
         uv, tri: ``[V,2]`` texture coordinates (v up) and ``[T,3]`` triangles.
         size: the UV map ``(H, W)`` (or an int).
         visible: optional ``[B,V]`` per-vertex visibility (``MeshRenderer``'s ``visible``); texels of
