@@ -40,8 +40,9 @@ lighting, and the scaled-orthographic camera nearest to M (:func:`camera_from_pr
 linear part and half the crop for the translation; ``M_bar`` the least-squares affine projection of the
 ground-truth landmark vertices onto the 2D landmarks, :func:`fit_projection`), the shape ``||S - S_bar||^2``
 per vertex in ``shape_unit`` (ground truth ``params.vertices``, or the model's ``id``/``exp`` when the data
-give coefficients of the same model, as 300W-LP's), the albedo ``||A - A_bar||_1`` over the face texels (``A_bar``
-the model's texture of ``params.tex`` rasterised into UV; off for data without it) and the landmark loss.
+give coefficients of the same model, as 300W-LP's), the albedo ``||A - A_bar||_1`` over the face texels
+(``A_bar`` the model's texture of ``params.tex`` rasterised into UV; off for data without it) and the landmark
+loss.
 Shape and albedo terms apply to both the proxy and the true element (their mean). The unsupervised stage
 starts from ``pretrain_checkpoint`` (encoder and decoders, loaded strictly; without one: a warning and fresh
 networks).
