@@ -5,19 +5,25 @@
 - :mod:`.perceptual`: cosine distance of face-recognition embeddings (Deep3DFace Eq. 4).
 - :mod:`.regularisers`: coefficient priors (Eq. 5) and texture-variance flattening (Eq. 6).
 - :mod:`.skin`: the naive-Bayes GMM skin classifier behind Deep3DFace's skin attention.
+- :mod:`.volumetric`: voxel-wise BCE of occupancy volumes (MMFace Eq. 3).
+- :mod:`.basis_l2`: geometry-weighted coefficient errors ``||U(a - â)||²`` (MMFace Eqs. 5-6).
 - :mod:`.masks`: row masks of mixed batches: every loss takes ``valid [B]`` and ignores the rows that are
   False.
 """
 
+from facezoo.losses.basis_l2 import basis_gram, basis_weighted_l2
 from facezoo.losses.landmark import DEEP3D_LANDMARK_WEIGHTS, landmark_loss, landmark_weights
 from facezoo.losses.masks import masked_mean
 from facezoo.losses.perceptual import FaceEmbedder, cosine_distance
 from facezoo.losses.photometric import photometric_loss
 from facezoo.losses.regularisers import coefficient_l2, texture_variance
+from facezoo.losses.volumetric import volumetric_bce
 
 __all__ = [
     "DEEP3D_LANDMARK_WEIGHTS",
     "FaceEmbedder",
+    "basis_gram",
+    "basis_weighted_l2",
     "coefficient_l2",
     "cosine_distance",
     "landmark_loss",
@@ -25,4 +31,5 @@ __all__ = [
     "masked_mean",
     "photometric_loss",
     "texture_variance",
+    "volumetric_bce",
 ]
