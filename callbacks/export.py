@@ -4,8 +4,9 @@ Per face ``<name>`` (the sample's ``index``, zero-padded, with ``_<view>`` for i
 samples; or a running counter): ``<name>.obj`` (the mesh in model space, mm, with per-vertex RGB albedo as
 ``v x y z r g b``, triangles 1-based and counter-clockwise; written by open3d), ``<name>_lm68.txt`` (68 lines
 ``x y`` in crop pixels), ``<name>_lm68_3d.txt`` (68 lines ``x y z`` in model-space mm) and ``<name>.png``
-(input | overlay | shaded mesh) when the batch carries the input image. The rows of a view-stacked batch
-are the reconstruction's rows (:mod:`facezoo.methods.views`).
+(input | overlay | shaded mesh) when the batch carries the input image; methods with UV maps in ``params``
+(the nonlinear 3DMM) also get ``<name>_uv_albedo.png`` and ``<name>_uv_shape.npy`` (``[3,H,W]``, mm). The rows
+of a view-stacked batch are the reconstruction's rows (:mod:`facezoo.methods.views`).
 """
 
 from __future__ import annotations
@@ -121,3 +122,16 @@ class ReconstructionWriter(BasePredictionWriter):
             self.written.append(write_points(self.output_dir / f"{name}_lm68_3d.txt", rec.landmarks3d[i]))
             if pictures is not None:
                 self.written.append(save_png(pictures[i], self.output_dir / f"{name}.png"))
+            self._write_uv_maps(rec, i, name)
+
+    def _write_uv_maps(self, rec, i: int, name: str) -> None:
+        """UV maps a method puts in ``params`` (the nonlinear 3DMM): ``uv_albedo [N,3,H,W]`` in [0, 1] as
+        ``<name>_uv_albedo.png``, ``uv_shape [N,3,H,W]`` (mm) as ``<name>_uv_shape.npy``."""
+        albedo, shape = rec.params.get("uv_albedo"), rec.params.get("uv_shape")
+        if isinstance(albedo, Tensor) and albedo.ndim == 4:
+            self.written.append(save_png(albedo[i], self.output_dir / f"{name}_uv_albedo.png"))
+        if isinstance(shape, Tensor) and shape.ndim == 4:
+            path = self.output_dir / f"{name}_uv_shape.npy"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            np.save(path, shape[i].detach().cpu().float().numpy())
+            self.written.append(path)

@@ -9,6 +9,7 @@ from facezoo.methods.base import FaceMethod, build_morphable, linear_neutral_sha
 from facezoo.methods.deep3d import Deep3DFace, aggregate_identity
 from facezoo.methods.mmface import MMFace
 from facezoo.methods.mvfnet import MVFNet
+from facezoo.methods.nonlinear3dmm import NonlinearFace3DMM
 from facezoo.methods.pooled import PooledSingleView
 from facezoo.methods.reconstruction import FaceReconstruction
 from facezoo.methods.stages import freeze, load_submodules, read_checkpoint
@@ -22,6 +23,7 @@ __all__ = [
     "MMFace",
     "MVFNet",
     "PooledSingleView",
+    "NonlinearFace3DMM",
     "aggregate_identity",
     "build_morphable",
     "flatten_views",

@@ -55,3 +55,71 @@ def cylindrical_uv(vertices: torch.Tensor | np.ndarray, axis: str = "y") -> torc
     vv = (h - h.min()) / span if span > 0 else torch.full_like(h, 0.5)
     out = torch.stack([u, vv], -1).clamp(0.0, 1.0)
     return out.numpy() if as_numpy else out
+
+
+#: iBUG-68 landmark indices of the four facial parts of the nonlinear 3DMM's local pathway (Tran et al. 2019,
+#: §3.4: "eyes, nose and mouth"): each eye with its eyebrow, the nose (bridge + nostrils), the mouth.
+PART_LANDMARKS: dict[str, tuple[int, ...]] = {
+    "eye_right": tuple(range(17, 22)) + tuple(range(36, 42)),  # subject's right = image left
+    "eye_left": tuple(range(22, 27)) + tuple(range(42, 48)),
+    "nose": tuple(range(27, 36)),
+    "mouth": tuple(range(48, 68)),
+}
+
+
+def uv_part_boxes(
+    uv: torch.Tensor,
+    landmarks68: torch.Tensor,
+    uv_size: tuple[int, int],
+    margin: float = 0.25,
+    multiple: int = 8,
+) -> tuple[tuple[int, int, int, int], ...]:
+    """The local pathway's part boxes ``(top, left, height, width)`` in texels of an ``H x W`` UV map, from
+    the model's landmarks in UV (not constants for one layout).
+
+    For each part of :data:`PART_LANDMARKS` (right eye, left eye, nose, mouth) the texel bounding box of its
+    landmarks' UVs (row ``(1 - v) H``, column ``u W``: v up, top-row-first as
+    :func:`facezoo.render.render_uv`)
+    is grown by ``margin`` times its size on every side, its height and width are rounded up to a multiple of
+    ``multiple`` (the local networks up-sample three times from ``h/8 x w/8``), and it is shifted inside the
+    map.
+
+    Args:
+        uv: ``[V,2]`` texture coordinates in [0, 1].
+        landmarks68: ``[68]`` vertex indices of the iBUG-68 landmarks.
+        uv_size: ``(H, W)`` of the UV map.
+        margin: relative growth per side.
+        multiple: box sides are multiples of this.
+
+    Returns:
+        Four boxes of ints, in the order right eye, left eye, nose, mouth.
+
+    Example:
+        >>> uv = torch.rand(100, 2); lm = torch.arange(68)
+        >>> boxes = uv_part_boxes(uv, lm, (32, 40))
+        >>> len(boxes), all(b[2] % 8 == 0 and b[3] % 8 == 0 and b[0] + b[2] <= 32 for b in boxes)
+        (4, True)
+    """
+    h, w = int(uv_size[0]), int(uv_size[1])
+    if h < multiple or w < multiple:
+        raise ValueError(f"uv_part_boxes: uv_size {uv_size} must be at least {multiple} texels per side")
+    if not isinstance(uv, torch.Tensor) or uv.ndim != 2 or uv.shape[1] != 2:
+        raise ValueError(f"uv_part_boxes: uv must be a [V,2] tensor, got {getattr(uv, 'shape', type(uv))}")
+    lm = torch.as_tensor(landmarks68).long().to(uv.device)
+    if lm.shape != (68,):
+        raise ValueError(f"uv_part_boxes: landmarks68 must be [68] vertex indices, got {tuple(lm.shape)}")
+    pts = uv.detach().double().cpu()[lm.cpu()]
+    boxes = []
+    for idx in PART_LANDMARKS.values():
+        p = pts[list(idx)]
+        rows, cols = (1.0 - p[:, 1]) * h, p[:, 0] * w
+        r0, r1, c0, c1 = float(rows.min()), float(rows.max()), float(cols.min()), float(cols.max())
+        dr, dc = margin * max(r1 - r0, 1.0), margin * max(c1 - c0, 1.0)
+        r0, r1, c0, c1 = r0 - dr, r1 + dr, c0 - dc, c1 + dc
+        bh = min(h - h % multiple, max(multiple, math.ceil((r1 - r0) / multiple) * multiple))
+        bw = min(w - w % multiple, max(multiple, math.ceil((c1 - c0) / multiple) * multiple))
+        top = int(round((r0 + r1) / 2 - bh / 2))
+        left = int(round((c0 + c1) / 2 - bw / 2))
+        top, left = min(max(top, 0), h - bh), min(max(left, 0), w - bw)
+        boxes.append((top, left, int(bh), int(bw)))
+    return tuple(boxes)

@@ -26,7 +26,9 @@ Where the paper is silent (choices, following the authors' earlier nonlinear 3DM
   so that S = S_proxy at initialisation. Output activation: ``tanh`` for albedo (colours in [-1, 1], as [44]),
   none for shape (a normalised position map).
 - Default part boxes (eye, eye, nose, mouth) in texels of a 192x224 (H x W) UV map with the face centred and
-  the eyes at ~40% of the height. They depend on the UV layout: set ``local_boxes`` for yours.
+  the eyes at ~40% of the height. They depend on the UV layout: set ``local_boxes`` for yours
+  (:class:`facezoo.methods.NonlinearFace3DMM` sets them from the model's landmarks in UV,
+  :func:`facezoo.morphable.uv.uv_part_boxes`).
 """
 
 from __future__ import annotations
@@ -132,7 +134,8 @@ class GlobalLocalConfig:
     Attributes:
         latent_dim: input code size (l_S or l_A = 320).
         out_channels: 3 (xyz or RGB).
-        uv_size: (H, W) of the UV map (192, 224); multiples of 32.
+        uv_size: (H, W) of the UV map (192, 224). The global pathway starts at ``ceil(H/32) x ceil(W/32)``
+            and its output is cropped to ``H x W`` (top-left), so any size works (e.g. 32 x 40 in tests).
         channels: global widths: ``channels[0]`` at H/32, then one per up-sampling step (6 values).
         local_channels: local widths: ``[0]`` at h/8, then one per step (4 values).
         local_boxes: (top, left, height, width) per part in texels; height/width multiples of 8.
@@ -157,8 +160,8 @@ class GlobalLocalDecoder(nn.Module):
     def __init__(self, config: GlobalLocalConfig) -> None:
         super().__init__()
         h, w = config.uv_size
-        if h % 32 or w % 32:
-            raise ValueError(f"GlobalLocalConfig.uv_size must be multiples of 32, got {config.uv_size}")
+        if h < 8 or w < 8:
+            raise ValueError(f"GlobalLocalConfig.uv_size must be at least 8 x 8, got {config.uv_size}")
         if len(config.channels) != 6 or len(config.local_channels) != 4:
             raise ValueError("GlobalLocalConfig: channels needs 6 widths and local_channels 4")
         for box in config.local_boxes:
@@ -169,7 +172,8 @@ class GlobalLocalDecoder(nn.Module):
                 )
         self.config = config
         c = config.channels
-        self.global_fc = nn.Linear(config.latent_dim, c[0] * (h // 32) * (w // 32))
+        self._grid = (-(-h // 32), -(-w // 32))  # ceil: sizes that are not multiples of 32 are cropped
+        self.global_fc = nn.Linear(config.latent_dim, c[0] * self._grid[0] * self._grid[1])
         self.global_head = nn.Sequential(nn.BatchNorm2d(c[0]), nn.ELU(inplace=True), _cbe(c[0], c[0]))
         self.global_up = nn.Sequential(*[_up(c[i], c[i + 1]) for i in range(5)])
         lc = config.local_channels
@@ -209,8 +213,8 @@ class GlobalLocalDecoder(nn.Module):
         if code.ndim != 2 or code.shape[1] != cfg.latent_dim:
             raise ValueError(f"GlobalLocalDecoder expects code [B,{cfg.latent_dim}], got {tuple(code.shape)}")
         h, w = cfg.uv_size
-        g = self.global_fc(code).view(code.shape[0], cfg.channels[0], h // 32, w // 32)
-        g = self.global_up(self.global_head(g))
+        g = self.global_fc(code).view(code.shape[0], cfg.channels[0], *self._grid)
+        g = self.global_up(self.global_head(g))[..., :h, :w]
         feats = torch.cat([g, self._local(code)], dim=1) if cfg.local_boxes else g
         out = self.fusion(feats)
         return torch.tanh(out) if cfg.activation == "tanh" else out
