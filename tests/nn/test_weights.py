@@ -80,7 +80,7 @@ def test_clear_errors(tmp_path):
     with pytest.raises(ValueError, match="not a PyTorch checkpoint"):
         fnn.load_backbone_weights(net, tmp_path / "garbage.pth")
     torch.save({"lr": torch.tensor(0.1), "opt": "adam"}, tmp_path / "notstate.pth")
-    with pytest.raises(ValueError, match="does not hold a state dict"):
+    with pytest.raises(ValueError, match="notstate.pth: expected a state dict"):
         fnn.load_backbone_weights(net, tmp_path / "notstate.pth")
     # another architecture's weights: every missing and unexpected key is reported
     other = fnn.build("iresnet50", **TINY_IRESNET)

@@ -37,22 +37,6 @@ INIT_LIT = 0.8
 FEATURE_DIM = 2048
 
 
-def _official_state(obj, what: str) -> dict:
-    import torch
-
-    if isinstance(obj, Mapping) and isinstance(obj.get("net_recon"), Mapping):
-        obj = obj["net_recon"]
-    if not isinstance(obj, Mapping) or not obj or not all(isinstance(v, torch.Tensor) for v in obj.values()):
-        raise ValueError(
-            f"{what}: expected Deep3DFaceRecon_pytorch's epoch_20.pth ({{'net_recon': state_dict, ...}} "
-            f"or the state dict itself), got {type(obj).__name__}"
-        )
-    state = dict(obj)
-    if all(k.startswith("module.") for k in state):
-        state = {k[len("module.") :]: v for k, v in state.items()}
-    return state
-
-
 def map_deep3d_official(state: Mapping, what: str = "deep3d-official") -> dict:
     """The official ``net_recon`` state dict mapped onto facezoo's R-Net (``rnet.*`` keys), checked key by key
     against a freshly built ``resnet50`` R-Net (missing, unexpected and mis-shaped keys all named).
@@ -122,10 +106,13 @@ def import_deep3d_official(
     from facezoo.hub.card import make_card, write_card
     from facezoo.hub.checkpoint import save_atomic
     from facezoo.hub.download import file_sha256
-    from facezoo.nn.weights import load_torch_file
+    from facezoo.nn.weights import load_torch_file, unwrap_state_dict
 
     what = f"deep3d-official {file}"
-    state = _official_state(load_torch_file(file, what), what)
+    expected = (
+        "Deep3DFaceRecon_pytorch's epoch_20.pth ({'net_recon': state_dict, ...} or the state dict itself)"
+    )
+    state = unwrap_state_dict(load_torch_file(file, what), what, expected, containers=("net_recon",))
     hp = {
         "_class_path": "facezoo.methods.Deep3DFace",
         "morphable_model": morphable_model,

@@ -102,13 +102,24 @@ def state_dict_mismatch(state: Mapping[str, torch.Tensor], own: Mapping[str, tor
     return parts
 
 
-def _unwrap(obj: object, path: Path) -> dict[str, torch.Tensor]:
-    """A flat ``{key: tensor}`` dict from a checkpoint: plain state dicts, ``{"state_dict": ...}`` wrappers
-    (Lightning, NVlabs' PWC-Net ``.pth.tar``) and DDP ``module.`` prefixes are accepted."""
+def unwrap_state_dict(
+    obj: object, what: str, expected: str = "a state dict", containers: Sequence[str] = _CONTAINER_KEYS
+) -> dict[str, torch.Tensor]:
+    """A flat ``{key: tensor}`` dict from a loaded checkpoint: a plain state dict, a module, or one wrapped
+    under one of ``containers`` (Lightning's and NVlabs' PWC-Net ``.pth.tar`` ``state_dict``...); DDP's
+    ``module.`` prefixes are stripped.
+
+    Raises:
+        ValueError: no such dict; the message names ``what`` and ``expected``.
+
+    Example:
+        >>> unwrap_state_dict({"net": {"module.w": torch.ones(1)}}, "file.pth")
+        {'w': tensor([1.])}
+    """
     if isinstance(obj, nn.Module):
         obj = obj.state_dict()
     if isinstance(obj, Mapping):
-        for key in _CONTAINER_KEYS:
+        for key in containers:
             inner = obj.get(key)
             if (
                 isinstance(inner, Mapping)
@@ -119,8 +130,7 @@ def _unwrap(obj: object, path: Path) -> dict[str, torch.Tensor]:
                 break
     if not isinstance(obj, Mapping) or not obj or not all(isinstance(v, torch.Tensor) for v in obj.values()):
         raise ValueError(
-            f"load_backbone_weights: {path} does not hold a state dict (a mapping of parameter names to "
-            f"tensors); got {type(obj).__name__}"
+            f"{what}: expected {expected} (a mapping of parameter names to tensors); got {type(obj).__name__}"
         )
     state = dict(obj)
     if all(k.startswith("module.") for k in state):
@@ -173,7 +183,7 @@ def load_backbone_weights(
     if not path.is_file():
         raise FileNotFoundError(f"load_backbone_weights: no weights file at {path}")
     obj = load_torch_file(path, "load_backbone_weights")
-    state = _unwrap(obj, path)
+    state = unwrap_state_dict(obj, f"load_backbone_weights: {path}")
 
     def keep(key: str) -> bool:
         return not any(key.startswith(p) for p in exclude)
