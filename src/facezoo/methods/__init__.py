@@ -8,6 +8,7 @@ multi-view batches (:mod:`facezoo.methods.views`); ``valid`` masks of mixed batc
 from facezoo.methods.base import FaceMethod, build_morphable, linear_neutral_shape, vertex_error
 from facezoo.methods.deep3d import Deep3DFace, aggregate_identity
 from facezoo.methods.reconstruction import FaceReconstruction
+from facezoo.methods.sir import SIR
 from facezoo.methods.stages import freeze, load_submodules, read_checkpoint
 from facezoo.methods.views import PER_SAMPLE_KEYS, flatten_views, num_views, unflatten_views
 
@@ -16,6 +17,7 @@ __all__ = [
     "Deep3DFace",
     "FaceMethod",
     "FaceReconstruction",
+    "SIR",
     "aggregate_identity",
     "build_morphable",
     "flatten_views",

@@ -163,10 +163,19 @@ class SIR(FaceMethod):
             self.load_stage_checkpoint(warmup_checkpoint, ("net",), "warmup_checkpoint")
 
     # -- setup
-    def _keys_for(self, stage: str) -> tuple[str, ...]:
-        if stage == "fit":  # the warm-up learns from landmarks; the mixed stage needs identity labels
-            return ("image", "landmarks68") if self.stage == "warmup" else ("image", "identity")
-        return ("image",)
+    def setup(self, stage: str) -> None:
+        """Besides the base's checks: the warm-up learns shape from landmarks and the mixed stage needs identity
+        labels, so the datamodule must provide them (a single mixed batch may lack either: a Mixture batch of
+        one member)."""
+        super().setup(stage)
+        dm = self._datamodule()
+        provides = getattr(dm, "provides", None)
+        need = "landmarks68" if self.stage == "warmup" else "identity"
+        if stage == "fit" and provides is not None and need not in provides:
+            raise ValueError(
+                f"SIR stage {self.stage!r} needs batch key {need!r}, which datamodule {type(dm).__name__} does not "
+                f"provide (it provides {sorted(provides)})"
+            )
 
     def on_fit_start(self) -> None:
         if "vgg" not in self._externals:
