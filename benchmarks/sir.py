@@ -5,17 +5,17 @@
 
 Two fits of the same small SIR network from the same initialisation on the same batches: rendered identities
 (``SyntheticIdentities``: P x K identity groups, half of the identities with 3D labels (landmarks), the others
-with identity labels only), ``stage: mixed`` with the SIR term (CosFace + weighted centre loss + KL, Eq. 17) and
-without it (``w_sir = 0``: landmarks and the photometric terms only, Eq. 9 without ``L_SIR``). Then, on identities
-held out from training:
+with identity labels only), ``stage: mixed`` with the SIR term (CosFace + weighted centre loss + KL, Eq. 17)
+and without it (``w_sir = 0``: landmarks and the photometric terms only, Eq. 9 without ``L_SIR``). Then, on
+identities held out from training:
 
-* **verification**: LFW-style 10-fold accuracy (``facezoo.metrics.verification_accuracy``) of pairs of images of
-  the same / of different held-out identities, with the Euclidean and the cosine distance between the regressed
-  shape parameters and between the neutral shapes' vertices (SIR Tables II-IV);
-* **shape RMSE per frame** (SIR Table V's protocol on rendered data): for each image of a held-out identity (poses
-  and expressions vary) the neutral shape ``model(id)`` is compared with the identity's true neutral shape by
-  :func:`facezoo.metrics.mesh_rmse` (95 mm crop around the nose tip, ICP with isotropic scale, point-to-plane RMSE,
-  mm); mean and spread (std) over the frames of each identity.
+* **verification**: LFW-style 10-fold accuracy (``facezoo.metrics.verification_accuracy``) of pairs of images
+  of the same / of different held-out identities, with the Euclidean and the cosine distance between the
+  regressed shape parameters and between the neutral shapes' vertices (SIR Tables II-IV);
+* **shape RMSE per frame** (SIR Table V's protocol on rendered data): for each image of a held-out identity
+  (poses and expressions vary) the neutral shape ``model(id)`` is compared with the identity's true neutral
+  shape by :func:`facezoo.metrics.mesh_rmse` (95 mm crop around the nose tip, ICP with isotropic scale,
+  point-to-plane RMSE, mm); mean and spread (std) over the frames of each identity.
 """
 
 from __future__ import annotations
@@ -26,8 +26,8 @@ import time
 from pathlib import Path
 
 import torch
-
 from facezoo.datamodules import SyntheticIdentities
+
 from facezoo.methods import SIR
 from facezoo.metrics import mesh_rmse
 from facezoo.metrics.verification import verification_accuracy
@@ -123,7 +123,9 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     train = SyntheticIdentities(**FACES, num_identities=args.identities, images_per_identity=4,
                                 labelled_fraction=0.5, p=4, k=4, num_val=40, seed=args.seed)  # fmt: skip
-    held = SyntheticIdentities(**FACES, num_identities=1, images_per_identity=12, num_test=3, seed=args.seed + 7)
+    held = SyntheticIdentities(
+        **FACES, num_identities=1, images_per_identity=12, num_test=3, seed=args.seed + 7
+    )
     t = time.perf_counter()
     loader = train.train_dataloader()
     batches = []
@@ -148,7 +150,8 @@ def main() -> None:
         rmse = shape_rmse(method, held)
         frames = torch.tensor(rmse["per_identity"])
         results[name] = {"fit_s": seconds, "verification": ver, "rmse_mm": rmse,
-                         "rmse_mean": float(frames.mean()), "rmse_frame_std": float(frames.std(1).mean())}  # fmt: skip
+                         "rmse_mean": float(frames.mean()),
+                         "rmse_frame_std": float(frames.std(1).mean())}  # fmt: skip
     rows = [
         "| run | params eucl. acc % | params cos. acc % | vertices eucl. acc % | vertices cos. acc % | "
         "shape RMSE mm (mean) | RMSE spread over frames (std, mm) | fit s |",
@@ -157,12 +160,15 @@ def main() -> None:
     for name, r in results.items():
         v = r["verification"]
         cells = [f"{100 * v[k]:.1f} ± {100 * v[k + '_std']:.1f}"
-                 for k in ("params_euclidean", "params_cosine", "vertices_euclidean", "vertices_cosine")]  # fmt: skip
+                 for k in ("params_euclidean", "params_cosine", "vertices_euclidean",
+                           "vertices_cosine")]  # fmt: skip
         rows.append(f"| {name} | " + " | ".join(cells)
-                    + f" | {r['rmse_mean']:.2f} | {r['rmse_frame_std']:.2f} | {r['fit_s']:.0f} |")  # fmt: skip
+                    + f" | {r['rmse_mean']:.2f} | {r['rmse_frame_std']:.2f}"
+                    + f" | {r['fit_s']:.0f} |")  # fmt: skip
     table = "\n".join(rows)
     print(f"\nSIR on synthetic identities: {args.steps} steps, {args.identities} training identities, "
-          f"40 held-out identities (80 pairs), RMSE on 3 held-out identities x 12 frames\n{table}")  # fmt: skip
+          "40 held-out identities (80 pairs), RMSE on 3 held-out identities x 12 frames\n"
+          f"{table}")  # fmt: skip
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({"args": {k: str(v) for k, v in vars(args).items()}, "results": results,
                                     "table": table}, indent=1))  # fmt: skip

@@ -15,9 +15,9 @@ the missing ones (``identity``/``view``/``index`` with -1, floats with NaN) and 
 loss must read only the valid rows of a key listed in ``partial``.
 
 ``drop`` removes labels a member has but the training must not use, per member (SIR: "We use only the 300W-LP
-landmark label", so 300W-LP's ``params`` and its source-face ``identity`` are dropped and its rows never enter the
-identity terms): the dropped keys are absent from that member's samples, so they are zero-filled and marked
-invalid like any missing label, and ``provides``/``partial`` say so.
+landmark label", so 300W-LP's ``params`` and its source-face ``identity`` are dropped and its rows never enter
+the identity terms): the dropped keys are absent from that member's samples, so they are zero-filled and
+marked invalid like any missing label, and ``provides``/``partial`` say so.
 
 All members must use the same ``image_size``. Validation, test and prediction use member ``eval_member``
 (its loaders, ``protocol`` and protocol options).
@@ -155,8 +155,9 @@ class Mixture(LightningDataModule):
         num_workers: DataLoader workers of the training loader.
         seed: seed of the member draws (the members' samplers keep their own seeds).
         mixing: how ``probabilities=None`` is filled: ``"sizes"`` (proportional to the members' dataset sizes)
-            or ``"sir"`` (SIR's Eq. 22 for two members ``[recognition, reconstruction]``: the recognition member
-            is drawn with ``P = N_recon / (N_recog + N_recon)``, :func:`facezoo.data.sir_probabilities`).
+            or ``"sir"`` (SIR's Eq. 22 for two members ``[recognition, reconstruction]``: the recognition
+            member is drawn with ``P = N_recon / (N_recog + N_recon)``,
+            :func:`facezoo.data.sir_probabilities`).
         drop: per member, batch keys removed from its training samples (``"params"``, ``"params.id"``,
             ``"identity"``...; module docstring); ``None`` keeps everything.
     """
@@ -180,7 +181,9 @@ class Mixture(LightningDataModule):
                 f"{mixing!r} for {len(datamodules)} member(s)"
             )
         if drop is not None and len(drop) != len(datamodules):
-            raise ValueError(f"Mixture: drop needs one list of keys per member, got {len(drop)} for {len(datamodules)}")
+            raise ValueError(
+                f"Mixture: drop needs one list of keys per member, got {len(drop)} for {len(datamodules)}"
+            )
         if not datamodules:
             raise ValueError("Mixture: datamodules must not be empty")
         if probabilities is not None and len(probabilities) != len(datamodules):

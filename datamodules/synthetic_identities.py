@@ -1,15 +1,16 @@
-"""``SyntheticIdentities``: rendered faces with identity labels, several images per identity, part of them with
-3D labels (SIR's mixed-label training data without any download; ``zoo/data/synthetic-identities.yaml``).
+"""``SyntheticIdentities``: rendered faces with identity labels, several images per identity, part of them
+with 3D labels (SIR's mixed-label training data without any download; ``zoo/data/synthetic-identities.yaml``).
 
-Identity ``i`` has ``images_per_identity`` images (one :class:`SyntheticFaces` identity set: the same shape and
-albedo; expression, pose, light vary). Flat index ``n`` is image ``n % K`` of identity ``n // K``; the sample is a
-single image with ``identity = identity_offset + i`` and ``view``. The first ``round(labelled_fraction x
-num_identities)`` identities keep their 3D labels (``landmarks68``, ``landmarks5``, ``params``, ``yaw``); the
-others carry only the identity label (like VGGFace2), so a batch mixes both and ``batch["valid"]`` marks the rows.
+Identity ``i`` has ``images_per_identity`` images (one :class:`SyntheticFaces` identity set: the same shape
+and albedo; expression, pose, light vary). Flat index ``n`` is image ``n % K`` of identity ``n // K``; the
+sample is a single image with ``identity = identity_offset + i`` and ``view``. The first
+``round(labelled_fraction x num_identities)`` identities keep their 3D labels (``landmarks68``,
+``landmarks5``, ``params``, ``yaw``); the others carry only the identity label (like VGGFace2), so a batch
+mixes both and ``batch["valid"]`` marks the rows.
 
-Training batches are P x K identity groups (:class:`facezoo.data.IdentityBalancedSampler`) when ``p`` and ``k``
-are given, else shuffled single images; validation, test and prediction use the held-out identities of the
-``val``/``test``/``predict`` splits, every image with all labels (the ``reconstruction`` protocol).
+Training batches are P x K identity groups (:class:`facezoo.data.IdentityBalancedSampler`) when ``p`` and
+``k`` are given, else shuffled single images; validation, test and prediction use the held-out identities of
+the ``val``/``test``/``predict`` splits, every image with all labels (the ``reconstruction`` protocol).
 """
 
 from __future__ import annotations
@@ -136,7 +137,8 @@ class SyntheticIdentities(LightningDataModule):
             raise ValueError("SyntheticIdentities: give both p and k (P x K batches) or neither")
         if num_identities < 1 or images_per_identity < 1:
             raise ValueError(
-                f"num_identities and images_per_identity: expected >= 1, got {num_identities}, {images_per_identity}"
+                "num_identities and images_per_identity: expected >= 1, got "
+                f"{num_identities}, {images_per_identity}"
             )
         if not 0.0 <= labelled_fraction <= 1.0:
             raise ValueError(f"labelled_fraction: expected a fraction in [0, 1], got {labelled_fraction}")

@@ -3,9 +3,9 @@ labels dropped per member and marked invalid, Eq. 22's mixing probabilities."""
 
 import pytest
 import torch
+from facezoo.datamodules import Mixture, SyntheticIdentities
 
 from facezoo.data import sir_probabilities
-from facezoo.datamodules import Mixture, SyntheticIdentities
 
 MODEL = "procedural:600:8:4:8"
 
@@ -23,7 +23,9 @@ def test_images_share_their_identity_and_part_keep_3d_labels():
     a, b, c = ds.__getitems__([3, 4, 21])
     # images 3 and 4: identity 1 (labelled: the first 2 of 8), same shape, different expression or pose
     assert a["identity"] == b["identity"] == 1 and (a["view"], b["view"]) == (0, 1)
-    assert torch.equal(a["params"]["id"], b["params"]["id"]) and not torch.equal(a["params"]["exp"], b["params"]["exp"])
+    assert torch.equal(a["params"]["id"], b["params"]["id"]) and not torch.equal(
+        a["params"]["exp"], b["params"]["exp"]
+    )
     assert c["identity"] == 7 and not any(k in c for k in ("landmarks68", "params", "yaw", "landmarks5"))
     assert set(dm.partial) >= {"landmarks68", "params", "params.id"}
     assert ids_dm(labelled_fraction=1.0).partial == ()
@@ -35,7 +37,8 @@ def test_images_share_their_identity_and_part_keep_3d_labels():
 
 def test_identity_groups_intact_through_the_mixture_with_dropped_labels():
     recog = ids_dm(labelled_fraction=0.0)  # identity labels only, P x K = 2 x 3
-    recon = ids_dm(num_identities=12, images_per_identity=1, labelled_fraction=1.0, p=None, k=None, batch_size=6,
+    recon = ids_dm(num_identities=12, images_per_identity=1, labelled_fraction=1.0, p=None, k=None,
+                   batch_size=6,
                    identity_offset=100, seed=1)  # fmt: skip
     mix = Mixture([recog, recon], mixing="sir", blocks=2, num_batches=6, drop=[[], ["identity", "params"]],
                   num_workers=0, seed=2)  # fmt: skip

@@ -1,5 +1,6 @@
 """SIR's loss terms against independent expectations: torch.distributions log-densities (Eqs. 11-12, 21), hand
-computations (CosFace, Eqs. 19-20), brute-force loops (Eq. 16), and the centre update across 2 gloo processes."""
+computations (CosFace, Eqs. 19-20), brute-force loops (Eq. 16), and the centre update across 2 gloo
+processes."""
 
 import math
 
@@ -75,12 +76,17 @@ def _cosface_by_hand(x, w, y, s, m):
 
 def test_cosface_against_a_hand_computation_and_valid_rows():
     g = torch.Generator().manual_seed(2)
-    x, w = torch.randn(5, 4, generator=g, dtype=torch.float64), torch.randn(3, 4, generator=g, dtype=torch.float64)
+    x, w = (
+        torch.randn(5, 4, generator=g, dtype=torch.float64),
+        torch.randn(3, 4, generator=g, dtype=torch.float64),
+    )
     y = torch.tensor([0, 2, 1, 1, 0])
     got = cosface_loss(x, w, y, s=10.0, m=0.35)
     assert float(got) == pytest.approx(_cosface_by_hand(x, w, y, 10.0, 0.35), rel=1e-10)
     keep = torch.tensor([True, False, True, False, True])
-    got = cosface_loss(x, w, torch.tensor([0, -1, 1, 99, 0]), s=10.0, m=0.35, valid=keep)  # placeholders ignored
+    got = cosface_loss(
+        x, w, torch.tensor([0, -1, 1, 99, 0]), s=10.0, m=0.35, valid=keep
+    )  # placeholders ignored
     assert float(got) == pytest.approx(_cosface_by_hand(x[keep], w, y[keep], 10.0, 0.35), rel=1e-10)
     with pytest.raises(ValueError, match="num_identities"):
         cosface_loss(x, w, torch.tensor([0, 1, 2, 3, 0]))

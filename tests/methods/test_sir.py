@@ -5,16 +5,17 @@ from pathlib import Path
 
 import pytest
 import torch
+from facezoo.datamodules import Mixture, SyntheticIdentities, SyntheticPairs
 from lightning.pytorch import Trainer
 
-from facezoo.datamodules import Mixture, SyntheticIdentities, SyntheticPairs
 from facezoo.losses import cosface_loss, landmark_norm_loss
 from facezoo.methods import SIR
 
 MODEL = "procedural:600:8:4:8"
 SIZE = 32
 TINY = dict(
-    morphable_model=MODEL, image_size=SIZE, depth=4, channels=(4, 4, 8, 8), hidden=8, albedo_dim=8, uv_size=32,
+    morphable_model=MODEL, image_size=SIZE, depth=4, channels=(4, 4, 8, 8), hidden=8, albedo_dim=8,
+    uv_size=32,
     albedo_channels=(8, 8, 8, 8, 8, 8), albedo_fusion=8, confnet_nf=16, confnet_zdim=8, num_identities=6,
     renderer_backend="builtin",
 )  # fmt: skip
@@ -107,7 +108,9 @@ def test_reconstruct_and_the_verification_protocol():
     lm = out.landmarks2d.mean(1)
     assert torch.allclose(lm, torch.full_like(lm, SIZE / 2), atol=1e-3)
     assert torch.allclose(out.params["angles"], torch.zeros_like(out.params["angles"]), atol=1e-6)
-    pairs = SyntheticPairs(MODEL, image_size=SIZE, num_pairs=20, n_folds=10, batch_size=10, renderer_backend="builtin")
+    pairs = SyntheticPairs(
+        MODEL, image_size=SIZE, num_pairs=20, n_folds=10, batch_size=10, renderer_backend="builtin"
+    )
     trainer = Trainer(logger=False, enable_progress_bar=False, enable_model_summary=False, accelerator="cpu")
     result = trainer.test(method, datamodule=pairs, verbose=False)[0]
     assert {"test/params_acc_euclidean", "test/vertices_acc_cosine"} <= set(result)
@@ -115,12 +118,14 @@ def test_reconstruct_and_the_verification_protocol():
 
 @pytest.mark.parametrize("stage", ["warmup", "mixed"])
 def test_a_few_steps_per_stage_on_synthetic_identities(stage, tmp_path):
-    """The mixture of identity-only P x K groups and 3D-labelled faces, as zoo/data/synthetic-identities.yaml."""
+    """The mixture of identity-only P x K groups and 3D-labelled faces, as
+    zoo/data/synthetic-identities.yaml."""
     ids = tiny_identities()
     faces = tiny_identities(num_identities=8, images_per_identity=1, labelled_fraction=1.0, p=None, k=None,
                             batch_size=4, seed=1)  # fmt: skip
-    data = Mixture([ids, faces], mixing="sir", drop=[[], ["identity"]], blocks=2, num_batches=3, num_workers=0,
-                   seed=3)  # seed 3 draws both members (P(recog) = 8 / 20)
+    data = Mixture(
+        [ids, faces], mixing="sir", drop=[[], ["identity"]], blocks=2, num_batches=3, num_workers=0, seed=3
+    )  # seed 3 draws both members (P(recog) = 8 / 20)
     method = tiny(stage=stage)
     before = {k: v.clone() for k, v in method.net.state_dict().items()}
     trainer = Trainer(max_steps=3, logger=False, enable_progress_bar=False, enable_model_summary=False,
@@ -160,4 +165,7 @@ def test_zoo_configs_parse_and_instantiate(monkeypatch):
     import yaml
 
     cfg = yaml.safe_load((ZOO / "sir.yaml").read_text())
-    assert cfg["model"]["init_args"]["depth"] == 64 and cfg["data"]["init_args"]["drop"] == [[], ["identity", "params"]]
+    assert cfg["model"]["init_args"]["depth"] == 64 and cfg["data"]["init_args"]["drop"] == [
+        [],
+        ["identity", "params"],
+    ]

@@ -18,9 +18,9 @@ from facezoo.losses.kl import batch_kl_standard_normal
 from facezoo.losses.landmark import DEEP3D_LANDMARK_WEIGHTS, landmark_loss, landmark_weights
 from facezoo.losses.landmark_norm import landmark_norm_loss
 from facezoo.losses.masks import masked_mean
+from facezoo.losses.nll import gaussian_nll, laplacian_nll
 from facezoo.losses.perceptual import FaceEmbedder, cosine_distance
 from facezoo.losses.photometric import photometric_loss
-from facezoo.losses.nll import gaussian_nll, laplacian_nll
 from facezoo.losses.regularisers import coefficient_l2, texture_variance
 from facezoo.losses.uv_albedo import uv_albedo_regulariser, uv_smoothness
 

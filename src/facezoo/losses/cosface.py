@@ -1,10 +1,10 @@
-"""CosFace / large-margin cosine loss (Wang et al., CVPR 2018), SIR's softmax-like term ``L_sm`` (sir.txt Eq. 18:
-"We choose Cosloss [40] as our softmax-like loss").
+"""CosFace / large-margin cosine loss (Wang et al., CVPR 2018), SIR's softmax-like term ``L_sm`` (sir.txt Eq.
+18: "We choose Cosloss [40] as our softmax-like loss").
 
 ``L = -1/N sum_i log( e^{s (cos(theta_{y_i}, i) - m)} / (e^{s (cos(theta_{y_i}, i) - m)} + sum_{j != y_i}
-e^{s cos(theta_j, i)}) )`` with ``cos(theta_j, i) = <W_j, x_i> / (||W_j|| ||x_i||)``: features and class weights
-are L2-normalised, the target logit loses the margin ``m``, all logits are scaled by ``s``. CosFace's values:
-``s = 64``, ``m = 0.35``. In SIR the features are the identity (shape) coefficients ``alpha_id``.
+e^{s cos(theta_j, i)}) )`` with ``cos(theta_j, i) = <W_j, x_i> / (||W_j|| ||x_i||)``: features and class
+weights are L2-normalised, the target logit loses the margin ``m``, all logits are scaled by ``s``. CosFace's
+values: ``s = 64``, ``m = 0.35``. In SIR the features are the identity (shape) coefficients ``alpha_id``.
 """
 
 from __future__ import annotations
@@ -18,7 +18,9 @@ from facezoo.losses.masks import check_valid
 __all__ = ["CosFace", "cosface_logits", "cosface_loss"]
 
 
-def cosface_logits(features: Tensor, weight: Tensor, labels: Tensor, s: float = 64.0, m: float = 0.35) -> Tensor:
+def cosface_logits(
+    features: Tensor, weight: Tensor, labels: Tensor, s: float = 64.0, m: float = 0.35
+) -> Tensor:
     """``s (cos theta - m 1[j = y])``: ``features [N,D]``, ``weight [C,D]``, ``labels [N]`` -> ``[N,C]``.
 
     Example:
@@ -28,7 +30,8 @@ def cosface_logits(features: Tensor, weight: Tensor, labels: Tensor, s: float = 
     """
     if features.ndim != 2 or weight.ndim != 2 or features.shape[1] != weight.shape[1]:
         raise ValueError(
-            f"features [N,D] and weight [C,D] must share D, got {tuple(features.shape)}, {tuple(weight.shape)}"
+            "features [N,D] and weight [C,D] must share D, got "
+            f"{tuple(features.shape)}, {tuple(weight.shape)}"
         )
     labels = torch.as_tensor(labels, device=features.device)
     if labels.shape != features.shape[:1]:

@@ -1,15 +1,16 @@
 """KL prior on a batch of coefficients (SIR, sir.txt Eqs. 8 and 21): ``KL(P(alpha / sigma | I) || N(0, 1))``.
 
-The paper asks the distribution of the regressed shape coefficients, divided by the model's standard deviations,
-to be standard normal (the 3DMM's own PCA prior, Eq. 7), so that parameter distances carry the visual distances of
-the scans the model was built from. It does not say how ``P`` is estimated; our choice: a diagonal Gaussian fitted
-to the batch (per-dimension mean ``mu_k`` and biased variance ``v_k`` over the valid rows), and the closed form
+The paper asks the distribution of the regressed shape coefficients, divided by the model's standard
+deviations, to be standard normal (the 3DMM's own PCA prior, Eq. 7), so that parameter distances carry the
+visual distances of the scans the model was built from. It does not say how ``P`` is estimated; our choice: a
+diagonal Gaussian fitted to the batch (per-dimension mean ``mu_k`` and biased variance ``v_k`` over the valid
+rows), and the closed form
 
 ``KL(N(mu, v) || N(0, 1)) = 1/2 (v + mu^2 - 1 - ln v)``, averaged over the dimensions.
 
-Unlike the ``||alpha||^2`` prior (Eq. 15), it is zero for any batch that *is* standard normal and it grows when
-the coefficients shrink toward the mean face (``v -> 0``), SIR's failure case. Coefficients in facezoo are already
-in units of std (``alpha / sigma``).
+Unlike the ``||alpha||^2`` prior (Eq. 15), it is zero for any batch that *is* standard normal and it grows
+when the coefficients shrink toward the mean face (``v -> 0``), SIR's failure case. Coefficients in facezoo
+are already in units of std (``alpha / sigma``).
 """
 
 from __future__ import annotations
@@ -39,7 +40,9 @@ def batch_kl_standard_normal(coeffs: Tensor, valid: Tensor | None = None, eps: f
         0.0
     """
     if not isinstance(coeffs, Tensor) or coeffs.ndim != 2 or not coeffs.is_floating_point():
-        raise ValueError(f"coeffs: expected a float tensor [N,K], got {getattr(coeffs, 'shape', type(coeffs))}")
+        raise ValueError(
+            f"coeffs: expected a float tensor [N,K], got {getattr(coeffs, 'shape', type(coeffs))}"
+        )
     valid = check_valid(valid, coeffs.shape[0])
     x = coeffs if valid is None else coeffs[valid.to(coeffs.device)]
     if x.shape[0] < 2:

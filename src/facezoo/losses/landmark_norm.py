@@ -1,8 +1,8 @@
 """SIR's landmark term (sir.txt Eq. 10): ``L_land = 1/N || V_2d - V^_2d ||_2``.
 
-The L2 norm of the whole ``N x 2`` landmark difference (not squared), divided by the number of landmarks ``N``,
-averaged over the batch rows. (Deep3DFace's Eq. 3, :func:`facezoo.losses.landmark_loss`, is a weighted mean of
-*squared* distances instead.)
+The L2 norm of the whole ``N x 2`` landmark difference (not squared), divided by the number of landmarks
+``N``, averaged over the batch rows. (Deep3DFace's Eq. 3, :func:`facezoo.losses.landmark_loss`, is a weighted
+mean of *squared* distances instead.)
 """
 
 from __future__ import annotations
@@ -14,7 +14,9 @@ from facezoo.losses.masks import masked_mean
 __all__ = ["landmark_norm_loss"]
 
 
-def landmark_norm_loss(pred: Tensor, target: Tensor, valid: Tensor | None = None, scale: float = 1.0) -> Tensor:
+def landmark_norm_loss(
+    pred: Tensor, target: Tensor, valid: Tensor | None = None, scale: float = 1.0
+) -> Tensor:
     """Eq. 10 per row, mean over the valid rows: ``[B,N,2], [B,N,2] -> scalar`` (pixels times ``scale``).
 
     Example:

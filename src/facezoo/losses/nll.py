@@ -1,17 +1,18 @@
 """Confidence-weighted negative log-likelihoods of image and feature errors (SIR, sir.txt §III-D, Eqs. 11-12;
 Unsup3D's formulation, Wu et al. CVPR 2020).
 
-A network predicts a per-pixel scale ``sigma > 0`` (:class:`facezoo.nn.ConfNet`). Large ``sigma`` down-weights a
-pixel's error (occluders, hair, beards) at the price of ``log sigma``:
+A network predicts a per-pixel scale ``sigma > 0`` (:class:`facezoo.nn.ConfNet`). Large ``sigma`` down-weights
+a pixel's error (occluders, hair, beards) at the price of ``log sigma``:
 
 * Eq. 11, Laplacian NLL of the L1 error: ``-1/|Omega| sum ln( 1/(sqrt2 sigma) exp(-sqrt2 l1 / sigma) )``
   ``= mean( sqrt2 l1 / sigma + ln(sqrt2 sigma) )``, i.e. ``-log p`` of a Laplace(0, b = sigma/sqrt2).
 * Eq. 12, Gaussian NLL of a feature difference: ``mean( l^2 / (2 sigma^2) + ln(sqrt(2 pi) sigma) )``.
 
-Where the papers are silent (our choices, as Unsup3D's code): ``l1`` is the per-channel absolute difference and
-one ``sigma`` map (1 channel) serves every channel; the mean runs over ``Omega`` = the pixels of ``mask`` (the
-rendered face) and the channels; the constants ``ln sqrt2`` and ``ln sqrt(2 pi)`` of the equations are kept (they
-do not change gradients). A mask at another resolution than the features is resized with area averaging.
+Where the papers are silent (our choices, as Unsup3D's code): ``l1`` is the per-channel absolute difference
+and one ``sigma`` map (1 channel) serves every channel; the mean runs over ``Omega`` = the pixels of ``mask``
+(the rendered face) and the channels; the constants ``ln sqrt2`` and ``ln sqrt(2 pi)`` of the equations are
+kept (they do not change gradients). A mask at another resolution than the features is resized with area
+averaging.
 """
 
 from __future__ import annotations

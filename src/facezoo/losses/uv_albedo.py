@@ -5,9 +5,10 @@ Euclidean (RGB) distance of each texel to the mean of its 4-neighbourhood (texel
 neighbours: border texels average the neighbours they have), the second the squared magnitude.
 
 Where the paper is silent (our choices): the paper calls the second term a residual that "enforces a prior
-distribution towards the mean albedo", so ``A`` in it is the *residual* map predicted on top of the model's mean
-albedo (:class:`facezoo.methods.SIR` decodes such a residual); the sums are averaged over texels and batch rows
-(so the weights do not depend on the UV resolution); ``mask`` restricts both terms to the texels the mesh uses.
+distribution towards the mean albedo", so ``A`` in it is the *residual* map predicted on top of the model's
+mean albedo (:class:`facezoo.methods.SIR` decodes such a residual); the sums are averaged over texels and
+batch rows (so the weights do not depend on the UV resolution); ``mask`` restricts both terms to the texels
+the mesh uses.
 """
 
 from __future__ import annotations
@@ -63,7 +64,8 @@ def uv_albedo_regulariser(
     """
     if albedo.shape != residual.shape or albedo.ndim != 4:
         raise ValueError(
-            f"albedo and residual: expected matching [B,C,H,W], got {tuple(albedo.shape)}, {tuple(residual.shape)}"
+            "albedo and residual: expected matching [B,C,H,W], got "
+            f"{tuple(albedo.shape)}, {tuple(residual.shape)}"
         )
     per_texel = uv_smoothness(albedo) + eps_uv * (residual**2).sum(1, keepdim=True)
     if mask is None:

@@ -7,8 +7,8 @@ Table II); MICC Florence shape-only RMSE 1.80 mm (weighted centre loss, per fram
 **Network** (§III-C, Fig. 2; :class:`facezoo.methods.sir_network.SIRNetwork`): SphereFace-64a residual blocks;
 Module 1 (stages 1-2) shared, Modules 2-4 (own stages 3-4 + MLP) regress the shape ``id``, the albedo latent
 ``tex`` (512, decoded by a transposed-conv network into a UV albedo map, 256 x 256) and the rest (``exp`` 29,
-``pose`` 7 = quaternion + 2D translation + weak-perspective scale, SH ``light`` 27); ConfNet (Unsup3D) predicts
-the confidence maps. Which blocks are shared is ambiguous in the paper; our reading is in
+``pose`` 7 = quaternion + 2D translation + weak-perspective scale, SH ``light`` 27); ConfNet (Unsup3D)
+predicts the confidence maps. Which blocks are shared is ambiguous in the paper; our reading is in
 :mod:`facezoo.nn.sphereface`. ``depth`` picks SphereFace's 4/10/20/36/64-layer variants (64 in the paper).
 
 **Loss** (§III-D), switched per sample by the labels it has (Eq. 9)::
@@ -20,26 +20,27 @@ the confidence maps. Which blocks are shared is ambiguous in the paper; our read
 * ``L_pix = L_recon + epsilon_reg L_reg`` (Eq. 13): ``L_recon`` = Laplacian NLL of the L1 image error with
   ConfNet's ``sigma`` (Eq. 11) + ``w_perc`` x Gaussian NLL of VGG-16 ``relu3_3`` feature differences with
   ``sigma_perc`` (Eq. 12; VGG-16 weights from ``vgg_weights``; without them the term is off with one message);
-  ``L_reg = L_regp + epsilon_rega L_rega`` (Eq. 14): the coefficient prior (Eq. 15) and the UV albedo smoothness
-  and magnitude (Eq. 16, :func:`facezoo.losses.uv_albedo_regulariser`).
+  ``L_reg = L_regp + epsilon_rega L_rega`` (Eq. 14): the coefficient prior (Eq. 15) and the UV albedo
+  smoothness and magnitude (Eq. 16, :func:`facezoo.losses.uv_albedo_regulariser`).
 * ``L_SIR = L_recog + epsilon_kl L_kl`` (Eq. 17); ``L_recog = L_sm + epsilon_c L_c`` (Eq. 18): CosFace on the
   shape coefficients (:class:`facezoo.losses.CosFace`), the centre loss whose centres (buffers, synchronised
-  across DDP ranks) follow Eq. 20 weighted by the neutral-frontal confidence ``f`` of Eq. 19 (``weighted_centres:
-  false`` = Wen et al.'s plain update, the paper's "Ours-lc"), and the batch KL prior of Eq. 21.
+  across DDP ranks) follow Eq. 20 weighted by the neutral-frontal confidence ``f`` of Eq. 19
+  (``weighted_centres: false`` = Wen et al.'s plain update, the paper's "Ours-lc"), and the batch KL prior
+  of Eq. 21.
 
 **Stages** (§III-E): ``warmup`` trains on reconstruction data without the SIR term (rows with identity labels
 get ``L_pix`` only); ``mixed`` trains on the mixture of a recognition and a reconstruction dataset
-(:class:`facezoo.datamodules.Mixture`, drawn with Eq. 22's probabilities, :func:`facezoo.data.sir_probabilities`)
-with every term, starting from the warm-up's weights (``warmup_checkpoint``; without one, a fresh network and a
-warning).
+(:class:`facezoo.datamodules.Mixture`, drawn with Eq. 22's probabilities,
+:func:`facezoo.data.sir_probabilities`) with every term, starting from the warm-up's weights
+(``warmup_checkpoint``; without one, a fresh network and a warning).
 
 Where the paper is silent (our choices): every loss weight (defaults below, chosen so that the terms have
-comparable gradients on the synthetic benchmark; the paper gives none); each term is the mean over the rows that
-have its label (so a weight does not depend on the mixing ratio) and a row with both kinds of labels gets both
-terms; ``Omega`` of Eqs. 11-12 is the rendered face region, and for Eq. 12 the rendering is composited over the
-input so that features near the silhouette compare like with like; CosFace ``s = 64``, ``m = 0.35`` (CosFace's
-values); Eq. 19's ``lambda`` = 0.1 (``||alpha_exp||`` in units of std); the centre update rate 0.5 (Wen et al.);
-Adam at ``lr`` 1e-4. The output parameterisation is in :mod:`facezoo.methods.sir_network`.
+comparable gradients on the synthetic benchmark; the paper gives none); each term is the mean over the rows
+that have its label (so a weight does not depend on the mixing ratio) and a row with both kinds of labels gets
+both terms; ``Omega`` of Eqs. 11-12 is the rendered face region, and for Eq. 12 the rendering is composited
+over the input so that features near the silhouette compare like with like; CosFace ``s = 64``, ``m = 0.35``
+(CosFace's values); Eq. 19's ``lambda`` = 0.1 (``||alpha_exp||`` in units of std); the centre update rate 0.5
+(Wen et al.); Adam at ``lr`` 1e-4. The output parameterisation is in :mod:`facezoo.methods.sir_network`.
 """
 
 from __future__ import annotations
@@ -70,29 +71,38 @@ class SIR(FaceMethod):
     """SIR (module docstring for the paper mapping and our choices).
 
     Args:
-        morphable_model: morphable-model spec (the paper: BFM 2009 in 3DDFA's crop, 199 id / 29 exp; it needs UV
-            coordinates and a mean albedo).
+        morphable_model: morphable-model spec (the paper: BFM 2009 in 3DDFA's crop, 199 id / 29 exp; it
+            needs UV coordinates and a mean albedo).
         stage: ``"warmup"`` (reconstruction data, no SIR term) or ``"mixed"`` (every term).
         warmup_checkpoint: ``stage: mixed``: a checkpoint of a warm-up run whose ``net.*`` weights load
             strictly; ``None``: a fresh network, with a warning.
         image_size: crop side (pixels) of the inputs and the rendering.
         encoder_size: side the encoder reads the crop at (multiple of 16; ``None`` = ``image_size``).
         depth, channels, hidden: SphereFace depth (64), stage widths and MLP width.
-        albedo_dim, uv_size, albedo_channels, albedo_fusion: albedo latent (512), UV map side (256), decoder widths.
+        albedo_dim, uv_size, albedo_channels, albedo_fusion: albedo latent (512), UV map side (256),
+            decoder widths.
         confnet_nf, confnet_zdim: ConfNet widths (Unsup3D: 64, 128).
         num_identities: identity classes of the recognition data (VGGFace2's training split: 8631).
         init_scale: weak-perspective scale at zero output, px/mm for a 224 crop.
         vgg_weights: a torchvision-layout VGG-16 ``.pth`` for Eq. 12 (``None``: the perceptual term is off).
         vgg_layer, vgg_kwargs: the VGG-16 layer of Eq. 12 (``relu3_3``, as Unsup3D) and config overrides.
         w_land, w_sir, w_reg, w_id, w_exp, w_rega, w_uv, w_perc, w_c, w_kl: epsilon_l, epsilon_s, epsilon_reg,
-            epsilon_id, epsilon_exp, epsilon_rega, epsilon_uv, the perceptual weight inside L_recon, epsilon_c,
-            epsilon_kl.
+            epsilon_id, epsilon_exp, epsilon_rega, epsilon_uv, the perceptual weight inside L_recon,
+            epsilon_c, epsilon_kl.
         cosface_s, cosface_m: CosFace scale and margin.
         centre_rate: the centre update rate (Wen et al.'s alpha).
         weighted_centres: weight the centre update by Eq. 19's ``f`` (``False``: plain centre loss).
         confidence_lambda: ``lambda`` of Eq. 19.
         lr: Adam learning rate.
         renderer_backend, eval_mask, max_nonfinite_steps: see :class:`~facezoo.methods.base.FaceMethod`.
+
+    Example:
+        >>> sir = SIR("procedural:600:8:4:8", image_size=32, depth=4, channels=(4, 4, 8, 8), hidden=8,
+        ...           albedo_dim=8, uv_size=32, albedo_channels=(8,) * 6, albedo_fusion=8, confnet_nf=16,
+        ...           confnet_zdim=8, num_identities=4)
+        >>> rec = sir.eval().reconstruct({"image": torch.rand(2, 3, 32, 32)})
+        >>> rec.vertices.shape, rec.params["pose"].shape      # pose: quaternion 4, translation 2, scale 1
+        (torch.Size([2, 600, 3]), torch.Size([2, 7]))
     """
 
     stages = ("warmup", "mixed")
@@ -164,16 +174,17 @@ class SIR(FaceMethod):
 
     # -- setup
     def setup(self, stage: str) -> None:
-        """Besides the base's checks: the warm-up learns shape from landmarks and the mixed stage needs identity
-        labels, so the datamodule must provide them (a single mixed batch may lack either: a Mixture batch of
-        one member)."""
+        """Besides the base's checks: the warm-up learns shape from landmarks and the mixed stage needs
+        identity labels, so the datamodule must provide them (a single mixed batch may lack either: a Mixture
+        batch of one member)."""
         super().setup(stage)
         dm = self._datamodule()
         provides = getattr(dm, "provides", None)
         need = "landmarks68" if self.stage == "warmup" else "identity"
         if stage == "fit" and provides is not None and need not in provides:
             raise ValueError(
-                f"SIR stage {self.stage!r} needs batch key {need!r}, which datamodule {type(dm).__name__} does not "
+                f"SIR stage {self.stage!r} needs batch key {need!r}, which datamodule "
+                f"{type(dm).__name__} does not "
                 f"provide (it provides {sorted(provides)})"
             )
 
@@ -214,7 +225,9 @@ class SIR(FaceMethod):
         )  # fmt: skip
         rec.meta = {"albedo_uv": albedo, "albedo_residual": residual}
         if render:
-            out = self.renderer(vertices, model.triangles, cam, texture=albedo, uv=model.uv, lighting=params["light"])
+            out = self.renderer(
+                vertices, model.triangles, cam, texture=albedo, uv=model.uv, lighting=params["light"]
+            )
             rec.image, rec.mask = out.image, out.mask
         return rec
 
@@ -239,7 +252,7 @@ class SIR(FaceMethod):
         return torch.ones(n, dtype=torch.bool, device=device) if valid is None else valid.to(device)
 
     def pixel_terms(self, image: Tensor, rec: FaceReconstruction, rows: Tensor | None) -> dict[str, Tensor]:
-        """``L_pix``'s terms: Laplacian NLL (Eq. 11), Gaussian NLL of VGG features (Eq. 12), Eq. 15, Eq. 16."""
+        """``L_pix``'s terms: Laplacian NLL (Eq. 11), Gaussian NLL of VGG features (Eq. 12), Eqs. 15-16."""
         h = self.hparams
         model = self.morphable
         albedo = rec.meta["albedo_uv"]
@@ -257,15 +270,21 @@ class SIR(FaceMethod):
         else:
             terms["perc"] = image.new_zeros(())
         p = rec.params
-        terms["regp"] = masked_mean(h.w_id * coefficient_l2(p["id"]) + h.w_exp * coefficient_l2(p["exp"]), rows)
-        terms["rega"] = uv_albedo_regulariser(albedo, rec.meta["albedo_residual"], h.w_uv, self.net.uv_mask, rows)
+        terms["regp"] = masked_mean(
+            h.w_id * coefficient_l2(p["id"]) + h.w_exp * coefficient_l2(p["exp"]), rows
+        )
+        terms["rega"] = uv_albedo_regulariser(
+            albedo, rec.meta["albedo_residual"], h.w_uv, self.net.uv_mask, rows
+        )
         return terms
 
     def sir_terms(self, rec: FaceReconstruction, labels: Tensor, rows: Tensor) -> dict[str, Tensor]:
         """``L_SIR``'s terms on the identity rows, and the centre update of Eq. 20 (every rank calls it)."""
         h = self.hparams
         ident = rec.params["id"]
-        safe = torch.where(rows, labels.to(rows.device).long(), torch.zeros_like(labels.long(), device=rows.device))
+        safe = torch.where(
+            rows, labels.to(rows.device).long(), torch.zeros_like(labels.long(), device=rows.device)
+        )
         terms = {
             "cos": self.cosface(ident, safe, rows),
             "centre": self.centres.loss(ident, safe, rows),
@@ -289,7 +308,9 @@ class SIR(FaceMethod):
         lm_rows = self.landmark_rows(flat)
         if "landmarks68" in flat:
             target = flat["landmarks68"].to(rec.landmarks2d)
-            terms["land"] = landmark_norm_loss(rec.landmarks2d, target, lm_rows, scale=224.0 / self.image_size)
+            terms["land"] = landmark_norm_loss(
+                rec.landmarks2d, target, lm_rows, scale=224.0 / self.image_size
+            )
         else:
             terms["land"] = image.new_zeros(())
         total = h.w_land * terms["land"] + terms["pix"] + h.w_perc * terms["perc"]

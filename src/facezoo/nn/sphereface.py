@@ -14,10 +14,10 @@ The fourth branch (confidence map) is :class:`facezoo.nn.confnet.ConfNet`. Where
 is FC(512*7*6 -> 512) - PReLU - FC(512 -> n).
 
 Which blocks are shared is ambiguous in the paper: it names "Conv0.x, Conv1.x" for Module 1 and "Conv3.x,
-Conv4.x" for Modules 2-4, five names for SphereFace's four stages (Conv1.x-Conv4.x), and "first two" / "last two"
-blocks. Our choice, the reading that uses every stage once: the shared trunk is stages 1-2 (64 and 128 channels,
-down to 1/4 resolution) and each branch has its own stages 3-4. ``depth`` picks SphereFace's Table 2 variants
-(4, 10, 20, 36 or 64 layers: :data:`SPHERE_UNITS`), so tests can use the 4-layer network.
+Conv4.x" for Modules 2-4, five names for SphereFace's four stages (Conv1.x-Conv4.x), and "first two" / "last
+two" blocks. Our choice, the reading that uses every stage once: the shared trunk is stages 1-2 (64 and 128
+channels, down to 1/4 resolution) and each branch has its own stages 3-4. ``depth`` picks SphereFace's Table 2
+variants (4, 10, 20, 36 or 64 layers: :data:`SPHERE_UNITS`), so tests can use the 4-layer network.
 """
 
 from __future__ import annotations
@@ -30,10 +30,13 @@ from torch import Tensor, nn
 from ._registry import register
 from .params import ShapeSizes
 
-
 #: residual units per stage of SphereFace's Table 2 networks, by depth (4 + 2 * sum(units) conv layers).
 SPHERE_UNITS: dict[int, tuple[int, int, int, int]] = {
-    4: (0, 0, 0, 0), 10: (0, 1, 2, 0), 20: (1, 2, 4, 1), 36: (2, 4, 8, 2), 64: (3, 8, 16, 3),
+    4: (0, 0, 0, 0),
+    10: (0, 1, 2, 0),
+    20: (1, 2, 4, 1),
+    36: (2, 4, 8, 2),
+    64: (3, 8, 16, 3),
 }
 
 
@@ -150,7 +153,8 @@ class SIREncoderConfig(ShapeSizes):
 
     Attributes:
         units, channels, input_size: the Sphere64a backbone (see :class:`SphereFaceConfig`).
-        depth: SphereFace depth (4, 10, 20, 36, 64) overriding ``units``; ``None`` keeps ``units`` (64 layers).
+        depth: SphereFace depth (4, 10, 20, 36, 64) overriding ``units``; ``None`` keeps ``units``
+            (64 layers).
         hidden: MLP hidden width.
         n_tex, n_pose, n_light: output sizes (512 albedo latent, 7 camera, 27 in the paper).
     """
