@@ -90,10 +90,13 @@ def test_warmup_has_no_identity_terms_and_mixed_loads_the_warmup(tmp_path):
     warm = tiny(stage="warmup")
     terms = warm.training_losses(mixed_batch())
     assert "cos" not in terms and "sir" not in terms
+    # the classifier has no gradient in the warm-up: frozen, so that DDP finds no unused parameter
+    assert not any(p.requires_grad for p in warm.cosface.parameters())
     torch.save({"state_dict": warm.state_dict()}, tmp_path / "warm.ckpt")
     mixed = tiny(stage="mixed", warmup_checkpoint=str(tmp_path / "warm.ckpt"))
     for name, value in warm.net.state_dict().items():
         assert torch.equal(mixed.net.state_dict()[name], value), name
+    assert all(p.requires_grad for p in mixed.cosface.parameters())
     with pytest.raises(ValueError, match="stage"):
         tiny(stage="joint")
     with pytest.raises(ValueError, match="num_identities"):

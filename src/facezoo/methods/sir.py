@@ -163,6 +163,8 @@ class SIR(FaceMethod):
         )  # fmt: skip
         self.cosface = CosFace(model.n_id, num_identities, cosface_s, cosface_m)
         self.centres = CentreBank(num_identities, model.n_id, centre_rate)
+        if stage == "warmup":  # no SIR term: the classifier has no gradient (DDP refuses unused parameters)
+            self.cosface.requires_grad_(False)
         if vgg_weights:
             vgg = fnn.load_backbone_weights(
                 fnn.build("vgg16_features", **(vgg_kwargs or {})), vgg_weights, exclude=("classifier.",)
