@@ -48,6 +48,25 @@ def key_names(provides: dict[str, tuple[str, ...]]) -> list[str]:
     return [n for k, subs in provides.items() for n in (k, *(f"{k}.{s}" for s in subs))]
 
 
+def check_loader_sizes(image_size: int, batch_size: int, num_workers: int) -> None:
+    """Reject sizes no loader can serve, naming the argument (a 0 crop would fail deep in a warp).
+
+    Example:
+        >>> check_loader_sizes(image_size=0, batch_size=4, num_workers=0)
+        Traceback (most recent call last):
+        ...
+        ValueError: image_size: expected an integer >= 8 (pixels), got 0
+    """
+    for name, value, least in (
+        ("image_size", image_size, 8),
+        ("batch_size", batch_size, 1),
+        ("num_workers", num_workers, 0),
+    ):
+        if isinstance(value, bool) or int(value) != value or value < least:
+            unit = " (pixels)" if name == "image_size" else ""
+            raise ValueError(f"{name}: expected an integer >= {least}{unit}, got {value!r}")
+
+
 def crop_face(
     image: np.ndarray,
     affine: torch.Tensor,
@@ -166,6 +185,7 @@ class FaceDataModule(LightningDataModule):
                 f"{name}: p_flip, p_color are train-time augmentation, and {name} has no training split "
                 f"(got p_flip={p_flip}, p_color={p_color})"
             )
+        check_loader_sizes(image_size, batch_size, num_workers)
         self.root, self.shards = root, shards
         self.batch_size, self.num_workers, self.image_size = batch_size, num_workers, image_size
         self.on_bad_sample, self.seed = on_bad_sample, seed

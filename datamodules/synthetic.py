@@ -36,7 +36,7 @@ from torch.utils.data import DataLoader, Dataset
 from facezoo.data.sample import collate
 from facezoo.data.samplers import ResumableDataLoader, ShardedRandomSampler
 
-from ._base import batch_keys
+from ._base import batch_keys, check_loader_sizes
 
 SPLITS = {"train": 0, "val": 1, "test": 2, "predict": 3}
 
@@ -143,6 +143,7 @@ class SyntheticFaces(LightningDataModule):
             raise ValueError(f"shift_range, depth_range: expected >= 0, got {shift_range}, {depth_range}")
         if set_size < 1:
             raise ValueError(f"set_size: expected >= 1, got {set_size}")
+        check_loader_sizes(image_size, batch_size, num_workers)
         if not 0.0 <= occluder_prob <= 1.0:
             raise ValueError(f"occluder_prob: expected a probability, got {occluder_prob}")
         self.morphable_model = morphable_model

@@ -348,3 +348,14 @@ def test_mixture_sampler_under_ddp_draws_the_same_members_and_disjoint_samples()
             if m == 1:  # 2 identities x 2 images, in order
                 ids = [labels[i] for i in idx]
                 assert ids[0] == ids[1] != ids[2] == ids[3]
+
+
+@pytest.mark.parametrize("kwargs", [{"image_size": 0}, {"batch_size": 0}, {"num_workers": -1}, {"image_size": 2.5}])
+def test_bad_loader_sizes_are_named(kwargs):
+    from facezoo.datamodules import AFLW2000, SyntheticFaces
+
+    name = next(iter(kwargs))
+    with pytest.raises(ValueError, match=f"^{name}: expected an integer"):
+        SyntheticFaces(**kwargs)
+    with pytest.raises(ValueError, match=f"^{name}: expected an integer"):
+        AFLW2000(root="unused", **kwargs)

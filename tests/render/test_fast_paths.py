@@ -323,6 +323,7 @@ def test_antialias_with_the_rasterizers_by_products_equals_recomputing_them():
 def test_public_antialias_reuses_the_rasterizers_by_products_only_for_the_same_positions():
     import gc
 
+    from facezoo.render import _cache
     from facezoo.render._cache import tri_int32
     from facezoo.render.backends import builtin
 
@@ -334,7 +335,35 @@ def test_public_antialias_reuses_the_rasterizers_by_products_only_for_the_same_p
     assert builtin.recall_aux(rast, pos.clone(), tri32) is None  # other storage
     pos[:, :, 0] += 0.1
     assert builtin.recall_aux(rast, pos, tri32) is None  # modified in place
-    before = len(builtin._MEMO)
+    before = len(_cache._MEMO)
     del rast
     gc.collect()
-    assert len(builtin._MEMO) == before - 1  # the entry dies with its rast
+    assert len(_cache._MEMO) == before - 1  # the entry dies with its rast
+
+
+def test_memo_entries_follow_their_owner_and_dependencies():
+    import gc
+
+    from facezoo.render import _cache
+
+    owner, dep = torch.arange(6.0), torch.ones(3)
+    calls = []
+    value = _cache.cached(owner, "double", lambda t: calls.append(1) or t * 2)
+    assert _cache.cached(owner, "double", lambda t: calls.append(1) or t * 2) is value and len(calls) == 1
+    owner += 1  # an in-place edit invalidates the entry
+    assert torch.equal(_cache.cached(owner, "double", lambda t: t * 2), torch.arange(1.0, 7.0) * 2)
+    _cache.remember(owner, "aux", "kept", dep)
+    assert _cache.recall(owner, "aux", dep) == "kept"
+    assert _cache.recall(owner, "aux", dep.clone()) is None  # another dependency
+    assert _cache.recall(owner, "aux") is None  # not the dependencies it was made from
+    dep.mul_(2)
+    assert _cache.recall(owner, "aux", dep) is None  # dependency edited in place
+    keys = {(id(owner), "double"), (id(owner), "aux")}
+    assert keys <= _cache._MEMO.keys()
+    del owner
+    gc.collect()
+    assert not keys & _cache._MEMO.keys()  # freed with the owner, no size limit involved
+    with torch.inference_mode():
+        frozen = torch.ones(2)
+    _cache.remember(frozen, "aux", "never", dep)
+    assert _cache.recall(frozen, "aux", dep) is None

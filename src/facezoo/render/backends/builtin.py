@@ -13,12 +13,11 @@ entry dropped with its rast, valid only for the very, unmodified positions), or 
 
 from __future__ import annotations
 
-import weakref
 from typing import NamedTuple
 
 import torch
 
-from facezoo.render._cache import tri_int32
+from facezoo.render._cache import recall, remember, tri_int32
 from facezoo.render._runtime import (
     BATCH,
     dispatch,
@@ -320,24 +319,10 @@ def barycentric_grad_packed(
     return gpos.to(dtype)
 
 
-#: by-products of the rasts made by :func:`rasterize_builtin`, by ``id(rast)``: (rast, pos and tri as
-#: :func:`_fingerprint` saw them, the aux); an entry is dropped when its rast is freed
-_MEMO: dict[int, tuple] = {}
-
-
-def _fingerprint(x: torch.Tensor) -> tuple:
-    return (x.data_ptr(), x.shape, x.stride(), x.dtype, x._version)
-
-
 def _remember(rast: torch.Tensor, pos: torch.Tensor, tri32: torch.Tensor, aux: RasterAux | None) -> None:
-    """Keep ``aux`` for :func:`recall_aux` while ``rast`` lives. Inference tensors have no version counter to
-    prove the data unchanged: nothing is kept for them."""
-    if aux is None or any(x.is_inference() for x in (rast, pos, tri32)):
-        return
-    key = id(rast)
-    # pos and tri are held so that their memory cannot be reused by other data while the entry lives
-    _MEMO[key] = (_fingerprint(rast), pos.detach(), _fingerprint(pos), tri32, _fingerprint(tri32), aux)
-    weakref.finalize(rast, _MEMO.pop, key, None)
+    """Keep ``aux`` for :func:`recall_aux` while ``rast`` lives (see :mod:`facezoo.render._cache`)."""
+    if aux is not None:
+        remember(rast, "raster_aux", aux, pos, tri32)
 
 
 def recall_aux(rast: torch.Tensor, pos: torch.Tensor, tri32: torch.Tensor) -> RasterAux | None:
@@ -346,17 +331,7 @@ def recall_aux(rast: torch.Tensor, pos: torch.Tensor, tri32: torch.Tensor) -> Ra
     None. This is how the public :func:`~facezoo.render.antialias` after the public
     :func:`~facezoo.render.rasterize` saves two passes; :class:`~facezoo.render.MeshRenderer` passes the aux
     explicitly (:func:`rasterize_with_aux`)."""
-    hit = _MEMO.get(id(rast))
-    if hit is None or any(x.is_inference() for x in (rast, pos, tri32)):
-        return None
-    rast_fp, _, pos_fp, tri_ref, tri_fp, aux = hit
-    same = (
-        rast_fp == _fingerprint(rast)
-        and pos_fp == _fingerprint(pos)
-        and tri_ref is tri32
-        and tri_fp == _fingerprint(tri32)
-    )
-    return aux if same else None
+    return recall(rast, "raster_aux", pos, tri32)
 
 
 class _Rasterize(torch.autograd.Function):
