@@ -23,7 +23,7 @@ from torch.utils.data import DataLoader, Dataset
 from facezoo.data.sample import collate
 from facezoo.data.samplers import IdentityBalancedSampler, ResumableDataLoader, ShardedRandomSampler
 
-from ._base import batch_keys, key_names
+from ._base import batch_keys, check_loader_sizes, key_names
 from .synthetic import SyntheticFaces
 
 #: the 3D labels an unlabelled identity's images lack.
@@ -140,6 +140,7 @@ class SyntheticIdentities(LightningDataModule):
                 "num_identities and images_per_identity: expected >= 1, got "
                 f"{num_identities}, {images_per_identity}"
             )
+        check_loader_sizes(image_size, batch_size, num_workers)  # now, not in the lazy SyntheticFaces
         if not 0.0 <= labelled_fraction <= 1.0:
             raise ValueError(f"labelled_fraction: expected a fraction in [0, 1], got {labelled_fraction}")
         self.morphable_model, self.image_size = morphable_model, int(image_size)

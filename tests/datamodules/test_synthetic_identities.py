@@ -33,6 +33,8 @@ def test_images_share_their_identity_and_part_keep_3d_labels():
     assert "landmarks68" in val and "params" in val
     with pytest.raises(ValueError, match="labelled_fraction"):
         ids_dm(labelled_fraction=1.5)
+    with pytest.raises(ValueError, match="^image_size: expected an integer"):
+        ids_dm(image_size=0)
 
 
 def test_identity_groups_intact_through_the_mixture_with_dropped_labels():
