@@ -1,7 +1,7 @@
-"""Geometry: rotations, cameras, 300W-LP poses, mesh ops, ICP (frames, units: docs/architecture.md)."""
+"""Geometry: rotations, cameras, 300W-LP poses, mesh ops, ICP, voxels (frames, units: docs/architecture.md)"""
 
 from facezoo.geometry.cameras import Perspective, WeakPerspective
-from facezoo.geometry.icp import similarity_icp, umeyama
+from facezoo.geometry.icp import similarity_icp, umeyama, weak_perspective_icp
 from facezoo.geometry.mesh import (
     cotangent_laplacian,
     crop,
@@ -29,6 +29,7 @@ from facezoo.geometry.rotations import (
     rot_z,
     rotation_6d_to_matrix,
 )
+from facezoo.geometry.voxelize import image_space_points, volume_surface, voxelize
 
 __all__ = [
     "EULER_CONVENTIONS",
@@ -60,4 +61,8 @@ __all__ = [
     "vertex_neighbours",
     "vertex_normals",
     "yaw_degrees",
+    "image_space_points",
+    "volume_surface",
+    "voxelize",
+    "weak_perspective_icp",
 ]

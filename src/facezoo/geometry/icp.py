@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 
-__all__ = ["umeyama", "similarity_icp", "similarity_matrix", "apply_similarity"]
+__all__ = ["umeyama", "similarity_icp", "similarity_matrix", "apply_similarity", "weak_perspective_icp"]
 
 ArrayLike = torch.Tensor | np.ndarray
 
@@ -285,3 +285,80 @@ def similarity_icp(
         kw = {"device": source.device, "dtype": source.dtype if source.is_floating_point() else None}
         return torch.as_tensor(R, **kw), torch.as_tensor(t, **kw), torch.as_tensor(s, **kw), info
     return R, t, np.float64(s), info
+
+
+def weak_perspective_icp(
+    camera,
+    vertices: torch.Tensor,
+    targets: list[torch.Tensor],
+    source_mask: torch.Tensor | None = None,
+    max_iterations: int = 50,
+    max_correspondence_distance: float | None = None,
+    min_points: int = 10,
+    max_scale_change: float = 2.0,
+):
+    """Refine a :class:`~facezoo.geometry.WeakPerspective` camera by similarity ICP of the posed mesh onto
+    image-space surface points (MMFace §3.2.3: the mesh ``S(α, β)`` aligned to the surface of the predicted
+    volume, started from the network's pose).
+
+    Frame: ``targets`` are ``(x, y, z)`` with ``x, y`` pixels (+y down) and ``z`` pixel-unit depth toward the
+    viewer up to an unknown offset (:func:`facezoo.geometry.voxelize.volume_surface`). In the right-handed
+    frame ``(x, -y, z)`` a weak-perspective camera is the similarity ``s R v + (t_x, -t_y, t_z)``, so
+    :func:`similarity_icp` (point-to-point, isotropic scale) starts from the camera's ``(s, R, t)`` (``t_z``
+    matching the mean depths) and its result is the refined camera; ``t_z`` is dropped (weak perspective has
+    no depth). Rows with fewer than ``min_points`` targets or source points, or whose ICP finds no
+    correspondence or changes the scale by more than ``max_scale_change``, keep their camera.
+
+    Args:
+        camera: ``WeakPerspective`` with batch ``B``: the initial pose.
+        vertices: ``[B,V,3]`` model-space mesh (mm).
+        targets: ``B`` tensors ``[N_b,3]`` of surface points.
+        source_mask: optional bool ``[B,V]`` or ``[V]``: the vertices that take part (e.g. those facing the
+            viewer; default all).
+        max_iterations, max_correspondence_distance: :func:`similarity_icp`'s (default distance: half the
+            target's RMS radius).
+        min_points: fewest points on either side for a row to be refined.
+        max_scale_change: a result whose scale differs from the initial one by more than this factor is
+            refused (the row keeps its camera): point-to-point ICP with scale can collapse onto a degenerate
+            target (e.g. the volume of an untrained network).
+
+    Returns:
+        A new ``WeakPerspective`` (same device/dtype; no gradients).
+    """
+    from facezoo.geometry.cameras import WeakPerspective
+
+    if not isinstance(camera, WeakPerspective):
+        raise TypeError(f"camera: expected a WeakPerspective, got {type(camera).__name__}")
+    if not isinstance(vertices, torch.Tensor) or vertices.ndim != 3 or vertices.shape[-1] != 3:
+        raise ValueError(f"vertices: expected [B,V,3], got {getattr(vertices, 'shape', type(vertices))}")
+    b = vertices.shape[0]
+    if len(targets) != b or camera.batch_size not in (1, b):
+        raise ValueError(
+            f"targets: expected {b} point sets (one per mesh) and a camera of batch 1 or {b}, got "
+            f"{len(targets)} and {camera.batch_size}"
+        )
+    if source_mask is not None and source_mask.ndim == 1:
+        source_mask = source_mask[None].expand(b, -1)
+    flip = torch.tensor([1.0, -1.0, 1.0], dtype=torch.float64)
+    scale = camera.scale.detach().double().cpu().expand(b).clone()
+    rot = camera.rotation.detach().double().cpu().expand(b, 3, 3).clone()
+    t2d = camera.t2d.detach().double().cpu().expand(b, 2).clone()
+    verts = vertices.detach().double().cpu()
+    for i in range(b):
+        src = verts[i] if source_mask is None else verts[i][source_mask[i].cpu()]
+        tgt = targets[i].detach().double().cpu() * flip
+        if len(src) < min_points or len(tgt) < min_points:
+            continue
+        posed = scale[i] * src @ rot[i].T
+        tz = tgt[:, 2].mean() - posed[:, 2].mean()
+        t0 = torch.stack((t2d[i, 0], -t2d[i, 1], tz))
+        r_i, t_i, s_i, info = similarity_icp(
+            src, tgt, init=(rot[i], t0, scale[i]), max_iterations=max_iterations,
+            max_correspondence_distance=max_correspondence_distance,
+        )  # fmt: skip
+        ok = info["fitness"] > 0 and bool(torch.isfinite(r_i).all() and torch.isfinite(t_i).all()) and s_i > 0
+        ok = ok and 1.0 / max_scale_change <= float(s_i / scale[i]) <= max_scale_change
+        if ok:  # no correspondence at all (e.g. an untrained volume far off): the row keeps its camera
+            rot[i], scale[i], t2d[i] = r_i, s_i, torch.stack((t_i[0], -t_i[1]))
+    kw = {"device": camera.device, "dtype": camera.dtype}
+    return WeakPerspective(scale.to(**kw), rot.to(**kw), t2d.to(**kw))

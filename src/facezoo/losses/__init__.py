@@ -8,10 +8,13 @@
 - SIR (sir.txt): :mod:`.nll` (confidence-weighted Laplacian / Gaussian NLL, Eqs. 11-12), :mod:`.cosface`
   (CosFace), :mod:`.centre` (weighted centre loss, Eqs. 19-20), :mod:`.kl` (batch KL prior, Eq. 21),
   :mod:`.uv_albedo` (UV albedo regulariser, Eq. 16), :mod:`.landmark_norm` (Eq. 10).
+- :mod:`.volumetric`: voxel-wise BCE of occupancy volumes (MMFace Eq. 3).
+- :mod:`.basis_l2`: geometry-weighted coefficient errors ``||U(a - â)||²`` (MMFace Eqs. 5-6).
 - :mod:`.masks`: row masks of mixed batches: every loss takes ``valid [B]`` and ignores the rows that are
   False.
 """
 
+from facezoo.losses.basis_l2 import basis_gram, basis_weighted_l2
 from facezoo.losses.centre import CentreBank, centre_loss, centre_update, neutral_frontal_confidence
 from facezoo.losses.cosface import CosFace, cosface_loss
 from facezoo.losses.kl import batch_kl_standard_normal
@@ -23,6 +26,7 @@ from facezoo.losses.perceptual import FaceEmbedder, cosine_distance
 from facezoo.losses.photometric import photometric_loss
 from facezoo.losses.regularisers import coefficient_l2, texture_variance
 from facezoo.losses.uv_albedo import uv_albedo_regulariser, uv_smoothness
+from facezoo.losses.volumetric import volumetric_bce
 
 __all__ = [
     "CentreBank",
@@ -39,6 +43,8 @@ __all__ = [
     "uv_smoothness",
     "DEEP3D_LANDMARK_WEIGHTS",
     "FaceEmbedder",
+    "basis_gram",
+    "basis_weighted_l2",
     "coefficient_l2",
     "cosine_distance",
     "landmark_loss",
@@ -46,4 +52,5 @@ __all__ = [
     "masked_mean",
     "photometric_loss",
     "texture_variance",
+    "volumetric_bce",
 ]

@@ -7,6 +7,7 @@ multi-view batches (:mod:`facezoo.methods.views`); ``valid`` masks of mixed batc
 
 from facezoo.methods.base import FaceMethod, build_morphable, linear_neutral_shape, vertex_error
 from facezoo.methods.deep3d import Deep3DFace, aggregate_identity
+from facezoo.methods.mmface import MMFace
 from facezoo.methods.reconstruction import FaceReconstruction
 from facezoo.methods.sir import SIR
 from facezoo.methods.stages import freeze, load_submodules, read_checkpoint
@@ -17,6 +18,7 @@ __all__ = [
     "Deep3DFace",
     "FaceMethod",
     "FaceReconstruction",
+    "MMFace",
     "SIR",
     "aggregate_identity",
     "build_morphable",
