@@ -103,7 +103,7 @@ def test_warmup_has_no_identity_terms_and_mixed_loads_the_warmup(tmp_path):
         tiny(num_identities=1)
 
 
-def test_reconstruct_and_the_verification_protocol():
+def test_reconstruct_and_the_verification_protocol(tmp_path):
     method = tiny().eval()
     out = method.reconstruct({"image": torch.rand(2, 3, 3, SIZE, SIZE)}, render=True)
     assert out.vertices.shape == (6, 600, 3) and out.views == 3 and out.image.shape == (6, 3, SIZE, SIZE)
@@ -114,7 +114,13 @@ def test_reconstruct_and_the_verification_protocol():
     pairs = SyntheticPairs(
         MODEL, image_size=SIZE, num_pairs=20, n_folds=10, batch_size=10, renderer_backend="builtin"
     )
-    trainer = Trainer(logger=False, enable_progress_bar=False, enable_model_summary=False, accelerator="cpu")
+    trainer = Trainer(
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        accelerator="cpu",
+        default_root_dir=tmp_path,
+    )
     result = trainer.test(method, datamodule=pairs, verbose=False)[0]
     assert {"test/params_acc_euclidean", "test/vertices_acc_cosine"} <= set(result)
 
