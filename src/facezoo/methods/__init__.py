@@ -8,6 +8,8 @@ multi-view batches (:mod:`facezoo.methods.views`); ``valid`` masks of mixed batc
 from facezoo.methods.base import FaceMethod, build_morphable, linear_neutral_shape, vertex_error
 from facezoo.methods.deep3d import Deep3DFace, aggregate_identity
 from facezoo.methods.mmface import MMFace
+from facezoo.methods.mvfnet import MVFNet
+from facezoo.methods.pooled import PooledSingleView
 from facezoo.methods.reconstruction import FaceReconstruction
 from facezoo.methods.sir import SIR
 from facezoo.methods.stages import freeze, load_submodules, read_checkpoint
@@ -19,6 +21,8 @@ __all__ = [
     "FaceMethod",
     "FaceReconstruction",
     "MMFace",
+    "MVFNet",
+    "PooledSingleView",
     "SIR",
     "aggregate_identity",
     "build_morphable",

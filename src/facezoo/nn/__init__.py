@@ -26,6 +26,7 @@ from torch import nn
 from ._registry import REGISTRY, Entry, build, make_config, register
 from .confidence import ConfidenceNet, ConfidenceNetConfig
 from .confnet import ConfNet, ConfNetConfig
+from .flow_hs import HornSchunckConfig, HornSchunckFlow
 from .hourglass import HourglassConfig, StackedHourglass
 from .iresnet import IResNet, IResNetConfig
 from .mvfnet import MVFNet, MVFNetConfig
@@ -69,6 +70,8 @@ __all__ = [
     "StackedHourglass",
     "IResNet",
     "IResNetConfig",
+    "HornSchunckConfig",
+    "HornSchunckFlow",
     "MVFNet",
     "MVFNetConfig",
     "GlobalLocalConfig",
