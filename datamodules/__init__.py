@@ -16,6 +16,7 @@ from facezoo.datamodules.mixture import Mixture
 from facezoo.datamodules.multipie import MultiPIE, MultiPIEDataset
 from facezoo.datamodules.pairs import LFWPairs, PairsDataset, SyntheticPairs, read_pairs
 from facezoo.datamodules.synthetic import SyntheticFaces
+from facezoo.datamodules.synthetic_identities import SyntheticIdentities
 from facezoo.datamodules.vggface2 import VGGFace2, VGGFace2Dataset
 from facezoo.datamodules.w300lp import W300LP, W300LPDataset
 
@@ -33,6 +34,7 @@ __all__ = [
     "MultiPIEDataset",
     "PairsDataset",
     "SyntheticFaces",
+    "SyntheticIdentities",
     "SyntheticPairs",
     "VGGFace2",
     "VGGFace2Dataset",

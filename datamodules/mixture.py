@@ -14,6 +14,11 @@ the missing ones (``identity``/``view``/``index`` with -1, floats with NaN) and 
 ``"params.id"``) marks the rows that are real labels; a key that every row has gets no ``valid`` entry. A
 loss must read only the valid rows of a key listed in ``partial``.
 
+``drop`` removes labels a member has but the training must not use, per member (SIR: "We use only the 300W-LP
+landmark label", so 300W-LP's ``params`` and its source-face ``identity`` are dropped and its rows never enter
+the identity terms): the dropped keys are absent from that member's samples, so they are zero-filled and
+marked invalid like any missing label, and ``provides``/``partial`` say so.
+
 All members must use the same ``image_size``. Validation, test and prediction use member ``eval_member``
 (its loaders, ``protocol`` and protocol options).
 """
@@ -28,6 +33,7 @@ from torch.utils.data import Dataset, DistributedSampler
 
 from facezoo.data.io import ReportingDataLoader
 from facezoo.data.sample import collate
+from facezoo.data.samplers import sir_probabilities
 
 from ._base import key_names
 
@@ -37,8 +43,9 @@ class _Blocks(Dataset):
     batch (a member dataset's ``__getitems__``, e.g. SyntheticFaces' batched rendering, is used when it has
     one)."""
 
-    def __init__(self, datasets: Sequence[Dataset]):
+    def __init__(self, datasets: Sequence[Dataset], drop: Sequence[Sequence[str]] | None = None):
         self.datasets = list(datasets)
+        self.drop = [tuple(d) for d in drop] if drop else [()] * len(self.datasets)
 
     def __len__(self) -> int:
         return sum(len(d) for d in self.datasets)
@@ -48,8 +55,22 @@ class _Blocks(Dataset):
         for member, indices in blocks:
             ds = self.datasets[member]
             many = getattr(ds, "__getitems__", None)
-            samples.extend(many(indices) if many is not None else [ds[i] for i in indices])
+            got = many(indices) if many is not None else [ds[i] for i in indices]
+            drop = self.drop[member]
+            samples.extend([_without(s, drop) for s in got] if drop else got)
         return collate(samples)
+
+
+def _without(sample: dict, keys: Sequence[str]) -> dict:
+    """``sample`` without ``keys`` (``"params.<name>"`` removes one ``params`` entry)."""
+    out = dict(sample)
+    for key in keys:
+        head, _, sub = key.partition(".")
+        if sub and isinstance(out.get(head), dict):
+            out[head] = {k: v for k, v in out[head].items() if k != sub}
+        elif not sub:
+            out.pop(key, None)
+    return out
 
 
 def _as_is(batch: dict) -> dict:
@@ -133,6 +154,12 @@ class Mixture(LightningDataModule):
             options the mixture uses.
         num_workers: DataLoader workers of the training loader.
         seed: seed of the member draws (the members' samplers keep their own seeds).
+        mixing: how ``probabilities=None`` is filled: ``"sizes"`` (proportional to the members' dataset sizes)
+            or ``"sir"`` (SIR's Eq. 22 for two members ``[recognition, reconstruction]``: the recognition
+            member is drawn with ``P = N_recon / (N_recog + N_recon)``,
+            :func:`facezoo.data.sir_probabilities`).
+        drop: per member, batch keys removed from its training samples (``"params"``, ``"params.id"``,
+            ``"identity"``...; module docstring); ``None`` keeps everything.
     """
 
     def __init__(
@@ -144,8 +171,19 @@ class Mixture(LightningDataModule):
         eval_member: int = 0,
         num_workers: int = 2,
         seed: int = 0,
+        drop: list[list[str]] | None = None,
+        mixing: str = "sizes",
     ):
         super().__init__()
+        if mixing not in ("sizes", "sir") or (mixing == "sir" and len(datamodules) != 2):
+            raise ValueError(
+                f"Mixture: mixing must be 'sizes' or 'sir' (two members: recognition, reconstruction), got "
+                f"{mixing!r} for {len(datamodules)} member(s)"
+            )
+        if drop is not None and len(drop) != len(datamodules):
+            raise ValueError(
+                f"Mixture: drop needs one list of keys per member, got {len(drop)} for {len(datamodules)}"
+            )
         if not datamodules:
             raise ValueError("Mixture: datamodules must not be empty")
         if probabilities is not None and len(probabilities) != len(datamodules):
@@ -160,6 +198,8 @@ class Mixture(LightningDataModule):
         self.members, self.probabilities = list(datamodules), probabilities
         self.blocks, self.num_batches, self.eval_member = blocks, num_batches, eval_member
         self.num_workers, self.seed = num_workers, seed
+        self.drop = [list(d) for d in drop] if drop is not None else None
+        self.mixing = mixing
 
     # -- what it yields: the union of the members' keys; a key some members lack is partial
     @property
@@ -177,7 +217,7 @@ class Mixture(LightningDataModule):
     @property
     def provides(self) -> dict[str, tuple[str, ...]] | None:
         """The union of the members' ``provides`` (None when a member declares none)."""
-        declared = [getattr(m, "provides", None) for m in self.members]
+        declared = [self._member_provides(i) for i in range(len(self.members))]
         if any(p is None for p in declared):
             return None
         out: dict[str, tuple[str, ...]] = {}
@@ -192,9 +232,22 @@ class Mixture(LightningDataModule):
         provides = self.provides
         if provides is None:
             return ()
-        names = [set(key_names(m.provides)) for m in self.members]
+        names = [set(key_names(self._member_provides(i))) for i in range(len(self.members))]
         member_partial = {k for m in self.members for k in getattr(m, "partial", ())}
         return tuple(k for k in key_names(provides) if k in member_partial or not all(k in n for n in names))
+
+    def _member_provides(self, i: int) -> dict[str, tuple[str, ...]] | None:
+        """Member ``i``'s ``provides`` without its ``drop`` keys."""
+        p = getattr(self.members[i], "provides", None)
+        drop = set(self.drop[i]) if p is not None and self.drop else set()
+        if not drop:
+            return p
+        out = {}
+        for key, subs in p.items():
+            if key in drop:
+                continue
+            out[key] = tuple(s for s in subs if f"{key}.{s}" not in drop)
+        return out
 
     # -- hooks and loaders
     def prepare_data(self) -> None:
@@ -220,11 +273,13 @@ class Mixture(LightningDataModule):
                 raise ValueError(f"Mixture: {type(m).__name__}'s training loader has no batch sampler")
         batch_samplers = [loader.batch_sampler for loader in loaders]
         sizes = [len(loader.dataset) for loader in loaders]
-        probs = self.probabilities if self.probabilities is not None else sizes
+        probs = self.probabilities
+        if probs is None:
+            probs = list(sir_probabilities(*sizes)) if self.mixing == "sir" else sizes
         num_batches = self.num_batches or max(1, sum(len(b) for b in batch_samplers) // self.blocks)
         sampler = MixtureBlockSampler(batch_samplers, probs, num_batches, self.blocks, self.seed)
         return ReportingDataLoader(
-            _Blocks([loader.dataset for loader in loaders]),
+            _Blocks([loader.dataset for loader in loaders], self.drop),
             batch_size=None,  # each item is a whole, collated batch
             sampler=sampler,
             collate_fn=_as_is,

@@ -12,6 +12,7 @@ from facezoo.methods.mvfnet import MVFNet
 from facezoo.methods.nonlinear3dmm import NonlinearFace3DMM
 from facezoo.methods.pooled import PooledSingleView
 from facezoo.methods.reconstruction import FaceReconstruction
+from facezoo.methods.sir import SIR
 from facezoo.methods.stages import freeze, load_submodules, read_checkpoint
 from facezoo.methods.views import PER_SAMPLE_KEYS, flatten_views, num_views, unflatten_views
 
@@ -24,6 +25,7 @@ __all__ = [
     "MVFNet",
     "PooledSingleView",
     "NonlinearFace3DMM",
+    "SIR",
     "aggregate_identity",
     "build_morphable",
     "flatten_views",

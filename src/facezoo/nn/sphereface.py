@@ -12,6 +12,12 @@ two blocks (Conv0.x, Conv1.x)". So one shared trunk (stages 1-2) feeds three sep
 for the shape (199), albedo (512) and non-identity parameters (29 expression + 7 camera + 27 illumination).
 The fourth branch (confidence map) is :class:`facezoo.nn.confnet.ConfNet`. Where the paper is silent: the MLP
 is FC(512*7*6 -> 512) - PReLU - FC(512 -> n).
+
+Which blocks are shared is ambiguous in the paper: it names "Conv0.x, Conv1.x" for Module 1 and "Conv3.x,
+Conv4.x" for Modules 2-4, five names for SphereFace's four stages (Conv1.x-Conv4.x), and "first two" / "last
+two" blocks. Our choice, the reading that uses every stage once: the shared trunk is stages 1-2 (64 and 128
+channels, down to 1/4 resolution) and each branch has its own stages 3-4. ``depth`` picks SphereFace's Table 2
+variants (4, 10, 20, 36 or 64 layers: :data:`SPHERE_UNITS`), so tests can use the 4-layer network.
 """
 
 from __future__ import annotations
@@ -23,6 +29,29 @@ from torch import Tensor, nn
 
 from ._registry import register
 from .params import ShapeSizes
+
+#: residual units per stage of SphereFace's Table 2 networks, by depth (4 + 2 * sum(units) conv layers).
+SPHERE_UNITS: dict[int, tuple[int, int, int, int]] = {
+    4: (0, 0, 0, 0),
+    10: (0, 1, 2, 0),
+    20: (1, 2, 4, 1),
+    36: (2, 4, 8, 2),
+    64: (3, 8, 16, 3),
+}
+
+
+def sphere_units(depth: int | None, units: tuple[int, int, int, int]) -> tuple[int, int, int, int]:
+    """The residual units of a ``depth``-layer SphereFace (``None``: ``units`` as given).
+
+    Example:
+        >>> sphere_units(20, (3, 8, 16, 3))
+        (1, 2, 4, 1)
+    """
+    if depth is None:
+        return tuple(units)
+    if depth not in SPHERE_UNITS:
+        raise ValueError(f"depth: expected one of {sorted(SPHERE_UNITS)} (SphereFace Table 2), got {depth!r}")
+    return SPHERE_UNITS[depth]
 
 
 @dataclass(frozen=True)
@@ -124,6 +153,8 @@ class SIREncoderConfig(ShapeSizes):
 
     Attributes:
         units, channels, input_size: the Sphere64a backbone (see :class:`SphereFaceConfig`).
+        depth: SphereFace depth (4, 10, 20, 36, 64) overriding ``units``; ``None`` keeps ``units``
+            (64 layers).
         hidden: MLP hidden width.
         n_tex, n_pose, n_light: output sizes (512 albedo latent, 7 camera, 27 in the paper).
     """
@@ -131,6 +162,7 @@ class SIREncoderConfig(ShapeSizes):
     units: tuple[int, int, int, int] = (3, 8, 16, 3)
     channels: tuple[int, int, int, int] = (64, 128, 256, 512)
     input_size: tuple[int, int] = (112, 96)
+    depth: int | None = None
     hidden: int = 512
     n_tex: int = 512
     n_pose: int = 7
@@ -142,13 +174,18 @@ class SIREncoder(nn.Module):
 
     ``forward(x [B,3,H,W]) -> {"id": [B,n_id], "tex": [B,n_tex], "exp": [B,n_exp], "pose": [B,n_pose],
     "light": [B,n_light]}`` (``tex``: the albedo latent; ``pose``: quaternion, translation, scale).
+
+    Example:
+        >>> enc = SIREncoder(SIREncoderConfig(depth=4, channels=(4, 4, 8, 8), input_size=(32, 32), hidden=8))
+        >>> {k: tuple(v.shape) for k, v in enc(torch.rand(2, 3, 32, 32)).items()}["pose"]
+        (2, 7)
     """
 
     def __init__(self, config: SIREncoderConfig = SIREncoderConfig()) -> None:
         super().__init__()
         h, w = _input_size(config)
         self.config = config
-        c, u = config.channels, config.units
+        c, u = config.channels, sphere_units(config.depth, config.units)
         self.trunk = nn.Sequential(SphereStage(3, c[0], u[0]), SphereStage(c[0], c[1], u[1]))
         flat = c[3] * (h // 16) * (w // 16)
         n_other = config.n_exp + config.n_pose + config.n_light
