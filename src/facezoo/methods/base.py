@@ -101,6 +101,20 @@ def build_morphable(spec: str | MorphableModel) -> MorphableModel:
     return load_model(path)
 
 
+def check_choice(name: str, value: Any, allowed: tuple) -> None:
+    """Reject an init argument outside its choices, naming it and them (LightningCLI checks ``Literal`` types,
+    Python callers get this).
+
+    Example:
+        >>> check_choice("shading", "flat", ("pixel", "vertex"))
+        Traceback (most recent call last):
+        ...
+        ValueError: shading: expected one of ['pixel', 'vertex'], got 'flat'
+    """
+    if value not in allowed:
+        raise ValueError(f"{name}: expected one of {list(allowed)}, got {value!r}")
+
+
 def vertex_error(pred: Tensor, target: Tensor, mask: Tensor | None = None) -> Tensor:
     """Mean per-vertex distance ``[B]`` (mm) after aligning ``pred`` to ``target`` (``[B,V,3]``) with the
     least-squares similarity transform (rotation, translation, isotropic scale; Umeyama) over ``mask`` (bool
@@ -181,8 +195,7 @@ class FaceMethod(LightningModule, metaclass=abc.ABCMeta):
             raise ValueError(f"image_size: expected an int >= 16, got {image_size!r}")
         if self.stages:
             stage = self.stages[0] if stage is None else stage
-            if stage not in self.stages:
-                raise ValueError(f"stage: expected one of {list(self.stages)}, got {stage!r}")
+            check_choice("stage", stage, self.stages)
         elif stage is not None:
             raise ValueError(f"stage: {type(self).__name__} has no training stages, got {stage!r}")
         if (

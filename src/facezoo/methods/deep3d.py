@@ -100,7 +100,7 @@ from facezoo.losses import (
 from facezoo.losses.regularisers import light_colour_variance
 from facezoo.losses.skin import SkinClassifier, skin_attention
 from facezoo.losses.skin_deep3d import Deep3DSkinGMM
-from facezoo.methods.base import FaceMethod, linear_neutral_shape
+from facezoo.methods.base import FaceMethod, check_choice, linear_neutral_shape
 from facezoo.methods.reconstruction import FaceReconstruction
 from facezoo.methods.views import flatten_views, num_views
 from facezoo.render.shading import sh_shade
@@ -238,23 +238,20 @@ class Deep3DFace(FaceMethod):
             max_nonfinite_steps=max_nonfinite_steps,
         )  # fmt: skip
         self.save_hyperparameters()
-        if lr_schedule not in ("constant", "cosine", "step"):
-            raise ValueError(f"lr_schedule: expected 'constant', 'cosine' or 'step', got {lr_schedule!r}")
         for name, value, allowed in (
+            ("lr_schedule", lr_schedule, ("constant", "cosine", "step")),
             ("skin_model", skin_model, ("gmm", "rule")),
             ("skin_attention", skin_attention, ("raw", "threshold", None)),
             ("perceptual_alignment", perceptual_alignment, ("arcface", "resize")),
             ("shading", shading, ("pixel", "vertex")),
+            ("set_aggregation", set_aggregation, ("confidence", "mean")),
         ):
-            if value not in allowed:
-                raise ValueError(f"{name}: expected one of {list(allowed)}, got {value!r}")
+            check_choice(name, value, allowed)
         if lr_step_epochs < 1 or not 0.0 < lr_step_gamma <= 1.0:
             raise ValueError(
                 f"lr_step_epochs must be >= 1 and lr_step_gamma in (0, 1], "
                 f"got {lr_step_epochs}, {lr_step_gamma}"
             )
-        if set_aggregation not in ("confidence", "mean"):
-            raise ValueError(f"set_aggregation: expected 'confidence' or 'mean', got {set_aggregation!r}")
         model = self.morphable
         if not model.has_texture:
             raise ValueError(

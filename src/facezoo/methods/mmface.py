@@ -84,7 +84,7 @@ from facezoo.geometry.mesh import vertex_normals
 from facezoo.losses import landmark_loss
 from facezoo.losses.basis_l2 import basis_gram, basis_weighted_l2
 from facezoo.losses.volumetric import volumetric_bce
-from facezoo.methods.base import FaceMethod, linear_neutral_shape
+from facezoo.methods.base import FaceMethod, check_choice, linear_neutral_shape
 from facezoo.methods.mmface_targets import ground_truth_camera, ground_truth_vertices
 from facezoo.methods.reconstruction import FaceReconstruction
 from facezoo.methods.views import flatten_views, num_views
@@ -162,10 +162,8 @@ class MMFace(FaceMethod):
             max_nonfinite_steps=max_nonfinite_steps,
         )  # fmt: skip
         self.save_hyperparameters()
-        if parametric_loss not in ("separate", "single"):
-            raise ValueError(f"parametric_loss: expected 'separate' or 'single', got {parametric_loss!r}")
-        if pose_refinement not in ("none", "icp", "gt"):
-            raise ValueError(f"pose_refinement: expected 'none', 'icp' or 'gt', got {pose_refinement!r}")
+        check_choice("parametric_loss", parametric_loss, ("separate", "single"))
+        check_choice("pose_refinement", pose_refinement, ("none", "icp", "gt"))
         for name, value in (("volume_size", volume_size), ("volume_depth", volume_depth)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 2:
                 raise ValueError(f"{name}: expected an int >= 2, got {value!r}")
