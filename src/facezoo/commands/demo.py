@@ -102,7 +102,7 @@ def execute(args: argparse.Namespace) -> int:
     trainer.fit(method, dm)
     fit_s = time.time() - t_fit
     ckpt = out / "deep3d_demo.ckpt"
-    trainer.save_checkpoint(ckpt)
+    trainer.save_checkpoint(ckpt, weights_only=False)  # the full state; explicit, else Lightning logs a line
     after = evaluate(method, held_out)
 
     batch = next(iter(held_out))
