@@ -165,6 +165,8 @@ class MICC(FaceDataModule):
         batch_size: samples per batch (per device).
         eval_shape: ``"neutral"`` (identity shape without expression) or ``"full"`` (the reconstructed
             vertices), see :mod:`facezoo.methods.protocols.micc`.
+        pooling: ``"sequence"`` (one RMSE of the sequence's average shape; Deng et al., MVF-Net) or
+            ``"frame"`` (one RMSE per frame, then their mean; SIR's Table V).
         crop_radius: mm around the nose tip kept of the scan.
         forehead_cut: mm above the nose tip cut off (None = no cut).
         exclude_subjects: subjects left out (e.g. ``[2, 27]`` as MVF-Net).
@@ -183,6 +185,7 @@ class MICC(FaceDataModule):
         annotations: str | None = None,
         batch_size: int = 8,
         eval_shape: str = "neutral",
+        pooling: str = "sequence",
         crop_radius: float = 95.0,
         forehead_cut: float | None = None,
         exclude_subjects: list[int] | None = None,
@@ -191,8 +194,11 @@ class MICC(FaceDataModule):
         super().__init__(batch_size=batch_size, **kwargs)
         if eval_shape not in ("neutral", "full"):
             raise ValueError(f"eval_shape: expected 'neutral' or 'full', got {eval_shape!r}")
+        if pooling not in ("sequence", "frame"):
+            raise ValueError(f"pooling: expected 'sequence' or 'frame', got {pooling!r}")
         self.protocol_options = dict(
             eval_shape=eval_shape,
+            pooling=pooling,
             crop_radius=crop_radius,
             forehead_cut=forehead_cut,
             exclude_subjects=list(exclude_subjects or []),

@@ -114,6 +114,36 @@ def test_facezoo_test_on_micc_prints_table_and_writes_json(group, micc_root, tmp
     assert m["rmse"] == pytest.approx(np.mean([r["rmse"] for r in seq.values()]))
 
 
+def test_frame_pooling_gives_one_rmse_per_frame_and_their_mean(micc_root, tmp_path, capsys):
+    """SIR's per-frame protocol: every frame (every image of a set) is a row; the metrics average rows."""
+    root, ref = micc_root
+    main([
+        "test", "--model=facezoo.methods.Deep3DFace", f"--model.morphable_model={MODEL}",
+        "--model.backbone=resnet18", "--model.backbone_kwargs={width: 8}", "--model.image_size=48",
+        "--data=facezoo.datamodules.MICC", f"--data.root={root}", "--data.image_size=48",
+        "--data.batch_size=3", "--data.num_workers=0", "--data.pooling=frame",
+        f"--data.annotations={root / 'annotations' / 'annotations.json'}",
+        "--trainer.logger=false", "--trainer.enable_progress_bar=false",
+        f"--trainer.default_root_dir={tmp_path}",
+    ])  # fmt: skip
+    assert "per frame" in capsys.readouterr().out
+    results = json.loads((tmp_path / "test_results.json").read_text())
+    assert results["pooling"] == "frame" and "sequences" not in results
+    frames = results["frames"]
+    # the fixture's 2 + 1 + 1 frames, each once (batch 3 splits subject 1's Indoor-Cooperative video)
+    assert sorted((r["subject"], r["video"]) for r in frames) == [
+        (1, "Indoor-Cooperative"), (1, "Indoor-Cooperative"), (1, "PTZ-Outdoor"), (2, "Indoor-Cooperative")
+    ]  # fmt: skip
+    rmse = {(r["subject"], r["index"]): r["rmse"] for r in frames}
+    assert all(v < 1e-3 for (s, _), v in rmse.items() if s == 1)
+    assert [v for (s, _), v in rmse.items() if s == 2] == [pytest.approx(ref["rmse2"], rel=0.01)]
+    coop = [r["rmse"] for r in frames if r["video"] == "Indoor-Cooperative"]
+    assert results["metrics"]["rmse_indoor_cooperative"] == pytest.approx(
+        np.mean(coop)
+    )  # 3 frames, not 2 sequences
+    assert results["metrics"]["rmse"] == pytest.approx(np.mean([r["rmse"] for r in frames]))
+
+
 def test_nose_tip_from_annotations_or_max_z():
     g = np.stack(np.meshgrid(np.linspace(-60, 60, 61), np.linspace(-80, 80, 81)), -1).reshape(-1, 2)
     face = np.c_[g, 25 * np.exp(-((g - [0, -10]) ** 2).sum(1) / 300)]  # the tip at (0, -10, 25)

@@ -97,3 +97,14 @@ def broadcast_from_zero(obj: Any) -> Any:
     box = [obj]
     dist.broadcast_object_list(box, src=0)
     return box[0]
+
+
+def gather_lists(items: list) -> list:
+    """The concatenation of every rank's ``items``, rank 0's first (a copy without ``torch.distributed``)."""
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return list(items)
+    boxes: list = [None] * dist.get_world_size()
+    dist.all_gather_object(boxes, items)
+    return [x for box in boxes for x in box]

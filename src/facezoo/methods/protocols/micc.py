@@ -9,8 +9,9 @@ Which shape, and how frames are pooled (the papers differ; our choices, per the 
 * **Average of the per-frame vertices** of a sequence (subject x video type), then one RMSE per sequence:
   Deng et al. "evaluate the error with the average shape from a sequence" (MVF-Net's "+pool" setting is the
   same average over a triplet). With ``group="subject"`` image sets, every image of a set counts as one frame.
-  (SIR instead averages per-frame errors over 100 random outdoor frames; Genova et al. average embeddings.
-  Neither is implemented here.)
+  ``pooling="frame"`` instead computes one RMSE per frame and averages those (SIR §IV-B, Table V: per-frame
+  errors of the shape only; choose the frames with the datamodule, e.g. ``video_types: [PTZ-Outdoor]``).
+  (Genova et al. average embeddings: not implemented.)
 * **RMSE**: :func:`facezoo.metrics.mesh_rmse` (95 mm crop around the nose tip, scaled ICP, point-to-surface
   distance from every cropped scan point), mean ± population std over the sequences of a video type
   (Deng's Cooperative / Indoor / Outdoor columns) and over all sequences. ``exclude_subjects`` drops subjects
@@ -25,7 +26,9 @@ Which shape, and how frames are pooled (the papers differ; our choices, per the 
 DDP: per-sequence vertex sums and frame counts are :class:`SequenceShapes` states reduced by sum, so that
 ranks holding parts of a sequence add up to the single-process average (DistributedSampler's padding
 repeats are removed exactly, see the class). The reduction happens in ``compute`` on every rank; the scan
-loading and ICP then run **once, on rank 0**, and the numbers are broadcast to the other ranks.
+loading and ICP then run **once, on rank 0**, and the numbers are broadcast to the other ranks. With
+``pooling="frame"`` each rank computes its frames' RMSEs as they come (no shape is kept) and the rows are
+gathered, padding repeats dropped by dataset index.
 """
 
 from __future__ import annotations
@@ -44,6 +47,7 @@ from facezoo.methods.protocols.base import (
     ProtocolRunner,
     broadcast_from_zero,
     distributed_rank,
+    gather_lists,
     neutral_shape,
 )
 from facezoo.methods.views import unflatten_views
@@ -194,6 +198,11 @@ class MICCProtocol(ProtocolRunner):
         self.eval_shape = opts.get("eval_shape", "neutral")
         if self.eval_shape not in ("neutral", "full"):
             raise ValueError(f"eval_shape: expected 'neutral' or 'full', got {self.eval_shape!r}")
+        self.pooling = opts.get("pooling", "sequence")
+        if self.pooling not in ("sequence", "frame"):
+            raise ValueError(f"pooling: expected 'sequence' or 'frame', got {self.pooling!r}")
+        self.frame_rows: list[dict[str, Any]] = []
+        self._scans: dict[int, tuple] = {}
         self.rmse_options = {k: opts[k] for k in ("crop_radius", "forehead_cut") if k in opts}
         self.exclude = set(opts.get("exclude_subjects") or ())
         no_scan = sorted({s for s, _, _ in ds.items} - set(ds.scans) - self.exclude)
@@ -228,6 +237,18 @@ class MICCProtocol(ProtocolRunner):
             slots = [self.slot[(int(s), int(v))] for s, v in zip(ident, view)]
         except KeyError as err:
             raise ValueError(f"(subject, video type) {err.args[0]} is not in the MICC dataset") from None
+        if self.pooling == "frame":  # one RMSE per image now; nothing kept but the rows
+            index = torch.as_tensor(batch["index"]).reshape(-1).tolist()
+            for row, v in enumerate(unflatten_views(shape, m).detach().cpu()):
+                subject, vt = self.keys[slots[row]]
+                if subject in self.exclude:
+                    continue
+                for view in range(m):
+                    rmse = self._sequence_rmse(method, v[view], subject)
+                    name = self._video_name(vt)
+                    self.frame_rows.append({"subject": subject, "video": name, "frames": 1, "rmse": rmse,
+                                            "index": int(index[row]), "view": view})  # fmt: skip
+            return
         sums = unflatten_views(shape, m).sum(1)
         self.shapes.update(sums, torch.full((b,), float(m)), torch.tensor(slots), batch["index"])
 
@@ -243,40 +264,56 @@ class MICCProtocol(ProtocolRunner):
             return points, {k: points[corr[k]] for k in MICC_LANDMARKS}
         return points, None
 
-    def _rmse(self, method, mean: Tensor, frames: Tensor) -> list[dict[str, Any]]:
+    def _video_name(self, vt: int) -> str:
+        return self.video_types[vt] if vt < len(self.video_types) else str(vt)
+
+    def _sequence_rmse(self, method, v: Tensor, subject: int) -> float:
+        """:func:`mesh_rmse` of the shape ``v [N,3]`` against ``subject``'s scan (scans read once)."""
         model = method.morphable
-        tri = model.triangles.cpu()
+        if subject not in self._scans:
+            self._scans[subject] = self._scan(subject)
+        points, lm = self._scans[subject]
+        v = v.cpu()
+        pred_lm = target_lm = None
+        if lm is not None and v.shape[0] == model.n_vertices:
+            lm68 = model.landmarks(v[None].to(model.mean))[0].double().cpu()
+            pred_lm = torch.stack([lm68[list(i)].mean(0) for i in MICC_LANDMARKS.values()])
+            target_lm = np.stack([lm[k] for k in MICC_LANDMARKS])
+        rmse = mesh_rmse(
+            v, model.triangles.cpu(), points, micc_nose_tip(points, lm),
+            pred_landmarks=pred_lm, target_landmarks=target_lm, **self.rmse_options,
+        )  # fmt: skip
+        return float(rmse)
+
+    def _rmse(self, method, mean: Tensor, frames: Tensor) -> list[dict[str, Any]]:
         import sys
 
         from tqdm import tqdm
 
-        rows, scans = [], {}
+        rows = []
         keys = tqdm(self.keys, desc="MICC scan RMSE", unit="seq", file=sys.stderr, leave=False)
         for slot, (subject, vt) in enumerate(keys):
             if frames[slot] <= 0 or subject in self.exclude:
                 continue
-            if subject not in scans:
-                scans[subject] = self._scan(subject)
-            points, lm = scans[subject]
-            v = mean[slot].cpu()
-            pred_lm = target_lm = None
-            if lm is not None and v.shape[0] == model.n_vertices:
-                lm68 = model.landmarks(v[None].to(model.mean))[0].double().cpu()
-                pred_lm = torch.stack([lm68[list(i)].mean(0) for i in MICC_LANDMARKS.values()])
-                target_lm = np.stack([lm[k] for k in MICC_LANDMARKS])
-            rmse = mesh_rmse(
-                v, tri, points, micc_nose_tip(points, lm),
-                pred_landmarks=pred_lm, target_landmarks=target_lm, **self.rmse_options,
-            )  # fmt: skip
-            name = self.video_types[vt] if vt < len(self.video_types) else str(vt)
-            rows.append({"subject": subject, "video": name, "frames": int(frames[slot]), "rmse": float(rmse)})
+            rmse = self._sequence_rmse(method, mean[slot], subject)
+            rows.append({"subject": subject, "video": self._video_name(vt), "frames": int(frames[slot]),
+                         "rmse": rmse})  # fmt: skip
         return rows
 
+    def _frame_rows(self) -> list[dict[str, Any]]:
+        """Every rank's per-frame rows, each (dataset index, view) once (DistributedSampler pads by repeating
+        items)."""
+        unique = {(r["index"], r["view"]): r for r in gather_lists(self.frame_rows)}
+        return [unique[k] for k in sorted(unique)]
+
     def compute(self, method) -> ProtocolResult:
-        mean, frames = self.shapes.compute()  # collective: every rank takes part in the reduction
-        rank, _ = distributed_rank()
-        rows = self._rmse(method, mean, frames) if rank == 0 else None
-        rows = broadcast_from_zero(rows)
+        if self.pooling == "frame":
+            rows = self._frame_rows()  # collective: every rank gathers
+        else:
+            mean, frames = self.shapes.compute()  # collective: every rank takes part in the reduction
+            rank, _ = distributed_rank()
+            rows = self._rmse(method, mean, frames) if rank == 0 else None
+            rows = broadcast_from_zero(rows)
         metrics: dict[str, float] = {}
         table_rows: dict[str, dict[str, Any]] = {}
         groups = [(vt, [r["rmse"] for r in rows if r["video"] == vt]) for vt in self.video_types]
@@ -284,16 +321,21 @@ class MICCProtocol(ProtocolRunner):
         for name, vals in groups:
             if not vals:
                 continue
+            mine = [r for r in rows if name == "all" or r["video"] == name]
             a = np.asarray(vals)
             suffix = "" if name == "all" else f"_{_vt_key(name)}"
             metrics[f"rmse{suffix}"], metrics[f"rmse{suffix}_std"] = float(a.mean()), float(a.std())
             table_rows[name] = {
-                "RMSE (mm)": f"{a.mean():.3f} ± {a.std():.3f}", "sequences": len(a),
-                "frames": sum(r["frames"] for r in rows if name == "all" or r["video"] == name),
+                "RMSE (mm)": f"{a.mean():.3f} ± {a.std():.3f}",
+                "sequences": len({(r["subject"], r["video"]) for r in mine}),
+                "frames": sum(r["frames"] for r in mine),
             }  # fmt: skip
         table = format_table(table_rows, row_header="video") if table_rows else ""
         title = (
-            f"test results: MICC Florence RMSE, {self.eval_shape} shape averaged per sequence "
+            f"test results: MICC Florence RMSE, {self.eval_shape} shape "
+            f"{'per frame' if self.pooling == 'frame' else 'averaged per sequence'} "
             f"({type(method).__name__})"
         )
-        return ProtocolResult(metrics, table, title, {"sequences": rows, "eval_shape": self.eval_shape})
+        extra = {"frames" if self.pooling == "frame" else "sequences": rows, "eval_shape": self.eval_shape,
+                 "pooling": self.pooling}  # fmt: skip
+        return ProtocolResult(metrics, table, title, extra)
