@@ -23,7 +23,7 @@ from torch.utils.data import DataLoader, Dataset
 from facezoo.data.sample import collate
 from facezoo.data.samplers import IdentityBalancedSampler, ResumableDataLoader, ShardedRandomSampler
 
-from ._base import batch_keys, check_loader_sizes, key_names
+from ._base import check_loader_sizes, key_names
 from .synthetic import SyntheticFaces
 
 #: the 3D labels an unlabelled identity's images lack.
@@ -107,10 +107,7 @@ class SyntheticIdentities(LightningDataModule):
     """
 
     protocol = "reconstruction"
-    provides = batch_keys(
-        "image", "landmarks68", "landmarks5", "identity", "view", "yaw", "mask", "index",
-        params=("id", "exp", "tex", "angles", "translation", "light", "vertices"),
-    )  # fmt: skip
+    provides = SyntheticFaces.provides  # the same rendered faces, grouped by identity
 
     def __init__(
         self,

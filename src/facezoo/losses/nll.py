@@ -58,6 +58,15 @@ def _sigma(sigma: Tensor, like: Tensor) -> Tensor:
     return sigma
 
 
+def _scale(pred: Tensor, target: Tensor, sigma: Tensor, eps: float) -> Tensor:
+    """The checked inputs' scale map at the resolution of ``pred``, plus ``eps``."""
+    _check("pred", pred)
+    _check("target", target)
+    if pred.shape != target.shape:
+        raise ValueError(f"target: expected the shape of pred {tuple(pred.shape)}, got {tuple(target.shape)}")
+    return _sigma(sigma, pred) + eps
+
+
 def laplacian_nll(
     pred: Tensor,
     target: Tensor,
@@ -83,11 +92,7 @@ def laplacian_nll(
         >>> round(float(laplacian_nll(x + 1.0, x, s, eps=0.0)), 4)   # sqrt2 + ln sqrt2
         1.7608
     """
-    _check("pred", pred)
-    _check("target", target)
-    if pred.shape != target.shape:
-        raise ValueError(f"target: expected the shape of pred {tuple(pred.shape)}, got {tuple(target.shape)}")
-    s = _sigma(sigma, pred) + eps
+    s = _scale(pred, target, sigma, eps)
     l1 = (pred - target).abs()
     nll = math.sqrt(2.0) * l1 / s + torch.log(math.sqrt(2.0) * s)
     return _reduce(nll, mask, valid)
@@ -116,10 +121,6 @@ def gaussian_nll(
         >>> round(float(gaussian_nll(x + 1.0, x, s, eps=0.0)), 4)   # 1/2 + ln sqrt(2 pi)
         1.4189
     """
-    _check("pred", pred)
-    _check("target", target)
-    if pred.shape != target.shape:
-        raise ValueError(f"target: expected the shape of pred {tuple(pred.shape)}, got {tuple(target.shape)}")
-    s = _sigma(sigma, pred) + eps
+    s = _scale(pred, target, sigma, eps)
     nll = (pred - target) ** 2 / (2.0 * s**2) + torch.log(math.sqrt(2.0 * math.pi) * s)
     return _reduce(nll, mask, valid)
